@@ -1,0 +1,23 @@
+# `make repro` / `make test` work on a fresh machine: they install ffmpeg (Debian/Ubuntu), a venv and the
+# package, then run the pipeline on the embedded sample / the test suite.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export HF_HUB_OFFLINE ?= 1
+export DVC_NO_ANALYTICS := 1
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: setup repro test
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	@command -v ffmpeg >/dev/null || { apt-get update -qq && apt-get install -y -qq ffmpeg; }
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[deep,test]'
+	touch $@
+
+repro: setup
+	dvc repro
+
+test: setup
+	pytest -q

@@ -1,0 +1,79 @@
+"""The ``remodiff`` command line: list plug-ins, inspect stores, run a pipeline stage."""
+from __future__ import annotations
+
+import logging
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(help="ReMoDiff: missing-modality imputation for multimodal affect recognition.",
+                  no_args_is_help=True, add_completion=False)
+
+
+class Kind(str, Enum):
+    datasets = "datasets"
+    extractors = "extractors"
+    imputers = "imputers"
+    fusers = "fusers"
+    protocols = "protocols"
+
+
+def setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def registry(kind: Kind):
+    if kind is Kind.datasets:
+        from remodiff.data import DATASETS as reg
+    elif kind is Kind.extractors:
+        from remodiff.features import EXTRACTORS as reg
+    elif kind is Kind.imputers:
+        from remodiff.imputers import IMPUTERS as reg
+    elif kind is Kind.fusers:
+        from remodiff.fusion import FUSERS as reg
+    else:
+        from remodiff.evaluation.masks import PROTOCOLS as reg
+    return reg
+
+
+@app.command("list")
+def list_(kind: Kind = typer.Argument(..., help="which plug-in point")) -> None:
+    """Print the registered names of a plug-in point, one per line."""
+    for name in registry(kind).names():
+        typer.echo(name)
+
+
+@app.command()
+def info(path: Path = typer.Argument(..., exists=True, dir_okay=False, help="an HDF5 store")) -> None:
+    """Summarise a segment, feature, mask or reconstruction store."""
+    from remodiff.store import describe
+
+    typer.echo(describe(path))
+
+
+@app.command()
+def run(stage: str = typer.Argument(..., help="sample, segment, extract, masks, train_imputer, reconstruct, "
+                                               "train_fuser or evaluate"),
+        params: Path = typer.Option(Path("params.yaml"), help="the params file")) -> None:
+    """Run one pipeline stage (what `dvc repro` runs, without DVC's caching)."""
+    from remodiff.params import load_params
+    from remodiff.pipeline import STAGES
+
+    if stage not in STAGES:
+        raise typer.BadParameter(f"unknown stage {stage!r}; valid: {', '.join(STAGES)}")
+    setup_logging()
+    STAGES[stage](load_params(params))
+
+
+def run_stage(stage: str) -> None:
+    """Entry point of the thin ``stages/<stage>.py`` scripts."""
+    from remodiff.params import load_params
+    from remodiff.pipeline import STAGES
+
+    setup_logging()
+    STAGES[stage](load_params())
+
+
+if __name__ == "__main__":
+    app()

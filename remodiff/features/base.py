@@ -1,0 +1,87 @@
+"""The extractor protocol: one modality of one segmented clip -> ``[segments, dim]`` features."""
+from __future__ import annotations
+
+import abc
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import h5py
+import numpy as np
+
+from remodiff.registry import Registry
+from remodiff.store import read_clip_attrs
+
+EXTRACTORS: Registry[type["Extractor"]] = Registry("extractor")
+MODALITIES = ("audio", "video", "text")
+
+
+@dataclass
+class SegmentedClip:
+    """One clip as the segment store holds it."""
+
+    id: str
+    frames: np.ndarray  # [S, F, H, W, 3] uint8
+    audio: np.ndarray  # [S, L] float32
+    has_audio: bool
+    transcript: list[str] | None
+    labels: list[float]
+    fps: float
+    sample_rate: int
+
+
+class Extractor(abc.ABC):
+    """``modality`` says which part of a :class:`SegmentedClip` it reads."""
+
+    modality: str = ""
+
+    def __init__(self, **params):
+        self.params = params
+
+    def fit(self, clips: list[SegmentedClip]) -> None:
+        """Learn what the backend needs from the training clips (e.g. a vocabulary); most need nothing."""
+
+    def has_modality(self, clip: SegmentedClip) -> bool:
+        if self.modality == "audio":
+            return clip.has_audio
+        if self.modality == "text":
+            return clip.transcript is not None
+        return True
+
+    @abc.abstractmethod
+    def extract(self, clip: SegmentedClip) -> np.ndarray:
+        """``[S, D]`` float32 features; only called when :meth:`has_modality` is True."""
+
+    @property
+    @abc.abstractmethod
+    def dim(self) -> int:
+        """Feature size D (known after :meth:`fit`)."""
+
+
+def build_extractor(modality: str, params: dict) -> Extractor:
+    params = dict(params)
+    backend = params.pop("backend")
+    cls = EXTRACTORS.get(backend)
+    if cls.modality != modality:
+        raise ValueError(f"extractor {backend!r} reads {cls.modality}, but is configured for {modality}")
+    return cls(**params)
+
+
+def iter_segment_store(path: str | Path, with_media: bool = True) -> Iterator[SegmentedClip]:
+    """Stream clips from a segment store, one at a time (never the whole split in memory)."""
+    with h5py.File(path, "r") as f:
+        config = json.loads(f.attrs["config"])
+        for clip_id in sorted(f["clips"]):
+            g = f["clips"][clip_id]
+            attrs = read_clip_attrs(g)
+            yield SegmentedClip(
+                id=clip_id,
+                frames=g["frames"][()] if with_media else np.empty(0, np.uint8),
+                audio=g["audio"][()] if with_media else np.empty(0, np.float32),
+                has_audio=attrs["has_audio"],
+                transcript=attrs["transcript"],
+                labels=attrs["labels"],
+                fps=config["fps"],
+                sample_rate=config["sample_rate"],
+            )

@@ -1,0 +1,60 @@
+"""The fuser protocol: a downstream model from per-segment multimodal features to the task labels."""
+from __future__ import annotations
+
+import abc
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from remodiff.registry import Registry
+from remodiff.store import FeatureSet, write_json_atomic
+
+FUSERS: Registry[type["Fuser"]] = Registry("fuser")
+
+
+class Fuser(abc.ABC):
+    name: str = ""
+
+    def __init__(self, modalities: list[str], **params):
+        self.modalities = list(modalities)
+        self.params = params
+
+    @abc.abstractmethod
+    def fit(self, train: FeatureSet, val: FeatureSet | None, history_path: str | Path | None = None) -> None: ...
+
+    @abc.abstractmethod
+    def predict(self, data: FeatureSet) -> np.ndarray:
+        """``[N, L]`` predictions for the clips of ``data``."""
+
+    @abc.abstractmethod
+    def state_dict(self) -> dict: ...
+
+    @abc.abstractmethod
+    def load_state_dict(self, state: dict) -> None: ...
+
+    def check(self, data: FeatureSet) -> None:
+        lacking = [m for m in self.modalities if m not in data.features]
+        if lacking:
+            raise ValueError(f"fuser {self.name!r} needs modalities {lacking}, the feature set has {data.modalities}")
+
+    def save(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(directory / "fuser.json", {"type": self.name, "modalities": self.modalities,
+                                                     "params": self.params})
+        torch.save(self.state_dict(), directory / "state.pt.partial")
+        (directory / "state.pt.partial").replace(directory / "state.pt")
+
+
+def build_fuser(name: str, modalities: list[str], params: dict | None = None) -> Fuser:
+    return FUSERS.get(name)(modalities, **(params or {}))
+
+
+def load_fuser(directory: str | Path) -> Fuser:
+    directory = Path(directory)
+    meta = json.loads((directory / "fuser.json").read_text())
+    fuser = build_fuser(meta["type"], meta["modalities"], meta["params"])
+    fuser.load_state_dict(torch.load(directory / "state.pt", weights_only=False))
+    return fuser

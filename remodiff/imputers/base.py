@@ -1,0 +1,100 @@
+"""The imputer protocol: fit on training features, fill every missing (clip, modality, segment) slot.
+
+Adding an imputer = one module that subclasses :class:`Imputer` and decorates it with
+``@IMPUTERS.register("name")``, plus one import line in ``remodiff/imputers/__init__.py``.
+"""
+from __future__ import annotations
+
+import abc
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+from remodiff.registry import Registry
+from remodiff.store import FeatureSet, write_json_atomic
+
+IMPUTERS: Registry[type["Imputer"]] = Registry("imputer")
+
+
+class Imputer(abc.ABC):
+    """Base class. ``params`` are the imputer's own section of params.yaml (``imputer.<name>``)."""
+
+    name: str = ""
+    #: stochastic imputers draw from the generator given to :meth:`impute`
+    stochastic: bool = False
+
+    def __init__(self, **params):
+        self.params = params
+        self.modalities: list[str] = []
+
+    @abc.abstractmethod
+    def fit(self, train: FeatureSet, val: FeatureSet | None = None, seed: int = 0) -> None:
+        """Learn from training clips (all modalities present where ``train.available`` says so)."""
+
+    @abc.abstractmethod
+    def _fill(self, data: FeatureSet, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Return full ``[N, S, D]`` arrays per modality; only the missing slots of them are used."""
+
+    def impute(self, data: FeatureSet, rng: np.random.Generator | None = None) -> FeatureSet:
+        """Fill the slots where ``data.available`` is False; available slots are returned unchanged.
+
+        The result marks every slot available (a reconstruction is complete by construction).
+        """
+        if not self.modalities:
+            raise RuntimeError(f"imputer {self.name!r} is not fitted")
+        if set(data.modalities) != set(self.modalities):
+            raise ValueError(f"imputer {self.name!r} was fitted on {self.modalities}, data has {data.modalities}")
+        rng = rng if rng is not None else np.random.default_rng(0)
+        filled = self._fill(data, rng)
+        features, available = {}, {}
+        for m in data.modalities:
+            x, fill, mask = data.features[m], filled[m], data.available[m]
+            if fill.shape != x.shape:
+                raise ValueError(f"imputer {self.name!r} returned {m} of shape {fill.shape}, expected {x.shape}")
+            out = np.where(mask[..., None], x, fill).astype(np.float32)
+            if not np.all(np.isfinite(out)):
+                raise ValueError(f"imputer {self.name!r} produced non-finite {m} features")
+            features[m] = out
+            available[m] = np.ones_like(mask, dtype=bool)
+        return FeatureSet(list(data.ids), features, available, data.labels, list(data.label_names), dict(data.attrs))
+
+    # Saving: subclasses with torch modules override ``_state``/``_set_state``; plain numpy state pickles.
+    def save(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(directory / "imputer.json", {"type": self.name, "params": self.params,
+                                                       "modalities": self.modalities})
+        tmp = directory / "state.pkl.partial"
+        with open(tmp, "wb") as f:
+            pickle.dump(self._state(), f)
+        tmp.replace(directory / "state.pkl")
+
+    def _state(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k not in ("params", "modalities")}
+
+    def _set_state(self, state: dict) -> None:
+        self.__dict__.update(state)
+
+
+def build_imputer(name: str, params: dict | None = None) -> Imputer:
+    return IMPUTERS.get(name)(**(params or {}))
+
+
+def load_imputer(directory: str | Path) -> Imputer:
+    directory = Path(directory)
+    meta = json.loads((directory / "imputer.json").read_text())
+    imputer = build_imputer(meta["type"], meta["params"])
+    imputer.modalities = meta["modalities"]
+    with open(directory / "state.pkl", "rb") as f:
+        imputer._set_state(pickle.load(f))
+    return imputer
+
+
+def masked_mean(x: np.ndarray, available: np.ndarray, axis: int) -> np.ndarray:
+    """Mean of ``x`` over ``axis`` counting only available slots (0 where none is available)."""
+    weights = available.astype(np.float64)[..., None]
+    total = (x * weights).sum(axis=axis)
+    count = weights.sum(axis=axis)
+    return np.divide(total, count, out=np.zeros_like(total), where=count > 0)

@@ -1,0 +1,36 @@
+"""Composition baselines of the seeds: zeros and the training mean."""
+from __future__ import annotations
+
+import numpy as np
+
+from remodiff.imputers.base import IMPUTERS, Imputer, masked_mean
+from remodiff.store import FeatureSet
+
+
+@IMPUTERS.register("zero")
+class ZeroImputer(Imputer):
+    """Missing features become zeros (seeds 000, 003)."""
+
+    name = "zero"
+
+    def fit(self, train: FeatureSet, val: FeatureSet | None = None, seed: int = 0) -> None:
+        self.modalities = train.modalities
+        self.shapes = {m: train.features[m].shape[1:] for m in train.modalities}
+
+    def _fill(self, data: FeatureSet, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        return {m: np.zeros_like(data.features[m]) for m in data.modalities}
+
+
+@IMPUTERS.register("mean")
+class MeanImputer(Imputer):
+    """Missing features become the training mean of that modality at that segment position (seed 003)."""
+
+    name = "mean"
+
+    def fit(self, train: FeatureSet, val: FeatureSet | None = None, seed: int = 0) -> None:
+        self.modalities = train.modalities
+        self.means = {m: masked_mean(train.features[m], train.available[m], axis=0).astype(np.float32)
+                      for m in train.modalities}
+
+    def _fill(self, data: FeatureSet, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        return {m: np.broadcast_to(self.means[m], data.features[m].shape).copy() for m in data.modalities}

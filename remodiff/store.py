@@ -1,0 +1,234 @@
+"""The one HDF5 reader/writer of ReMoDiff.
+
+Every HDF5 file is written through :func:`atomic_h5`: data goes to ``<name>.partial`` and is renamed
+into place only when the writer finishes, so a crash never leaves a truncated file under the real name.
+A ``.partial`` left by an interrupted run is reopened by :class:`ClipStore` so work resumes clip by clip.
+
+Layouts (documented in the README):
+
+* segment store ``data/segments/<split>.h5``: ``clips/<clip_id>/{frames [S,F,H,W,3] uint8, audio [S,L] float32}``
+  with attrs ``transcript`` (JSON list of S strings, or null), ``has_audio``, ``labels``, ``complete``.
+* feature set (feature store ``data/features/<split>.h5`` or a group inside another file):
+  ``ids [N]``, ``labels [N,L]`` (attr ``label_names``), ``features/<modality> [N,S,D]`` float32,
+  ``available/<modality> [N,S]`` bool.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import h5py
+import numpy as np
+
+log = logging.getLogger(__name__)
+STRING = h5py.string_dtype()
+
+
+def partial_path(path: Path) -> Path:
+    return path.with_name(path.name + ".partial")
+
+
+@contextmanager
+def atomic_h5(path: str | Path, resume: bool = False) -> Iterator[h5py.File]:
+    """Open ``path.partial`` for writing and rename it to ``path`` on success.
+
+    With ``resume`` an existing ``.partial`` is reopened (append mode) instead of truncated.
+    On an exception the ``.partial`` stays, so a resumable writer can continue from it.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = partial_path(path)
+    mode = "a" if resume and tmp.exists() else "w"
+    with h5py.File(tmp, mode) as f:
+        yield f
+    os.replace(tmp, path)
+
+
+def write_json_atomic(path: str | Path, payload) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = partial_path(path)
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------------------------
+# Feature sets: what extractors write and imputers / fusers read.
+# --------------------------------------------------------------------------------------------
+@dataclass
+class FeatureSet:
+    """Per-clip, per-segment features of several modalities.
+
+    ``features[m]`` is ``[N, S, D]`` float32; ``available[m]`` is ``[N, S]`` bool (False = the modality is
+    missing for that clip/segment: naturally, e.g. no transcript, or by a mask). Missing slots hold zeros.
+    """
+
+    ids: list[str]
+    features: dict[str, np.ndarray]
+    available: dict[str, np.ndarray]
+    labels: np.ndarray
+    label_names: list[str]
+    attrs: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.ids)
+        if self.labels.shape[0] != n:
+            raise ValueError(f"labels have {self.labels.shape[0]} rows for {n} clips")
+        if set(self.features) != set(self.available):
+            raise ValueError(f"features {sorted(self.features)} and availability {sorted(self.available)} differ")
+        for m, x in self.features.items():
+            a = self.available[m]
+            if x.shape[0] != n or a.shape != x.shape[:2]:
+                raise ValueError(f"modality {m!r}: features {x.shape} / availability {a.shape} do not fit {n} clips")
+
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.features)
+
+    @property
+    def n_segments(self) -> int:
+        return next(iter(self.features.values())).shape[1]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def with_mask(self, mask: dict[str, np.ndarray]) -> "FeatureSet":
+        """A copy where a slot is available only if it is available here *and* in ``mask``; missing slots zeroed."""
+        features, available = {}, {}
+        for m in self.modalities:
+            if m not in mask:
+                raise ValueError(f"mask has no entry for modality {m!r} (has {sorted(mask)})")
+            if mask[m].shape != self.available[m].shape:
+                raise ValueError(f"mask for {m!r} has shape {mask[m].shape}, expected {self.available[m].shape}")
+            available[m] = self.available[m] & mask[m].astype(bool)
+            features[m] = np.where(available[m][..., None], self.features[m], 0.0).astype(np.float32)
+        return FeatureSet(list(self.ids), features, available, self.labels.copy(), list(self.label_names), dict(self.attrs))
+
+    def subset(self, modalities: list[str]) -> "FeatureSet":
+        missing = [m for m in modalities if m not in self.features]
+        if missing:
+            raise ValueError(f"modalities {missing} are not in this feature set (has {self.modalities})")
+        return FeatureSet(list(self.ids), {m: self.features[m] for m in modalities},
+                          {m: self.available[m] for m in modalities}, self.labels, list(self.label_names), dict(self.attrs))
+
+
+def write_featureset(group: h5py.Group, fs: FeatureSet) -> None:
+    group.create_dataset("ids", data=np.array(fs.ids, dtype=object), dtype=STRING)
+    group.create_dataset("labels", data=fs.labels.astype(np.float32))
+    group["labels"].attrs["label_names"] = json.dumps(fs.label_names)
+    for m in fs.modalities:
+        x = fs.features[m]
+        if not np.all(np.isfinite(x)):
+            bad = np.unique(np.nonzero(~np.isfinite(x))[0])
+            raise ValueError(f"non-finite {m} features for clips {[fs.ids[i] for i in bad[:5]]}")
+        group.create_dataset(f"features/{m}", data=x.astype(np.float32), compression="gzip", shuffle=True,
+                             chunks=(1, *x.shape[1:]) if len(x) else None)
+        group.create_dataset(f"available/{m}", data=fs.available[m].astype(bool))
+    group.attrs["meta"] = json.dumps(fs.attrs)
+
+
+def read_featureset(group: h5py.Group, modalities: list[str] | None = None) -> FeatureSet:
+    names = list(group["features"]) if modalities is None else modalities
+    missing = [m for m in names if m not in group["features"]]
+    if missing:
+        raise ValueError(f"{group.file.filename}: no features for modality {missing}; the store has {list(group['features'])}")
+    return FeatureSet(
+        ids=[s.decode() if isinstance(s, bytes) else s for s in group["ids"][()]],
+        features={m: group[f"features/{m}"][()] for m in names},
+        available={m: group[f"available/{m}"][()].astype(bool) for m in names},
+        labels=group["labels"][()],
+        label_names=json.loads(group["labels"].attrs["label_names"]),
+        attrs=json.loads(group.attrs.get("meta", "{}")),
+    )
+
+
+def save_featureset(path: str | Path, fs: FeatureSet) -> None:
+    with atomic_h5(path) as f:
+        write_featureset(f, fs)
+
+
+def load_featureset(path: str | Path, modalities: list[str] | None = None) -> FeatureSet:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"feature store {path} does not exist; run the extract stage first")
+    with h5py.File(path, "r") as f:
+        return read_featureset(f, modalities)
+
+
+# --------------------------------------------------------------------------------------------
+# Clip stores: one group per clip, written incrementally and resumable.
+# --------------------------------------------------------------------------------------------
+class ClipStore:
+    """Writes one HDF5 group per clip into ``<path>.partial``; finished clips survive an interruption.
+
+    Use as a context manager: on a clean exit the file is renamed to ``path``. A re-run after a crash
+    reopens the ``.partial`` and :meth:`done` tells which clips are already complete.
+    """
+
+    def __init__(self, path: str | Path, attrs: dict):
+        self.path = Path(path)
+        self.attrs = attrs
+        self._ctx = atomic_h5(self.path, resume=True)
+
+    def __enter__(self) -> "ClipStore":
+        self.file = self._ctx.__enter__()
+        stored = self.file.attrs.get("config")
+        config = json.dumps(self.attrs, sort_keys=True)
+        if stored is not None and stored != config:
+            # An interrupted run with other settings: its clips are not reusable.
+            log.warning("%s: settings changed since the interrupted run, starting over", partial_path(self.path))
+            for key in list(self.file):
+                del self.file[key]
+        self.file.attrs["config"] = config
+        self.clips = self.file.require_group("clips")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._ctx.__exit__(*exc)
+
+    def done(self, clip_id: str) -> bool:
+        return clip_id in self.clips and bool(self.clips[clip_id].attrs.get("complete", False))
+
+    def write(self, clip_id: str, arrays: dict[str, np.ndarray], attrs: dict) -> None:
+        if clip_id in self.clips:
+            del self.clips[clip_id]
+        g = self.clips.create_group(clip_id)
+        for name, value in arrays.items():
+            g.create_dataset(name, data=value, compression="gzip", shuffle=True)
+        for key, value in attrs.items():
+            g.attrs[key] = json.dumps(value)
+        g.attrs["complete"] = True  # set last: a clip cut off mid-write is redone
+        self.file.flush()
+
+
+def read_clip_attrs(group: h5py.Group) -> dict:
+    return {k: json.loads(v) for k, v in group.attrs.items() if k != "complete"}
+
+
+def describe(path: str | Path) -> str:
+    """A human summary of any ReMoDiff HDF5 file (used by ``remodiff info``)."""
+    lines = [str(path)]
+    with h5py.File(path, "r") as f:
+        for key, value in f.attrs.items():
+            lines.append(f"  attr {key}: {value if len(str(value)) < 200 else str(value)[:200] + '...'}")
+
+        def visit(name, obj):
+            if name.startswith("clips/") and name.count("/") > 1:
+                return
+            if isinstance(obj, h5py.Dataset):
+                lines.append(f"  {name}: {obj.shape} {obj.dtype}")
+
+        f.visititems(visit)
+        if "clips" in f:
+            clips = f["clips"]
+            complete = sum(bool(clips[c].attrs.get("complete", False)) for c in clips)
+            lines.append(f"  clips: {len(clips)} ({complete} complete)")
+            for cid in list(clips)[:3]:
+                shapes = ", ".join(f"{k} {clips[cid][k].shape}" for k in clips[cid])
+                lines.append(f"    {cid}: {shapes}")
+    return "\n".join(lines)
