@@ -32,6 +32,9 @@ class TrainConfig:
     patience: int = 10
     device: str = "auto"
     seed: int = 0
+    # Intra-op CPU threads. The models here are small: one thread avoids thread-sync overhead that made
+    # training 5x slower with two (measured on 2 cores); 0 keeps torch's default.
+    cpu_threads: int = 1
 
     @classmethod
     def from_params(cls, params: Mapping) -> "TrainConfig":
@@ -81,6 +84,8 @@ def fit(model: nn.Module, loss_fn: Callable[[nn.Module, Batch], torch.Tensor], t
     updates; the loop still batches, validates, stops early and logs.
     """
     generator = seed_everything(cfg.seed)
+    if cfg.cpu_threads > 0 and next(iter(train.values())).device.type == "cpu":
+        torch.set_num_threads(cfg.cpu_threads)
     optimizer = None
     if step is None:
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

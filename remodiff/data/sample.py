@@ -243,6 +243,8 @@ def generate_sample(root: str | Path, *, n_train: int = 100, n_val: int = 25, n_
     """Write a synthetic FI-V2-layout dataset to ``root`` (replacing it) and return a summary.
 
     The summary holds ``root``, ``clips`` (clips per split), ``total_clips`` and ``seconds`` taken.
+    With ``workers > 1`` clips are encoded in spawn-started processes (safe next to threads or CUDA), so a
+    script calling this needs the usual ``if __name__ == "__main__":`` guard.
     """
     if n_latents < 4:
         raise ValueError(f"n_latents must be >= 4 (the modalities use z0..z3), got {n_latents}")

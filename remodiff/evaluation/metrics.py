@@ -14,7 +14,6 @@ def pearson_r(y_true: np.ndarray, y_pred: np.ndarray) -> float | None:
     t, p = y_true - y_true.mean(), y_pred - y_pred.mean()
     denom = np.sqrt((t**2).sum() * (p**2).sum())
     if denom == 0:
-        log.warning("Pearson r is undefined for a constant series; reported as null")
         return None
     return float((t * p).sum() / denom)
 
@@ -36,6 +35,9 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray, label_names: list
         out[f"{name}_r"] = r
         if r is not None:
             rs.append(r)
+    undefined = [n for n in label_names if out[f"{n}_r"] is None]
+    if undefined:
+        log.info("Pearson r undefined (constant series) for %s: reported as null", ", ".join(undefined))
     traits = [j for j, n in enumerate(label_names) if n in BIG_FIVE] or list(range(len(label_names)))
     out["mean_acc"] = float(1.0 - abs_err[traits].mean())
     out["mae"] = float(abs_err.mean())

@@ -1,0 +1,87 @@
+"""End to end: `dvc repro` on a tiny generated sample in a temporary git repository."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {
+    "sample": {"n_train": 24, "n_val": 8, "n_test": 8, "duration": 2.0, "size": 32, "fps": 10, "seed": 3},
+    "segment": {"segments": 5, "fps": 5, "frame_size": 32, "sample_rate": 16000, "workers": 2},
+}
+
+
+def run(cmd: list[str], cwd: Path) -> str:
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed")
+    repo = tmp_path_factory.mktemp("project")
+    for name in ("dvc.yaml", ".dvcignore"):
+        shutil.copy(ROOT / name, repo / name)
+    for name in ("stages", "remodiff"):
+        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for section, values in TINY.items():
+        params[section].update(values)
+    params["fuser"]["early"]["train"]["epochs"] = 150
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (repo / ".gitignore").write_text("/data\n/models\n")
+    run(["git", "init", "-q"], repo)
+    run(["dvc", "init", "-q"], repo)
+    run(["dvc", "config", "core.analytics", "false"], repo)
+    # stage scripts import the package from this copy, as a user's clone would
+    os.environ["PYTHONPATH"] = f"{repo}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
+    try:
+        first = run(["dvc", "repro"], repo)
+        yield repo, first
+    finally:
+        os.environ["PYTHONPATH"] = os.environ["PYTHONPATH"].split(os.pathsep, 1)[1]
+
+
+def test_repro_writes_finite_metrics_and_complete_data_beats_the_mean(project):
+    repo, _ = project
+    metrics = json.loads((repo / "metrics" / "downstream.json").read_text())
+    assert {"complete", "train_mean", "audio_missing", "video_missing", "text_missing"} <= set(metrics)
+    for pattern in metrics.values():
+        assert 0.0 < pattern["mean_acc"] <= 1.0 and 0.0 <= pattern["mae"] < 1.0
+    assert metrics["complete"]["mean_acc"] > metrics["train_mean"]["mean_acc"]
+    quality = json.loads((repo / "metrics" / "reconstruction.json").read_text())
+    assert set(quality["video_missing"]) == {"video"} and quality["video_missing"]["video"]["mse"] > 0
+    report = json.loads((repo / "data" / "segments" / "report.json").read_text())
+    assert report["clips"] == {"train": 24, "val": 8, "test": 8} and report["skipped"] == []
+
+
+def test_second_repro_is_up_to_date_and_imputer_switch_reruns_only_downstream(project):
+    repo, _ = project
+    assert "up to date" in run(["dvc", "status"], repo)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["imputer"]["type"] = "mean"
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = run(["dvc", "repro"], repo)
+    ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
+    assert ran == {"train_imputer", "reconstruct", "evaluate"}
+    metrics = json.loads((repo / "metrics" / "downstream.json").read_text())
+    assert metrics["video_missing"]["mean_acc"] > 0
+
+
+def test_unknown_imputer_fails_naming_the_valid_types(project):
+    repo, _ = project
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["imputer"]["type"] = "nope"
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    with pytest.raises(AssertionError, match="unknown imputer 'nope'; valid values: .*mean"):
+        run(["dvc", "repro", "train_imputer"], repo)
