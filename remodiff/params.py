@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-REQUIRED = ("dataset", "segment", "features", "masks", "imputer", "fuser")
+REQUIRED = ("dataset", "segment", "features", "masks", "eval", "imputer", "fuser")
 
 
 def load_params(path: str | Path = "params.yaml") -> dict:

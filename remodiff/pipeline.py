@@ -17,7 +17,8 @@ from tqdm.auto import tqdm
 
 from remodiff.data.adapters import SPLITS, build_dataset
 from remodiff.data.decode import DecodeError, segment_clip
-from remodiff.evaluation.masks import load_masks, make_masks, save_masks
+from remodiff.evaluation.masks import PROTOCOLS, load_masks, make_masks, save_masks
+from remodiff.evaluation.matrix import aggregate, lower_bound_predict, modality_subsets, subset_key
 from remodiff.evaluation.metrics import regression_metrics
 from remodiff.evaluation.reconstruction import reconstruction_metrics
 from remodiff.features import SegmentedClip, build_extractor
@@ -33,7 +34,7 @@ DATA = Path("data")
 SEGMENTS = DATA / "segments"
 FEATURES = DATA / "features"
 MASKS = DATA / "masks" / "test.h5"
-RECONSTRUCTED = DATA / "reconstructed" / "test.h5"
+RECONSTRUCTED = DATA / "reconstructed"
 MODELS = Path("models")
 METRICS = Path("metrics")
 
@@ -142,75 +143,130 @@ def label_names_of(store: Path) -> list[str]:
 
 
 def masks(params: dict) -> None:
-    """Test-time missing-modality masks, saved once so every imputer and fuser sees the same ones."""
+    """Test-time missing-modality masks of every configured protocol, saved once for all imputers and fusers."""
     cfg = params["masks"]
     test = load_featureset(FEATURES / "test.h5")
-    made = make_masks(test, cfg["protocol"], cfg["seed"])
+    chosen = list(PROTOCOLS.names()) if cfg["protocol"] == "all" else [cfg["protocol"]]
+    made = make_masks(test, {name: cfg.get(name) for name in chosen}, cfg["seed"])
     save_masks(MASKS, made, test.ids, cfg)
-    log.info("masks: %d patterns for %d test clips", len(made), len(test))
+    log.info("masks: %d patterns (%s) for %d test clips", len(made), ", ".join(chosen), len(test))
 
 
-def imputer_params(params: dict) -> tuple[str, dict]:
-    cfg = params["imputer"]
-    name = cfg["type"]
-    return name, dict(cfg.get(name) or {})
+def seeds_of(params: dict) -> list[int]:
+    seeds = params["eval"]["seeds"]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"eval.seeds must be a non-empty list of distinct integers, got {seeds}")
+    return list(seeds)
 
 
 def train_imputer(params: dict) -> None:
-    name, own = imputer_params(params)
-    imputer = build_imputer(name, own)  # fails at once, naming the valid types, for an unknown name
+    """One imputer per seed of ``eval.seeds``, fitted on the training split (validation for early stopping)."""
+    cfg = params["imputer"]
+    name, own = cfg["type"], dict(cfg.get(cfg["type"]) or {})
+    build_imputer(name, own)  # fails at once, naming the valid types, for an unknown name
     train = load_featureset(FEATURES / "train.h5")
     val = load_featureset(FEATURES / "val.h5")
-    start = time.perf_counter()
-    imputer.fit(train, val, seed=params["imputer"]["seed"])
-    imputer.save(MODELS / "imputer")
-    log.info("train_imputer %s: %.1fs", name, time.perf_counter() - start)
+    histories = {}
+    for seed in seeds_of(params):
+        start = time.perf_counter()
+        imputer = build_imputer(name, own)
+        imputer.fit(train, val, seed=seed)
+        imputer.save(MODELS / "imputer" / f"seed_{seed}")
+        histories[seed] = getattr(imputer, "history", None)
+        log.info("train_imputer %s seed %d: %.1fs", name, seed, time.perf_counter() - start)
+    # the first seed's training curve for `dvc plots` (empty for imputers that do not train by gradient)
+    write_json_atomic(METRICS / "imputer_history.json", histories[seeds_of(params)[0]] or [])
 
 
 def reconstruct(params: dict) -> None:
-    """Masked and reconstructed test sets per missing pattern, plus reconstruction-quality metrics."""
-    imputer = load_imputer(MODELS / "imputer")
+    """Masked and reconstructed test sets, per seed and pattern (K samples for stochastic imputers),
+    plus reconstruction quality averaged over seeds."""
     test = load_featureset(FEATURES / "test.h5")
     patterns = load_masks(MASKS, test.ids)
-    quality = {}
-    with atomic_h5(RECONSTRUCTED) as f:
-        for i, (pattern, mask) in enumerate(tqdm(patterns.items(), desc="reconstruct")):
-            masked = test.with_mask(mask)
-            rng = np.random.default_rng([params["imputer"]["seed"], i])
-            restored = imputer.impute(masked, rng)
-            write_featureset(f.create_group(f"{pattern}/masked"), masked)
-            write_featureset(f.create_group(f"{pattern}/reconstructed"), restored)
-            quality[pattern] = reconstruction_metrics(test, masked, restored)
-    write_json_atomic(METRICS / "reconstruction.json", quality)
+    samples = params["eval"]["samples"]
+    quality_runs = []
+    for seed in seeds_of(params):
+        imputer = load_imputer(MODELS / "imputer" / f"seed_{seed}")
+        k = samples if imputer.stochastic else 1
+        quality = {}
+        with atomic_h5(RECONSTRUCTED / f"seed_{seed}.h5") as f:
+            for i, (pattern, mask) in enumerate(tqdm(patterns.items(), desc=f"reconstruct seed {seed}")):
+                masked = test.with_mask(mask)
+                write_featureset(f.create_group(f"{pattern}/masked"), masked)
+                for j in range(k):
+                    restored = imputer.impute(masked, np.random.default_rng([seed, i, j]))
+                    write_featureset(f.create_group(f"{pattern}/sample_{j}"), restored)
+                    if j == 0:
+                        quality.update(nest(pattern, reconstruction_metrics(test, masked, restored)))
+        quality_runs.append(quality)
+    write_json_atomic(METRICS / "reconstruction.json", aggregate(quality_runs))
+
+
+def nest(pattern: str, value: dict) -> dict:
+    """``"random/mr_0.3"`` -> ``{"random": {"mr_0.3": value}}`` (metrics read as ``random.mr_0.3.<name>``)."""
+    protocol, setting = pattern.split("/", 1)
+    return {protocol: {setting: value}} if value else {}
+
+
+def fuser_for_seed(params: dict, modalities: list[str], seed: int):
+    cfg = params["fuser"]
+    own = dict(cfg.get(cfg["type"]) or {})
+    own["train"] = {**own.get("train", {}), "seed": seed}
+    return build_fuser(cfg["type"], modalities, own)
 
 
 def train_fuser(params: dict) -> None:
-    cfg = params["fuser"]
+    """Per seed: the fuser on complete data (upper bound, fed with reconstructions) and, for the lower bound,
+    one fuser per proper subset of the modalities, trained and tested on that subset only."""
     modalities = list(params["features"])
-    fuser = build_fuser(cfg["type"], modalities, cfg.get(cfg["type"]))
     train = load_featureset(FEATURES / "train.h5")
     val = load_featureset(FEATURES / "val.h5")
-    start = time.perf_counter()
-    fuser.fit(train, val, history_path=METRICS / "fuser_history.json")
-    fuser.save(MODELS / "fuser")
-    log.info("train_fuser %s: %.1fs", cfg["type"], time.perf_counter() - start)
+    subsets = modality_subsets(modalities) if params["eval"]["lower_bound"] else [tuple(modalities)]
+    for seed in seeds_of(params):
+        for subset in subsets:
+            start = time.perf_counter()
+            fuser = fuser_for_seed(params, list(subset), seed)
+            history = METRICS / "fuser_history.json" if seed == seeds_of(params)[0] and len(subset) == len(
+                modalities) else None
+            fuser.fit(train.subset(list(subset)), val.subset(list(subset)), history_path=history)
+            fuser.save(MODELS / "fuser" / f"seed_{seed}" / subset_key(subset))
+            log.info("train_fuser %s on %s, seed %d: %.1fs", params["fuser"]["type"], subset_key(subset), seed,
+                     time.perf_counter() - start)
 
 
 def evaluate(params: dict) -> dict:
-    """Upper bound (complete test data), the predict-the-training-mean floor, and each reconstructed pattern."""
-    fuser = load_fuser(MODELS / "fuser")
+    """Upper bound (complete test data), the predict-the-training-mean floor, and per protocol setting the
+    imputer's reconstructions (mean prediction over its K samples) and the lower bound; mean and 95 % CI over
+    seeds."""
+    modalities = list(params["features"])
     train = load_featureset(FEATURES / "train.h5")
     test = load_featureset(FEATURES / "test.h5")
     if len(test) == 0:
         raise ValueError("the test split has no clips: nothing to evaluate (check dataset.root and split_dirs)")
     names = test.label_names
+    runs = []
+    for seed in seeds_of(params):
+        folder = MODELS / "fuser" / f"seed_{seed}"
+        full = load_fuser(folder / subset_key(modalities))
+        lower = ({subset_key(s): load_fuser(folder / subset_key(s)) for s in modality_subsets(modalities)}
+                 if params["eval"]["lower_bound"] else None)
+        run = {"complete": regression_metrics(test.labels, full.predict(test), names)}
+        with h5py.File(RECONSTRUCTED / f"seed_{seed}.h5", "r") as f:
+            for protocol in f:
+                for setting in f[protocol]:
+                    group = f[protocol][setting]
+                    samples = [k for k in group if k.startswith("sample_")]
+                    predictions = np.mean([full.predict(read_featureset(group[k])) for k in samples], axis=0)
+                    cell = {"imputed": regression_metrics(test.labels, predictions, names)}
+                    if lower is not None:
+                        masked = read_featureset(group["masked"])
+                        cell["lower_bound"] = regression_metrics(test.labels, lower_bound_predict(lower, masked), names)
+                    run.setdefault(protocol, {})[setting] = cell
+        runs.append(run)
+    results = aggregate(runs)
     floor = np.broadcast_to(train.labels.mean(axis=0), test.labels.shape)
-    results = {"complete": regression_metrics(test.labels, fuser.predict(test), names),
-               "train_mean": regression_metrics(test.labels, floor, names)}
-    with h5py.File(RECONSTRUCTED, "r") as f:
-        for pattern in f:
-            restored = read_featureset(f[f"{pattern}/reconstructed"])
-            results[pattern] = regression_metrics(test.labels, fuser.predict(restored), names)
+    results["train_mean"] = regression_metrics(test.labels, floor, names)
+    results["imputer"] = params["imputer"]["type"]
     write_json_atomic(METRICS / "downstream.json", results)
     log.info("evaluate: complete mean_acc %.4f, train-mean floor %.4f", results["complete"]["mean_acc"],
              results["train_mean"]["mean_acc"])

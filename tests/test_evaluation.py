@@ -1,28 +1,102 @@
 import numpy as np
 import pytest
 
-from remodiff.evaluation.masks import load_masks, make_masks, save_masks
+from remodiff.evaluation.masks import load_masks, make_masks, missing_rate, save_masks
+from remodiff.evaluation.matrix import aggregate, ci95, lower_bound_predict
+from remodiff.store import FeatureSet
 from remodiff.evaluation.metrics import regression_metrics
 from remodiff.registry import UnknownNameError
 from tests.conftest import TRAITS, toy_featureset
 
 
-def test_fixed_protocol_hides_one_modality_per_pattern(tmp_path):
+def test_fixed_protocol_hides_every_proper_subset(tmp_path):
     fs = toy_featureset(6)
-    masks = make_masks(fs, "fixed", seed=0)
-    assert sorted(masks) == ["audio_missing", "text_missing", "video_missing"]
-    for gone in fs.modalities:
-        for m, mask in masks[f"{gone}_missing"].items():
-            assert mask.shape == (6, 5) and mask.all() == (m != gone) and mask.any() == (m != gone)
+    masks = make_masks(fs, {"fixed": None}, seed=0)
+    assert sorted(masks) == sorted(f"fixed/{p}_missing" for p in
+                                   ["audio", "video", "text", "audio+video", "audio+text", "video+text"])
+    for m, mask in masks["fixed/audio+text_missing"].items():
+        assert mask.shape == (6, 5) and mask.all() == (m == "video") and mask.any() == (m == "video")
     save_masks(tmp_path / "m.h5", masks, fs.ids, {"protocol": "fixed"})
     again = load_masks(tmp_path / "m.h5", fs.ids)
+    assert sorted(again) == sorted(masks)
     for p in masks:
         for m in masks[p]:
             np.testing.assert_array_equal(again[p][m], masks[p][m])
     with pytest.raises(ValueError, match="other clips"):
         load_masks(tmp_path / "m.h5", fs.ids[::-1])
     with pytest.raises(UnknownNameError, match="fixed"):
-        make_masks(fs, "nope", seed=0)
+        make_masks(fs, {"nope": None}, seed=0)
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.1, 0.3, 0.5, 0.6])
+def test_random_protocol_hits_the_rate_and_keeps_a_modality_per_clip(rate):
+    fs = toy_featureset(200)
+    mask = make_masks(fs, {"random": [rate]}, seed=7)[f"random/mr_{rate:.1f}"]
+    assert abs(missing_rate(mask) - rate) <= 0.005
+    kept = np.stack([a.all(axis=1) for a in mask.values()], axis=1)
+    assert kept.sum(axis=1).min() >= 1
+    if rate == 0.0:  # IMDer's batch protocol dropped modalities even here
+        assert kept.all()
+
+
+def test_random_masks_are_seeded_and_independent_of_clip_order():
+    fs = toy_featureset(50)
+    a = make_masks(fs, {"random": [0.4]}, seed=1)["random/mr_0.4"]
+    order = np.random.default_rng(0).permutation(len(fs))
+    shuffled = FeatureSet([fs.ids[i] for i in order], {m: x[order] for m, x in fs.features.items()},
+                          {m: x[order] for m, x in fs.available.items()}, fs.labels[order], fs.label_names)
+    b = make_masks(shuffled, {"random": [0.4]}, seed=1)["random/mr_0.4"]
+    for m in a:
+        np.testing.assert_array_equal(a[m][order], b[m])
+    c = make_masks(fs, {"random": [0.4]}, seed=2)["random/mr_0.4"]
+    assert any((a[m] != c[m]).any() for m in a)
+    with pytest.raises(ValueError, match="impossible"):
+        make_masks(fs, {"random": [0.7]}, seed=1)
+
+
+def test_independent_and_segment_protocols_keep_something_per_clip():
+    fs = toy_featureset(300)
+    masks = make_masks(fs, {"independent": [{"audio": 0.9, "video": 0.9, "text": 0.9}], "segments": [0.5]}, seed=3)
+    ind = masks["independent/pa_0.9-pv_0.9-pt_0.9"]
+    present = np.stack([a.all(axis=1) for a in ind.values()], axis=1)
+    assert present.sum(axis=1).min() == 1
+    # P(all three dropped) = .729, then one comes back: about 2.07 of 3 modalities dropped per clip
+    assert 0.62 < 1 - present.mean() < 0.71
+    seg = masks["segments/p_0.5"]
+    for a in seg.values():
+        assert a.any(axis=1).all() and 0.4 < 1 - a.mean() < 0.6
+    with pytest.raises(ValueError, match="unknown modalities"):
+        make_masks(fs, {"independent": [{"smell": 0.5}]}, seed=0)
+
+
+def test_confidence_interval_and_aggregation_against_hand_values():
+    assert ci95([1.0]) is None
+    # mean 2, sd 1, n 3: t(0.975, 2) = 4.302653 -> half-width 4.302653 / sqrt(3)
+    assert ci95([1.0, 2.0, 3.0]) == pytest.approx(4.302653 / np.sqrt(3), rel=1e-5)
+    out = aggregate([{"a": {"acc": 0.8, "r": None}}, {"a": {"acc": 0.9, "r": 0.5}}])
+    assert out["a"]["acc"] == pytest.approx(0.85) and out["a"]["r"] == 0.5 and out["a"]["r_ci95"] is None
+
+
+class ConstantFuser:
+    def __init__(self, value, modalities):
+        self.value, self.modalities = value, modalities
+
+    def predict(self, data):
+        assert data.modalities == self.modalities
+        return np.full(data.labels.shape, self.value, np.float32)
+
+
+def test_lower_bound_routes_each_clip_to_the_fuser_of_its_modalities():
+    fs = toy_featureset(4).subset(["audio", "video"])
+    mask = {"audio": np.array([[1] * 5, [0] * 5, [1] * 5, [1, 0, 0, 0, 0]], bool), "video": np.ones((4, 5), bool)}
+    mask["video"][2] = False
+    fusers = {"audio": ConstantFuser(1.0, ["audio"]), "video": ConstantFuser(2.0, ["video"]),
+              "audio+video": ConstantFuser(3.0, ["audio", "video"])}
+    out = lower_bound_predict(fusers, fs.with_mask(mask))
+    assert out[:, 0].tolist() == [3.0, 2.0, 1.0, 3.0]
+    del fusers["video"]
+    with pytest.raises(ValueError, match="no lower-bound fuser for modalities 'video'"):
+        lower_bound_predict(fusers, fs.with_mask(mask))
 
 
 def test_regression_metrics_against_hand_values():

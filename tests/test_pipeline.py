@@ -38,6 +38,9 @@ def project(tmp_path_factory):
     for section, values in TINY.items():
         params[section].update(values)
     params["fuser"]["early"]["train"]["epochs"] = 150
+    params["eval"]["seeds"] = [0, 1]
+    params["masks"]["random"] = [0.0, 0.3]
+    params["masks"]["segments"] = [0.4]
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (repo / ".gitignore").write_text("/data\n/models\n")
     run(["git", "init", "-q"], repo)
@@ -55,12 +58,19 @@ def project(tmp_path_factory):
 def test_repro_writes_finite_metrics_and_complete_data_beats_the_mean(project):
     repo, _ = project
     metrics = json.loads((repo / "metrics" / "downstream.json").read_text())
-    assert {"complete", "train_mean", "audio_missing", "video_missing", "text_missing"} <= set(metrics)
-    for pattern in metrics.values():
-        assert 0.0 < pattern["mean_acc"] <= 1.0 and 0.0 <= pattern["mae"] < 1.0
+    assert {"complete", "train_mean", "fixed", "random", "independent", "segments"} <= set(metrics)
+    assert len(metrics["fixed"]) == 6 and set(metrics["random"]) == {"mr_0.0", "mr_0.3"}
+    cells = [metrics["complete"], metrics["train_mean"]] + [
+        cell[kind] for protocol in ("fixed", "random", "independent", "segments")
+        for cell in metrics[protocol].values() for kind in ("imputed", "lower_bound")]
+    for cell in cells:
+        assert 0.0 < cell["mean_acc"] <= 1.0 and 0.0 <= cell["mae"] < 1.0
+    assert metrics["complete"]["mean_acc_ci95"] is not None  # two seeds
     assert metrics["complete"]["mean_acc"] > metrics["train_mean"]["mean_acc"]
+    # with nothing missing, reconstruction and lower bound are the complete-data model itself
+    assert metrics["random"]["mr_0.0"]["imputed"]["mean_acc"] == pytest.approx(metrics["complete"]["mean_acc"])
     quality = json.loads((repo / "metrics" / "reconstruction.json").read_text())
-    assert set(quality["video_missing"]) == {"video"} and quality["video_missing"]["video"]["mse"] > 0
+    assert set(quality["fixed"]["video_missing"]) == {"video"} and quality["fixed"]["video_missing"]["video"]["mse"] > 0
     report = json.loads((repo / "data" / "segments" / "report.json").read_text())
     assert report["clips"] == {"train": 24, "val": 8, "test": 8} and report["skipped"] == []
 
@@ -75,7 +85,7 @@ def test_second_repro_is_up_to_date_and_imputer_switch_reruns_only_downstream(pr
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
     assert ran == {"train_imputer", "reconstruct", "evaluate"}
     metrics = json.loads((repo / "metrics" / "downstream.json").read_text())
-    assert metrics["video_missing"]["mean_acc"] > 0
+    assert metrics["imputer"] == "mean" and metrics["fixed"]["video_missing"]["imputed"]["mean_acc"] > 0
 
 
 def test_unknown_imputer_fails_naming_the_valid_types(project):
