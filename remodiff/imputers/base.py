@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from remodiff.registry import Registry
+from remodiff.scaling import masked_mean  # noqa: F401  (importable from here, as before the move)
 from remodiff.store import FeatureSet, write_json_atomic
 
 IMPUTERS: Registry[type["Imputer"]] = Registry("imputer")
@@ -90,11 +91,3 @@ def load_imputer(directory: str | Path) -> Imputer:
     with open(directory / "state.pkl", "rb") as f:
         imputer._set_state(pickle.load(f))
     return imputer
-
-
-def masked_mean(x: np.ndarray, available: np.ndarray, axis: int) -> np.ndarray:
-    """Mean of ``x`` over ``axis`` counting only available slots (0 where none is available)."""
-    weights = available.astype(np.float64)[..., None]
-    total = (x * weights).sum(axis=axis)
-    count = weights.sum(axis=axis)
-    return np.divide(total, count, out=np.zeros_like(total), where=count > 0)
