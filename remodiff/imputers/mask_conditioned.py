@@ -43,6 +43,7 @@ class SegmentCodec:
         self.modalities, self.dims, self.n_segments, self.scaler = list(modalities), dims, n_segments, scaler
         #: modality index of every column of a row
         self.block = np.concatenate([np.full(dims[m], i) for i, m in enumerate(self.modalities)])
+        self._block = torch.as_tensor(self.block)  # the same, as an index tensor on the device last used
         self.width = len(self.block)
         self.cond_dim = self.width + len(self.modalities) + n_segments
 
@@ -70,7 +71,9 @@ class SegmentCodec:
 
     def hidden(self, keep: torch.Tensor) -> torch.Tensor:
         """``[B, W]`` 1 on the columns of hidden modalities."""
-        return 1.0 - keep[:, torch.as_tensor(self.block, device=keep.device)]
+        if self._block.device != keep.device:
+            self._block = self._block.to(keep.device)
+        return 1.0 - keep[:, self._block]
 
     def condition(self, x: torch.Tensor, keep: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         position = nn.functional.one_hot(pos, self.n_segments).to(x.dtype)
