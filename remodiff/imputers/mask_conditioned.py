@@ -115,7 +115,7 @@ class ConditionalGenerator(nn.Module, abc.ABC):
 
 
 class MaskConditionedImputer(Imputer):
-    """Fit/impute/save scaffolding; subclasses build the generator and say how it trains (:meth:`train_generator`)."""
+    """Fit / impute / save scaffolding; subclasses build the generator and train it (:meth:`train_generator`)."""
 
     stochastic = True
 
@@ -144,9 +144,7 @@ class MaskConditionedImputer(Imputer):
         return self.codec.condition(batch["x"], keep, batch["pos"])
 
     def training_keep(self, batch: Batch) -> torch.Tensor:
-        """The validation rows carry their fixed pattern; training rows get a fresh random one."""
-        if "keep" in batch:
-            return batch["keep"]
+        """A fresh random hiding pattern per training row (validation rows carry fixed ones)."""
         return random_keep(len(batch["x"]), len(self.codec.modalities), batch["x"].device)
 
     def validation_loss(self, generator: ConditionalGenerator, batch: Batch) -> torch.Tensor:
@@ -168,8 +166,8 @@ class MaskConditionedImputer(Imputer):
         seed_everything(seed)
         generator = self.build().to(device)
         val_rows = self._validation_rows(val, generator.latent, seed) if val is not None else None
-        self.history = self.train_generator(generator, to_tensors(train_rows, device),
-                                  to_tensors(val_rows, device) if val_rows is not None else None, cfg)
+        val_tensors = to_tensors(val_rows, device) if val_rows is not None else None
+        self.history = self.train_generator(generator, to_tensors(train_rows, device), val_tensors, cfg)
         self.generator = generator.cpu().eval()
         log.info("%s: %d training rows, %d epochs", self.name, int(complete.sum()), len(self.history))
 
@@ -197,7 +195,8 @@ class MaskConditionedImputer(Imputer):
             shape = (len(batch["x"]), self.generator.latent)
             latent = torch.randn(shape, generator=torch_rng) if self.sample_latent else torch.zeros(shape)
             out.append(self.generator.generate(latent, self.condition(batch, batch["keep"])))
-        return self.codec.decode(torch.cat(out).numpy(), len(data))
+        rows_out = torch.cat(out) if out else torch.zeros(0, self.codec.width)
+        return self.codec.decode(rows_out.numpy(), len(data))
 
     # Saving: the codec's arrays and the generator's weights as CPU tensors; rebuilt through ``build``.
     def _state(self) -> dict:
