@@ -234,6 +234,8 @@ def test_knn_and_neural_imputers_learn_from_training_sets_with_natural_gaps():
     ("cvae", {"train": {"epoch": 3}}, "unknown training params"),
     ("gan", {"recon_weight": -1.0}, "non-negative"),
     ("oracle_mean", {"k": 1.5}, "k must be a positive integer"),
+    ("knn", {"neighbours": 3}, "its params are: k"),
+    ("repeat", {"k": 3}, "its params are: none"),
 ])
 def test_bad_params_are_refused_clearly(name, params, message):
     with pytest.raises(ValueError, match=message):

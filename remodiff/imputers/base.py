@@ -6,6 +6,7 @@ Adding an imputer = one module that subclasses :class:`Imputer` and decorates it
 from __future__ import annotations
 
 import abc
+import inspect
 import json
 import pickle
 from pathlib import Path
@@ -80,7 +81,14 @@ class Imputer(abc.ABC):
 
 
 def build_imputer(name: str, params: dict | None = None) -> Imputer:
-    return IMPUTERS.get(name)(**(params or {}))
+    """An unfitted imputer; a key its constructor does not take (a typo in params.yaml) is refused by name."""
+    cls, params = IMPUTERS.get(name), params or {}
+    arguments = [] if cls.__init__ is Imputer.__init__ else list(inspect.signature(cls).parameters.values())
+    takes = [a.name for a in arguments if a.kind is not a.VAR_KEYWORD]
+    unknown = sorted(set(params) - set(takes))
+    if unknown and len(takes) == len(arguments):  # a constructor with **kwargs checks its own keys
+        raise ValueError(f"imputer {name!r} got unknown params {unknown}; its params are: {', '.join(takes) or 'none'}")
+    return cls(**params)
 
 
 def load_imputer(directory: str | Path) -> Imputer:
