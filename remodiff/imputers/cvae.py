@@ -9,7 +9,6 @@ z = 0, the prior mode (``mode: mean``).
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from remodiff.imputers.base import IMPUTERS
 from remodiff.imputers.mask_conditioned import ConditionalGenerator, MaskConditionedImputer, hidden_mse, mlp
