@@ -8,28 +8,9 @@ import torch
 from torch import nn
 
 from remodiff.fusion.base import FUSERS, Fuser
-from remodiff.imputers.base import masked_mean
+from remodiff.scaling import Standardiser
 from remodiff.store import FeatureSet
 from remodiff.training import TrainConfig, fit, resolve_device, seed_everything, to_tensors
-
-
-class Standardiser:
-    """Per-modality z-scoring with training statistics over available slots."""
-
-    def __init__(self, train: FeatureSet, modalities: list[str]):
-        self.mean, self.std = {}, {}
-        for m in modalities:
-            x, a = train.features[m], train.available[m]
-            flat_x, flat_a = x.reshape(-1, 1, x.shape[-1]), a.reshape(-1, 1)
-            self.mean[m] = masked_mean(flat_x, flat_a, axis=0)[0]
-            var = masked_mean((flat_x - self.mean[m]) ** 2, flat_a, axis=0)[0]
-            self.std[m] = np.sqrt(var) + 1e-6
-
-    def __call__(self, data: FeatureSet, modalities: list[str]) -> np.ndarray:
-        """``[N, S, sum D]``; missing slots stay 0 (= the training mean after scaling)."""
-        parts = [np.where(data.available[m][..., None], (data.features[m] - self.mean[m]) / self.std[m], 0.0)
-                 for m in modalities]
-        return np.concatenate(parts, axis=-1).astype(np.float32)
 
 
 class LSTMRegressor(nn.Module):
@@ -62,7 +43,7 @@ class EarlyFusion(Fuser):
 
     def fit(self, train: FeatureSet, val: FeatureSet | None, history_path: str | Path | None = None) -> None:
         self.check(train)
-        self.scaler = Standardiser(train, self.modalities)
+        self.scaler = Standardiser.fit(train, self.modalities)
         x = self.scaler(train, self.modalities)
         self.label_mean = train.labels.mean(axis=0)
         self._build(x.shape[-1], train.labels.shape[1])
@@ -96,6 +77,5 @@ class EarlyFusion(Fuser):
         self._build(state["in_dim"], state["out_dim"])
         self.model.load_state_dict(state["model"])
         self.model.eval()
-        self.scaler = Standardiser.__new__(Standardiser)
-        self.scaler.mean, self.scaler.std = state["scaler"]
+        self.scaler = Standardiser(*state["scaler"])
         self.label_mean = state["label_mean"]

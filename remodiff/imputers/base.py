@@ -6,6 +6,7 @@ Adding an imputer = one module that subclasses :class:`Imputer` and decorates it
 from __future__ import annotations
 
 import abc
+import inspect
 import json
 import pickle
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from remodiff.registry import Registry
+from remodiff.scaling import masked_mean  # noqa: F401  (importable from here, as before the move)
 from remodiff.store import FeatureSet, write_json_atomic
 
 IMPUTERS: Registry[type["Imputer"]] = Registry("imputer")
@@ -79,7 +81,14 @@ class Imputer(abc.ABC):
 
 
 def build_imputer(name: str, params: dict | None = None) -> Imputer:
-    return IMPUTERS.get(name)(**(params or {}))
+    """An unfitted imputer; a key its constructor does not take (a typo in params.yaml) is refused by name."""
+    cls, params = IMPUTERS.get(name), params or {}
+    arguments = [] if cls.__init__ is Imputer.__init__ else list(inspect.signature(cls).parameters.values())
+    takes = [a.name for a in arguments if a.kind is not a.VAR_KEYWORD]
+    unknown = sorted(set(params) - set(takes))
+    if unknown and len(takes) == len(arguments):  # a constructor with **kwargs checks its own keys
+        raise ValueError(f"imputer {name!r} got unknown params {unknown}; its params are: {', '.join(takes) or 'none'}")
+    return cls(**params)
 
 
 def load_imputer(directory: str | Path) -> Imputer:
@@ -90,11 +99,3 @@ def load_imputer(directory: str | Path) -> Imputer:
     with open(directory / "state.pkl", "rb") as f:
         imputer._set_state(pickle.load(f))
     return imputer
-
-
-def masked_mean(x: np.ndarray, available: np.ndarray, axis: int) -> np.ndarray:
-    """Mean of ``x`` over ``axis`` counting only available slots (0 where none is available)."""
-    weights = available.astype(np.float64)[..., None]
-    total = (x * weights).sum(axis=axis)
-    count = weights.sum(axis=axis)
-    return np.divide(total, count, out=np.zeros_like(total), where=count > 0)

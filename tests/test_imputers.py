@@ -1,0 +1,279 @@
+"""Every registered imputer behind the one interface, plus what each one promises on its own."""
+from __future__ import annotations
+
+import itertools
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from remodiff.evaluation.reconstruction import frechet_distance, reconstruction_metrics
+from remodiff.imputers import IMPUTERS, build_imputer, load_imputer
+from remodiff.store import FeatureSet
+
+DIMS = {"audio": 6, "video": 5, "text": 4}
+# Small budgets so every registered imputer fits in well under a second here; unlisted ones use their defaults.
+FAST = {
+    "cvae": {"hidden": 16, "latent": 3, "train": {"epochs": 3, "batch_size": 32}},
+    "gan": {"hidden": 16, "noise": 3, "train": {"epochs": 3, "batch_size": 32}},
+    "gmm": {"max_iter": 50},
+}
+NAMES = IMPUTERS.names()
+
+
+def learnable(n: int, seed: int, segments: int = 2, modalities=tuple(DIMS)) -> FeatureSet:
+    """Per segment, each modality is a different nonlinear map of a shared 2-d latent, so any one modality is
+    a learnable function of the others; the labels are a function of the clip's latent too."""
+    weights = np.random.default_rng(99)
+    w = {m: weights.normal(size=(2, d)) for m, d in DIMS.items()}
+    rng = np.random.default_rng(seed)
+    u = rng.uniform(-1.5, 1.5, size=(n, segments, 2))
+    maps = {"audio": lambda v: v, "video": np.tanh, "text": lambda v: np.sin(1.5 * v)}
+    features = {m: (maps[m](u @ w[m]) + 0.05 * rng.normal(size=(n, segments, DIMS[m]))).astype(np.float32)
+                for m in modalities}
+    return FeatureSet([f"clip{seed}_{i}" for i in range(n)], features,
+                      {m: np.ones((n, segments), bool) for m in modalities},
+                      np.tanh(u.mean(axis=1)).astype(np.float32), ["trait_a", "trait_b"])
+
+
+def hide(data: FeatureSet, gone) -> FeatureSet:
+    return data.with_mask({m: np.full(data.available[m].shape, m not in gone) for m in data.modalities})
+
+
+_fitted: dict = {}
+
+
+def fitted(name: str, modalities=tuple(DIMS)):
+    """One fitted imputer per (name, modalities), shared by the tests of this module."""
+    key = (name, modalities)
+    if key not in _fitted:
+        imputer = build_imputer(name, FAST.get(name))
+        imputer.fit(learnable(30, seed=0, segments=3, modalities=modalities),
+                    learnable(10, seed=1, segments=3, modalities=modalities), seed=0)
+        _fitted[key] = imputer
+    return _fitted[key]
+
+
+def check_filled(data: FeatureSet, out: FeatureSet) -> None:
+    for m in data.modalities:
+        assert out.features[m].shape == data.features[m].shape and out.features[m].dtype == np.float32
+        assert np.all(np.isfinite(out.features[m]))
+        assert out.available[m].all()
+        kept = data.available[m]
+        np.testing.assert_array_equal(out.features[m][kept], data.features[m][kept])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_missing_subset_is_filled_and_available_slots_kept(name):
+    for modalities in (tuple(DIMS), ("audio", "text")):
+        imputer = fitted(name, modalities)
+        test = learnable(8, seed=2, segments=3, modalities=modalities)
+        subsets = [set(c) for r in range(1, len(modalities)) for c in itertools.combinations(modalities, r)]
+        for gone in subsets:
+            masked = hide(test, gone)
+            out = imputer.impute(masked, np.random.default_rng(0))
+            check_filled(masked, out)
+        # slot-level missingness: some segments of some clips, including whole clips without a modality
+        rng = np.random.default_rng(3)
+        mask = {m: rng.random(test.available[m].shape) < 0.5 for m in modalities}
+        mask[modalities[0]][0] = False
+        masked = test.with_mask(mask)
+        check_filled(masked, imputer.impute(masked, np.random.default_rng(0)))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_same_seed_same_imputation(name):
+    imputer = fitted(name)
+    masked = hide(learnable(8, seed=2, segments=3), {"video", "text"})
+    first = imputer.impute(masked, np.random.default_rng(7))
+    again = imputer.impute(masked, np.random.default_rng(7))
+    other = imputer.impute(masked, np.random.default_rng(8))
+    for m in DIMS:
+        np.testing.assert_array_equal(first.features[m], again.features[m])
+    differs = any(not np.array_equal(first.features[m], other.features[m]) for m in DIMS)
+    assert differs == imputer.stochastic  # a deterministic imputer ignores the generator, a stochastic one uses it
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_save_load_round_trip(name, tmp_path):
+    imputer = fitted(name)
+    masked = hide(learnable(8, seed=2, segments=3), {"audio"})
+    imputer.save(tmp_path / name)
+    loaded = load_imputer(tmp_path / name)
+    assert type(loaded) is type(imputer) and loaded.modalities == imputer.modalities
+    before = imputer.impute(masked, np.random.default_rng(5))
+    after = loaded.impute(masked, np.random.default_rng(5))
+    for m in DIMS:
+        np.testing.assert_array_equal(before.features[m], after.features[m])
+
+
+@pytest.mark.parametrize("name", ["cvae", "gan"])
+def test_neural_imputers_keep_history_and_save_weights_not_modules(name, tmp_path):
+    imputer = fitted(name)
+    assert len(imputer.history) == FAST[name]["train"]["epochs"]
+    assert all("val_loss" in row and np.isfinite(row["val_loss"]) for row in imputer.history)
+    imputer.save(tmp_path)
+    with open(tmp_path / "state.pkl", "rb") as f:
+        state = pickle.load(f)
+    assert not any(isinstance(v, torch.nn.Module) for v in state.values())
+    assert state["generator"] and all(isinstance(v, torch.Tensor) and v.device.type == "cpu"
+                                      for v in state["generator"].values())
+
+
+@pytest.mark.parametrize("name, params", [
+    ("knn", {"k": 5}),
+    ("cvae", {"hidden": 64, "latent": 4, "train": {"epochs": 25, "batch_size": 32, "lr": 0.003}}),
+    ("gan", {"hidden": 64, "noise": 4, "train": {"epochs": 25, "batch_size": 32, "lr": 0.002}}),
+])
+def test_learned_imputers_beat_the_training_mean(name, params):
+    train, val, test = learnable(120, seed=0), learnable(40, seed=1), learnable(40, seed=2)
+    mean = build_imputer("mean")
+    mean.fit(train)
+    imputer = build_imputer(name, params)
+    imputer.fit(train, val, seed=0)
+    for gone in DIMS:
+        masked = hide(test, {gone})
+        errors = {}
+        for label, model in (("mean", mean), (name, imputer)):
+            out = model.impute(masked, np.random.default_rng(0))
+            errors[label] = float(((out.features[gone] - test.features[gone]) ** 2).mean())
+        assert errors[name] < 0.75 * errors["mean"], (gone, errors)  # typically 0.1-0.5 of it
+
+
+def two_clusters(n: int, seed: int) -> tuple[FeatureSet, np.ndarray]:
+    """Every modality of a clip sits around +3 or -3 (per dimension) according to the clip's cluster."""
+    rng = np.random.default_rng(seed)
+    cluster = rng.integers(2, size=n)
+    centre = np.where(cluster == 1, 3.0, -3.0)[:, None, None]
+    features = {m: (centre + rng.normal(size=(n, 2, d))).astype(np.float32) for m, d in DIMS.items()}
+    data = FeatureSet([str(i) for i in range(n)], features, {m: np.ones((n, 2), bool) for m in DIMS},
+                      np.zeros((n, 1), np.float32), ["y"])
+    return data, cluster
+
+
+def test_gmm_imputes_the_mean_of_the_cluster_the_available_modalities_point_to():
+    train, train_cluster = two_clusters(200, seed=0)
+    test, cluster = two_clusters(40, seed=1)
+    imputer = build_imputer("gmm", {"components": 2, "pca_dims": 2})
+    imputer.fit(train, seed=0)
+    out = imputer.impute(hide(test, {"text"}), np.random.default_rng(0))
+    cluster_means = {c: train.features["text"][train_cluster == c].mean(axis=(0, 1)) for c in (0, 1)}
+    for c in (0, 1):
+        imputed = out.features["text"][cluster == c]  # [n_c, S, D]
+        assert np.abs(imputed - cluster_means[c]).max() < 0.5  # the cluster mean, up to PCA truncation
+    sampled = build_imputer("gmm", {"components": 2, "pca_dims": 2, "mode": "sample"})
+    sampled.fit(train, seed=0)
+    draws = sampled.impute(hide(test, {"text"}), np.random.default_rng(0)).features["text"]
+    assert np.all(np.sign(draws.mean(axis=(1, 2))) == np.where(cluster == 1, 1, -1))
+
+
+def test_repeat_copies_the_nearest_available_segment_else_the_training_mean():
+    train = learnable(30, seed=0, segments=4)
+    test = learnable(2, seed=2, segments=4)
+    imputer = build_imputer("repeat")
+    imputer.fit(train)
+    mask = {m: np.ones((2, 4), bool) for m in DIMS}
+    mask["video"][0] = [False, True, False, False]  # clip 0: only segment 1 of video
+    mask["video"][1] = False                        # clip 1: no video at all
+    mask["audio"][0] = [True, False, True, False]   # segment 1 is as near to 0 as to 2: the earlier wins
+    out = imputer.impute(test.with_mask(mask)).features
+    video, audio = test.features["video"], test.features["audio"]
+    np.testing.assert_array_equal(out["video"][0], np.repeat(video[0, 1:2], 4, axis=0))
+    np.testing.assert_allclose(out["video"][1], train.features["video"].mean(axis=0), rtol=1e-5)
+    np.testing.assert_array_equal(out["audio"][0], audio[0, [0, 0, 2, 2]])
+
+
+def test_random_draws_within_the_training_range():
+    train = learnable(30, seed=0)
+    imputer = build_imputer("random")
+    imputer.fit(train)
+    out = imputer.impute(hide(learnable(50, seed=2), {"text"}), np.random.default_rng(0)).features["text"]
+    low, high = train.features["text"].min(axis=(0, 1)), train.features["text"].max(axis=(0, 1))
+    assert np.all(out >= low) and np.all(out <= high)
+    assert np.all(out.max(axis=(0, 1)) - out.min(axis=(0, 1)) > 0.5 * (high - low))  # spread, not a constant
+
+
+def test_oracles_take_donors_by_label_distance():
+    train = learnable(30, seed=0)
+    test = learnable(5, seed=2)
+    masked = hide(test, {"video"})
+    distance = np.linalg.norm(test.labels[:, None] - train.labels[None], axis=2)  # [5, 30]
+    expected = {
+        "oracle_same": train.features["video"][distance.argmin(axis=1)],
+        "oracle_other": train.features["video"][distance.argmax(axis=1)],
+        "oracle_mean": train.features["video"][np.argsort(distance, axis=1)[:, :3]].mean(axis=1),
+    }
+    for name, want in expected.items():
+        imputer = build_imputer(name, {"k": 3} if name == "oracle_mean" else None)
+        imputer.fit(train)
+        np.testing.assert_allclose(imputer.impute(masked).features["video"], want, rtol=1e-5)
+    # the labels are what the oracle reads: other labels, other donors
+    relabelled = FeatureSet(masked.ids, masked.features, masked.available, masked.labels[::-1].copy(),
+                            masked.label_names)
+    same = build_imputer("oracle_same")
+    same.fit(train)
+    assert not np.array_equal(same.impute(relabelled).features["video"], expected["oracle_same"])
+
+
+def test_knn_and_neural_imputers_learn_from_training_sets_with_natural_gaps():
+    train = learnable(30, seed=0, segments=3)
+    train.available["text"][:10] = False        # no transcript for a third of the clips
+    train.features["text"][:10] = 0.0
+    test = hide(learnable(6, seed=2, segments=3), {"text"})
+    for name in ("knn", "cvae", "gan", "gmm", "oracle_mean"):
+        imputer = build_imputer(name, FAST.get(name))
+        imputer.fit(train, seed=0)
+        check_filled(test, imputer.impute(test, np.random.default_rng(0)))
+
+
+@pytest.mark.parametrize("name, params, message", [
+    ("knn", {"k": 0}, "k must be a positive integer"),
+    ("gmm", {"mode": "median"}, "valid values: mean, sample"),
+    ("cvae", {"mode": "median"}, "valid values: sample, mean"),
+    ("cvae", {"train": {"epoch": 3}}, "unknown training params"),
+    ("gan", {"recon_weight": -1.0}, "non-negative"),
+    ("oracle_mean", {"k": 1.5}, "k must be a positive integer"),
+    ("knn", {"neighbours": 3}, "its params are: k"),
+    ("repeat", {"k": 3}, "its params are: none"),
+])
+def test_bad_params_are_refused_clearly(name, params, message):
+    with pytest.raises(ValueError, match=message):
+        build_imputer(name, params)
+
+
+def test_oracles_refuse_data_without_usable_labels():
+    imputer = build_imputer("oracle_same")
+    imputer.fit(learnable(10, seed=0))
+    test = hide(learnable(3, seed=2), {"audio"})
+    test.labels[0, 0] = np.nan
+    with pytest.raises(ValueError, match="finite labels"):
+        imputer.impute(test)
+
+
+def test_frechet_distance_is_zero_for_the_same_rows_and_grows_with_a_shift():
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(400, 6))
+    assert frechet_distance(real, real) == pytest.approx(0.0, abs=1e-6)
+    same_law = frechet_distance(real, rng.normal(size=(400, 6)))
+    shifted = frechet_distance(real, rng.normal(size=(400, 6)) + 1.0)
+    squeezed = frechet_distance(real, np.broadcast_to(real.mean(axis=0), real.shape))  # the mean imputer
+    assert same_law < 0.3 and shifted > 5.0 and squeezed > 5.0
+    assert shifted == pytest.approx(6.0, rel=0.1)  # |shift|^2 = 6 dimensions x 1
+    # fewer rows than dimensions: measured in the real rows' principal subspace, still 0 vs > 0
+    wide = rng.normal(size=(10, 40))
+    assert frechet_distance(wide, wide) == pytest.approx(0.0, abs=1e-6)
+    assert frechet_distance(wide, wide + 1.0) > 1.0
+    with pytest.raises(ValueError, match="same D"):
+        frechet_distance(real, real[:, :3])
+
+
+def test_reconstruction_metrics_report_frechet_per_hidden_modality():
+    truth = learnable(40, seed=2)
+    masked = hide(truth, {"video"})
+    mean = build_imputer("mean")
+    mean.fit(learnable(40, seed=0))
+    metrics = reconstruction_metrics(truth, masked, mean.impute(masked))
+    assert set(metrics) == {"video"}
+    perfect = reconstruction_metrics(truth, masked, truth)["video"]
+    assert perfect["frechet"] == pytest.approx(0.0, abs=1e-6) and metrics["video"]["frechet"] > 0.1
