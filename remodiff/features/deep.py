@@ -321,6 +321,8 @@ class ClipVision(FrameEmbedder):
         import open_clip
 
         kwargs = self.open_clip_arguments(model, pretrained)
+        if model.startswith(("local-dir:", "hf-hub:")):
+            pretrained = None  # config and weights come from there
         try:
             clip_model = open_clip.create_model(model, pretrained=pretrained, cache_dir=cache_dir, **kwargs)
         except (RuntimeError, OSError, ValueError) as e:  # open_clip's "not found" / download errors
