@@ -25,7 +25,7 @@ from remodiff.features import SegmentedClip, build_extractor
 from remodiff.features.base import iter_segment_store
 from remodiff.fusion import build_fuser, load_fuser
 from remodiff.imputers import build_imputer, load_imputer
-from remodiff.store import (ClipStore, FeatureSet, atomic_h5, load_featureset, read_clip_attrs, read_featureset,
+from remodiff.store import (ClipStore, atomic_h5, load_featureset, read_clip_attrs, read_featureset,
                             save_featureset, write_featureset, write_json_atomic)
 from remodiff.store import collect_featureset, storage_array
 

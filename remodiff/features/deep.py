@@ -217,8 +217,9 @@ class HfAudio(TorchExtractor):
         def forward(batch: slice) -> torch.Tensor:
             inputs = self.feature_extractor(waves[batch], sampling_rate=sample_rate, return_tensors="pt")
             states = self.model(**inputs.to(self.device), output_hidden_states=True).hidden_states[self.layer]
+            states = states.float()  # pooling statistics in fp32 also under autocast
             mean = states.mean(dim=1)
-            return mean if self.pool == "mean" else torch.cat([mean, states.float().std(dim=1, correction=0)], 1)
+            return mean if self.pool == "mean" else torch.cat([mean, states.std(dim=1, correction=0)], 1)
 
         return self.run_batches(len(waves), forward)
 
