@@ -66,6 +66,34 @@ def run(stage: str = typer.Argument(..., help="sample, segment, extract, masks, 
     STAGES[stage](load_params(params))
 
 
+@app.command("fetch-models")
+def fetch_models(params: Path = typer.Option(Path("params.yaml"), help="the params file"),
+                 modality: list[str] = typer.Option(None, help="only these modalities (default: every one under "
+                                                               "`features`)")) -> None:
+    """Download the pretrained models that params.yaml's `features` section names (Hugging Face hub, open_clip),
+    for machines with internet access; with HF_HUB_OFFLINE set it checks that they are in the local cache."""
+    from remodiff.features import EXTRACTORS
+    from remodiff.features.deep import ModelUnavailableError
+    from remodiff.params import load_params
+
+    setup_logging()
+    features = load_params(params)["features"]
+    unknown = sorted(set(modality or []) - set(features))
+    if unknown:
+        raise typer.BadParameter(f"modalities {unknown} are not under `features` (has {sorted(features)})")
+    for name in modality or list(features):
+        cfg = {k: v for k, v in features[name].items() if k not in ("backend", "dtype")}
+        try:
+            paths = EXTRACTORS.get(features[name]["backend"]).fetch(**cfg)
+        except ModelUnavailableError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(1)
+        for path in paths:
+            typer.echo(f"{name} ({features[name]['backend']}): {path}")
+        if not paths:
+            typer.echo(f"{name} ({features[name]['backend']}): nothing to fetch")
+
+
 def run_stage(stage: str) -> None:
     """Entry point of the thin ``stages/<stage>.py`` scripts."""
     from remodiff.params import load_params

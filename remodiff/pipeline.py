@@ -9,6 +9,7 @@ import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
 from pathlib import Path
 
 import h5py
@@ -25,8 +26,9 @@ from remodiff.features import SegmentedClip, build_extractor
 from remodiff.features.base import iter_segment_store
 from remodiff.fusion import build_fuser, load_fuser
 from remodiff.imputers import build_imputer, load_imputer
-from remodiff.store import (ClipStore, FeatureSet, atomic_h5, load_featureset, read_clip_attrs, read_featureset,
+from remodiff.store import (ClipStore, atomic_h5, load_featureset, read_clip_attrs, read_featureset,
                             save_featureset, write_featureset, write_json_atomic)
+from remodiff.store import collect_featureset, storage_array
 
 log = logging.getLogger(__name__)
 
@@ -93,53 +95,96 @@ def segment(params: dict) -> dict:
     return report
 
 
+# Scratch of the extract stage: per-clip features, kept outside data/features (which `dvc repro` empties before
+# a run) and git-ignored (*.partial), so an interrupted extraction resumes clip by clip.
+EXTRACT_SCRATCH = DATA / "extract.partial"
+# Clips read and handed to the extractors together; each model backend's batch_size splits its forward passes.
+CLIPS_PER_CHUNK = 16
+
+
 def extract(params: dict) -> None:
-    """Per-modality features of every segment into ``data/features/<split>.h5``."""
-    extractors = {m: build_extractor(m, cfg) for m, cfg in params["features"].items()}
+    """Per-modality features of every segment into ``data/features/<split>.h5``.
+
+    A modality's settings are its backend's parameters plus ``dtype`` (float32 or float16: how the features
+    are stored; readers get float32)."""
+    dtypes = {m: cfg.get("dtype", "float32") for m, cfg in params["features"].items()}
+    extractors = {m: build_extractor(m, {k: v for k, v in cfg.items() if k != "dtype"})
+                  for m, cfg in params["features"].items()}
     train_clips = list(iter_segment_store(SEGMENTS / "train.h5", with_media=False))
     for extractor in extractors.values():
         extractor.fit(train_clips)
     for split in SPLITS:
-        start = time.perf_counter()
-        store = SEGMENTS / f"{split}.h5"
-        ids, labels, features, available = [], [], {m: [] for m in extractors}, {m: [] for m in extractors}
-        for clip in tqdm(iter_segment_store(store), desc=f"extract {split}"):
-            ids.append(clip.id)
-            labels.append(clip.labels)
+        extract_split(split, extractors, dtypes, params)
+    if EXTRACT_SCRATCH.is_dir() and not any(EXTRACT_SCRATCH.iterdir()):
+        EXTRACT_SCRATCH.rmdir()
+
+
+def extract_split(split: str, extractors: dict, dtypes: dict[str, str], params: dict) -> None:
+    segments = SEGMENTS / f"{split}.h5"
+    with h5py.File(segments, "r") as f:
+        segment_config = json.loads(f.attrs["config"])
+        ids = sorted(f["clips"])
+    # Per-clip results are reused only under the same extractor settings and the same segmentation.
+    scratch_config = {"features": params["features"], "segments": segment_config}
+    scratch = EXTRACT_SCRATCH / f"{split}.h5"
+    seconds = {m: 0.0 for m in extractors}
+    missing = {m: 0 for m in extractors}
+    with ClipStore(scratch, scratch_config) as store:
+        todo = [cid for cid in ids if not store.done(cid)]
+        if len(todo) < len(ids):
+            log.info("extract %s: resuming, %d of %d clips already done", split, len(ids) - len(todo), len(ids))
+        bars = {m: tqdm(total=len(ids), initial=len(ids) - len(todo), desc=f"extract {split} {m}", position=i)
+                for i, m in enumerate(extractors)}
+        clips = iter_segment_store(segments, only=set(todo))
+        while chunk := list(islice(clips, CLIPS_PER_CHUNK)):
+            results = {}
             for m, extractor in extractors.items():
-                x, present = extract_one(extractor, clip)
-                features[m].append(x)
-                available[m].append(np.full(len(x), present))
-        n_segments = params["segment"]["segments"]
-        fs = FeatureSet(
-            ids=ids,
-            features={m: np.stack(v) if v else np.zeros((0, n_segments, extractors[m].dim), np.float32)
-                      for m, v in features.items()},
-            available={m: np.stack(v) if v else np.zeros((0, n_segments), bool) for m, v in available.items()},
-            labels=np.array(labels, np.float32).reshape(len(ids), -1),
-            label_names=label_names_of(store),
-            attrs={"extractors": params["features"]},
-        )
-        save_featureset(FEATURES / f"{split}.h5", fs)
-        log.info("extract %s: %d clips in %.1fs", split, len(ids), time.perf_counter() - start)
+                start = time.perf_counter()
+                results[m] = extract_chunk(extractor, chunk)
+                seconds[m] += time.perf_counter() - start
+                missing[m] += sum(not present for _, present in results[m])
+                bars[m].update(len(chunk))
+            for i, clip in enumerate(chunk):
+                arrays = {}
+                for m, per_clip in results.items():
+                    x, present = per_clip[i]
+                    arrays[f"features/{m}"] = storage_array(x[None], dtypes[m], m, [clip.id])[0]
+                    arrays[f"available/{m}"] = np.full(len(x), present)
+                store.write(clip.id, arrays, {"labels": clip.labels})
+        for bar in bars.values():
+            bar.close()
+        fs = collect_featureset(store, ids, {m: e.dim for m, e in extractors.items()},
+                                params["segment"]["segments"], segment_config["label_names"],
+                                {"extractors": params["features"]})
+        save_featureset(FEATURES / f"{split}.h5", fs, dtypes)
+    scratch.unlink()  # the ClipStore renamed its partial on success; the feature set now holds everything
+    for m in extractors:
+        log.info("extract %s %s: %d clips (%d extracted now, %d without the modality) in %.1fs, %.1f clips/s",
+                 split, m, len(ids), len(todo), missing[m], seconds[m], len(todo) / max(seconds[m], 1e-9))
+
+
+def extract_chunk(extractor, clips: list[SegmentedClip]) -> list[tuple[np.ndarray, bool]]:
+    """``(features [S, D], present)`` per clip; the clips having the modality go to the extractor together."""
+    present = [clip for clip in clips if extractor.has_modality(clip)]
+    extracted = dict(zip([c.id for c in present], extractor.extract_batch(present) if present else []))
+    results = []
+    for clip in clips:
+        n_segments = len(clip.frames)
+        if clip.id not in extracted:
+            results.append((np.zeros((n_segments, extractor.dim), np.float32), False))
+            continue
+        x = extracted[clip.id]
+        if x.shape != (n_segments, extractor.dim):
+            raise ValueError(f"{extractor.modality} extractor gave {x.shape} for clip {clip.id}, "
+                             f"expected {(n_segments, extractor.dim)}")
+        if not np.all(np.isfinite(x)):
+            raise ValueError(f"non-finite {extractor.modality} features for clip {clip.id}")
+        results.append((x.astype(np.float32, copy=False), True))
+    return results
 
 
 def extract_one(extractor, clip: SegmentedClip) -> tuple[np.ndarray, bool]:
-    n_segments = len(clip.frames)
-    if not extractor.has_modality(clip):
-        return np.zeros((n_segments, extractor.dim), np.float32), False
-    x = extractor.extract(clip)
-    if x.shape != (n_segments, extractor.dim):
-        raise ValueError(f"{extractor.modality} extractor gave {x.shape} for clip {clip.id}, "
-                         f"expected {(n_segments, extractor.dim)}")
-    if not np.all(np.isfinite(x)):
-        raise ValueError(f"non-finite {extractor.modality} features for clip {clip.id}")
-    return x, True
-
-
-def label_names_of(store: Path) -> list[str]:
-    with h5py.File(store, "r") as f:
-        return json.loads(f.attrs["config"])["label_names"]
+    return extract_chunk(extractor, [clip])[0]
 
 
 def masks(params: dict) -> None:

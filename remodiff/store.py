@@ -9,8 +9,11 @@ Layouts (documented in the README):
 * segment store ``data/segments/<split>.h5``: ``clips/<clip_id>/{frames [S,F,H,W,3] uint8, audio [S,L] float32}``
   with attrs ``transcript`` (JSON list of S strings, or null), ``has_audio``, ``labels``, ``complete``.
 * feature set (feature store ``data/features/<split>.h5`` or a group inside another file):
-  ``ids [N]``, ``labels [N,L]`` (attr ``label_names``), ``features/<modality> [N,S,D]`` float32,
-  ``available/<modality> [N,S]`` bool.
+  ``ids [N]``, ``labels [N,L]`` (attr ``label_names``), ``features/<modality> [N,S,D]`` float32 or float16
+  (read back as float32), ``available/<modality> [N,S]`` bool.
+* per-clip features (the extract stage's resumable scratch, a :class:`ClipStore`):
+  ``clips/<clip_id>/{features/<modality> [S,D], available/<modality> [S]}`` with attr ``labels``;
+  :func:`collect_featureset` turns it into a feature set.
 """
 from __future__ import annotations
 
@@ -117,16 +120,31 @@ class FeatureSet:
                           {m: self.available[m] for m in modalities}, self.labels, list(self.label_names), dict(self.attrs))
 
 
-def write_featureset(group: h5py.Group, fs: FeatureSet) -> None:
+FEATURE_DTYPES = ("float32", "float16")
+
+
+def storage_array(x: np.ndarray, dtype: str, modality: str, ids: list[str]) -> np.ndarray:
+    """``x`` as stored: ``dtype`` (float32 or float16), refusing values that are (or become) non-finite."""
+    if dtype not in FEATURE_DTYPES:
+        raise ValueError(f"{modality}: feature dtype must be one of {FEATURE_DTYPES}, got {dtype!r}")
+    with np.errstate(over="ignore"):  # overflow is reported below, naming the clips
+        stored = x.astype(dtype)
+    if not np.all(np.isfinite(stored)):
+        bad = np.unique(np.nonzero(~np.isfinite(stored.reshape(len(stored), -1)))[0])
+        hint = " (beyond the float16 range; store them as float32)" if np.all(np.isfinite(x)) else ""
+        raise ValueError(f"non-finite {modality} features{hint} for clips {[ids[i] for i in bad[:5]]}")
+    return stored
+
+
+def write_featureset(group: h5py.Group, fs: FeatureSet, dtypes: dict[str, str] | None = None) -> None:
+    """Write ``fs``; ``dtypes`` gives a modality's storage dtype (default float32; float16 halves the file)."""
+    dtypes = dtypes or {}
     group.create_dataset("ids", data=np.array(fs.ids, dtype=object), dtype=STRING)
     group.create_dataset("labels", data=fs.labels.astype(np.float32))
     group["labels"].attrs["label_names"] = json.dumps(fs.label_names)
     for m in fs.modalities:
-        x = fs.features[m]
-        if not np.all(np.isfinite(x)):
-            bad = np.unique(np.nonzero(~np.isfinite(x))[0])
-            raise ValueError(f"non-finite {m} features for clips {[fs.ids[i] for i in bad[:5]]}")
-        group.create_dataset(f"features/{m}", data=x.astype(np.float32), compression="gzip", shuffle=True,
+        x = storage_array(fs.features[m], dtypes.get(m, "float32"), m, fs.ids)
+        group.create_dataset(f"features/{m}", data=x, compression="gzip", shuffle=True,
                              chunks=(1, *x.shape[1:]) if len(x) else None)
         group.create_dataset(f"available/{m}", data=fs.available[m].astype(bool))
     group.attrs["meta"] = json.dumps(fs.attrs)
@@ -139,7 +157,7 @@ def read_featureset(group: h5py.Group, modalities: list[str] | None = None) -> F
         raise ValueError(f"{group.file.filename}: no features for modality {missing}; the store has {list(group['features'])}")
     return FeatureSet(
         ids=[s.decode() if isinstance(s, bytes) else s for s in group["ids"][()]],
-        features={m: group[f"features/{m}"][()] for m in names},
+        features={m: group[f"features/{m}"][()].astype(np.float32, copy=False) for m in names},
         available={m: group[f"available/{m}"][()].astype(bool) for m in names},
         labels=group["labels"][()],
         label_names=json.loads(group["labels"].attrs["label_names"]),
@@ -147,9 +165,9 @@ def read_featureset(group: h5py.Group, modalities: list[str] | None = None) -> F
     )
 
 
-def save_featureset(path: str | Path, fs: FeatureSet) -> None:
+def save_featureset(path: str | Path, fs: FeatureSet, dtypes: dict[str, str] | None = None) -> None:
     with atomic_h5(path) as f:
-        write_featureset(f, fs)
+        write_featureset(f, fs, dtypes)
 
 
 def load_featureset(path: str | Path, modalities: list[str] | None = None) -> FeatureSet:
@@ -204,6 +222,25 @@ class ClipStore:
             g.attrs[key] = json.dumps(value)
         g.attrs["complete"] = True  # set last: a clip cut off mid-write is redone
         self.file.flush()
+
+
+def collect_featureset(store: ClipStore, ids: list[str], dims: dict[str, int], n_segments: int,
+                       label_names: list[str], attrs: dict) -> FeatureSet:
+    """The feature set of the clips ``ids`` (in that order) of a per-clip feature store (layout above);
+    ``dims`` gives each modality's feature size (for an empty split)."""
+    features = {m: np.zeros((len(ids), n_segments, d), np.float32) for m, d in dims.items()}
+    available = {m: np.zeros((len(ids), n_segments), bool) for m in dims}
+    labels = []
+    for i, clip_id in enumerate(ids):
+        if not store.done(clip_id):
+            raise ValueError(f"{store.path}: clip {clip_id} has no features yet")
+        g = store.clips[clip_id]
+        for m in dims:
+            features[m][i] = g[f"features/{m}"][()]
+            available[m][i] = g[f"available/{m}"][()]
+        labels.append(read_clip_attrs(g)["labels"])
+    return FeatureSet(list(ids), features, available, np.array(labels, np.float32).reshape(len(ids), -1),
+                      label_names, attrs)
 
 
 def read_clip_attrs(group: h5py.Group) -> dict:

@@ -5,7 +5,7 @@ import abc
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Collection, Iterator
 
 import h5py
 import numpy as np
@@ -53,6 +53,16 @@ class Extractor(abc.ABC):
     def extract(self, clip: SegmentedClip) -> np.ndarray:
         """``[S, D]`` float32 features; only called when :meth:`has_modality` is True."""
 
+    def extract_batch(self, clips: list[SegmentedClip]) -> list[np.ndarray]:
+        """:meth:`extract` of several clips; model backends override it to share forward passes across clips."""
+        return [self.extract(clip) for clip in clips]
+
+    @classmethod
+    def fetch(cls, **params) -> list[str]:
+        """Download what the backend would load with these params (pretrained weights) and return where it
+        lies; used by ``remodiff fetch-models``. Backends that load nothing return nothing."""
+        return []
+
     @property
     @abc.abstractmethod
     def dim(self) -> int:
@@ -68,11 +78,15 @@ def build_extractor(modality: str, params: dict) -> Extractor:
     return cls(**params)
 
 
-def iter_segment_store(path: str | Path, with_media: bool = True) -> Iterator[SegmentedClip]:
-    """Stream clips from a segment store, one at a time (never the whole split in memory)."""
+def iter_segment_store(path: str | Path, with_media: bool = True,
+                       only: Collection[str] | None = None) -> Iterator[SegmentedClip]:
+    """Stream clips from a segment store, one at a time (never the whole split in memory); with ``only``, just
+    the clips of those ids (the others are not read)."""
     with h5py.File(path, "r") as f:
         config = json.loads(f.attrs["config"])
         for clip_id in sorted(f["clips"]):
+            if only is not None and clip_id not in only:
+                continue
             g = f["clips"][clip_id]
             attrs = read_clip_attrs(g)
             yield SegmentedClip(

