@@ -77,7 +77,7 @@ def fetch_models(params: Path = typer.Option(Path("params.yaml"), help="the para
     from remodiff.params import load_params
 
     setup_logging()
-    features = load_params(params)["features"]
+    features = load_params(params, required=("features",))["features"]
     unknown = sorted(set(modality or []) - set(features))
     if unknown:
         raise typer.BadParameter(f"modalities {unknown} are not under `features` (has {sorted(features)})")

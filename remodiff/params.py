@@ -8,12 +8,12 @@ import yaml
 REQUIRED = ("dataset", "segment", "features", "masks", "eval", "imputer", "fuser")
 
 
-def load_params(path: str | Path = "params.yaml") -> dict:
+def load_params(path: str | Path = "params.yaml", required: tuple[str, ...] = REQUIRED) -> dict:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: run from the project root or pass --params")
     params = yaml.safe_load(path.read_text()) or {}
-    lacking = [k for k in REQUIRED if k not in params]
+    lacking = [k for k in required if k not in params]
     if lacking:
         raise ValueError(f"{path} lacks the sections {lacking}")
     return params

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import csv
-from concurrent.futures import ThreadPoolExecutor
 import pickle
 import re
 import shutil
+import wave
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -116,13 +117,17 @@ def test_videos_decode_with_expected_streams(tiny: Path):
 
 
 def _decode(path: Path, size: int, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
-    raw, _ = ffmpeg.input(str(path)).output("pipe:", format="rawvideo", pix_fmt="rgb24").run(
-        capture_stdout=True, quiet=True)
+    """First 5 RGB frames (colour is constant over time) and the whole mono waveform, in one ffmpeg call."""
+    wav_path = path.with_suffix(".wav")
+    source = ffmpeg.input(str(path))
+    video = source.video.output("pipe:", format="rawvideo", pix_fmt="rgb24", vframes=5)
+    audio = source.audio.output(str(wav_path), acodec="pcm_s16le", ac=1, ar=sample_rate)
+    raw, _ = ffmpeg.merge_outputs(video, audio).run(capture_stdout=True, quiet=True)
     frames = np.frombuffer(raw, np.uint8).reshape(-1, size, size, 3).astype(np.float32) / 255.0
-    raw, _ = ffmpeg.input(str(path)).output("pipe:", format="s16le", ac=1, ar=sample_rate).run(
-        capture_stdout=True, quiet=True)
-    audio = np.frombuffer(raw, "<i2").astype(np.float32) / 32768.0
-    return frames, audio
+    with wave.open(str(wav_path), "rb") as f:
+        samples = np.frombuffer(f.readframes(f.getnframes()), "<i2").astype(np.float32) / 32768.0
+    wav_path.unlink()
+    return frames, samples
 
 
 def test_modalities_carry_latent_signal(tmp_path: Path):
