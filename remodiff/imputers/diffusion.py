@@ -71,7 +71,7 @@ PRESETS: dict[str, dict] = {
                   "time_grid": "uniform"},
     "none": {},
 }
-TRAIN_DEFAULTS = {"epochs": 300, "batch_size": 32, "lr": 2e-3, "weight_decay": 0.0, "patience": 60}
+TRAIN_DEFAULTS = {"epochs": 150, "batch_size": 32, "lr": 2e-3, "weight_decay": 0.0, "patience": 40}
 
 
 def resolve_config(params: dict) -> DiffusionConfig:
