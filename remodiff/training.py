@@ -76,12 +76,14 @@ def batches(data: Batch, batch_size: int, shuffle: bool = False,
 
 def fit(model: nn.Module, loss_fn: Callable[[nn.Module, Batch], torch.Tensor], train: Batch,
         val: Batch | None, cfg: TrainConfig, history_path: str | Path | None = None,
-        step: Callable[[Batch, int], dict[str, float]] | None = None, desc: str = "train") -> list[dict]:
+        step: Callable[[Batch, int], dict[str, float]] | None = None, desc: str = "train",
+        after_step: Callable[[], None] | None = None) -> list[dict]:
     """Train ``model`` on tensors ``train`` (already on the model's device) and return the loss history.
 
     ``loss_fn(model, batch)`` gives the loss to minimise (and the validation loss). Models that need more
     than one optimiser (GANs) pass ``step(batch, epoch) -> {name: value}`` instead, which does its own
-    updates; the loop still batches, validates, stops early and logs.
+    updates; the loop still batches, validates, stops early and logs. ``after_step()`` runs after every
+    training step (e.g. to update an exponential moving average of the weights).
     """
     generator = seed_everything(cfg.seed)
     if cfg.cpu_threads > 0 and next(iter(train.values())).device.type == "cpu":
@@ -109,6 +111,8 @@ def fit(model: nn.Module, loss_fn: Callable[[nn.Module, Batch], torch.Tensor], t
             n = len(next(iter(batch.values())))
             for k, v in step(batch, epoch).items():
                 totals[k] = totals.get(k, 0.0) + v * n
+            if after_step is not None:
+                after_step()
             count += n
         row = {"epoch": epoch, **{f"train_{k}": v / count for k, v in totals.items()}}
         if val is not None:

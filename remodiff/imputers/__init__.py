@@ -8,5 +8,6 @@ from remodiff.imputers import gmm  # noqa: F401
 from remodiff.imputers import cvae  # noqa: F401
 from remodiff.imputers import gan  # noqa: F401
 from remodiff.imputers import oracle  # noqa: F401  (registers oracle_same, oracle_other, oracle_mean)
+from remodiff.imputers import diffusion  # noqa: F401  (registers diffusion)
 
 __all__ = ["IMPUTERS", "Imputer", "build_imputer", "load_imputer"]

@@ -1,0 +1,131 @@
+"""Sampling cost vs reconstruction quality of the diffusion imputer, per sampler and number of steps.
+
+Trains one diffusion imputer (on ``<features>/{train,val,test}.h5`` when present, else on a synthetic
+conditional problem of feature-like size: 3 modalities of 64 / 110 / 128 dims, 5 segments, driven by a shared
+latent), then imputes the test clips (clip i misses modality i mod 3) with every sampler and
+steps in {1000, 200, 100, 50, 20, 10, 5}. Prints the time per 1,000 imputed clips and the reconstruction MSE
+(standardised features, missing slots only), each with its ratio to the 1000-step Euler-Maruyama reference,
+and writes a quality-vs-time plot.
+
+    python benchmarks/diffusion_steps.py benchmarks/diffusion_steps.png [--quick] [--items N]
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from remodiff.diffusion.sampling import evaluations_per_step
+from remodiff.imputers import build_imputer
+from remodiff.store import FeatureSet, load_featureset
+
+STEPS = (1000, 200, 100, 50, 20, 10, 5)
+SAMPLERS = {"euler_maruyama": "uniform", "pc": "uniform", "ode": "karras", "ddim": "uniform"}
+
+
+def synthetic(n: int, rng: np.random.Generator, segments: int = 5, dims=(64, 110, 128), latent: int = 8) -> FeatureSet:
+    """Modalities = fixed nonlinear maps of a per-segment latent (clip factor + segment factor) plus noise."""
+    z = rng.normal(size=(n, 1, latent)) + 0.5 * rng.normal(size=(n, segments, latent))
+    maps = np.random.default_rng(1234)  # the same maps for every split
+    features = {}
+    for name, d in zip(("audio", "video", "text"), dims):
+        weights, offset = maps.normal(size=(latent, d)) / np.sqrt(latent), maps.normal(size=d)
+        features[name] = (np.tanh(z) @ weights + offset + 0.3 * rng.normal(size=(n, segments, d))).astype(np.float32)
+    available = {m: np.ones((n, segments), bool) for m in features}
+    return FeatureSet([f"clip{i}" for i in range(n)], features, available, np.zeros((n, 1), np.float32), ["none"])
+
+
+def load_data(features_dir: Path) -> tuple[FeatureSet, FeatureSet, FeatureSet, str]:
+    if all((features_dir / f"{s}.h5").exists() for s in ("train", "val", "test")):
+        return (*(load_featureset(features_dir / f"{s}.h5") for s in ("train", "val", "test")), str(features_dir))
+    rng = np.random.default_rng(0)
+    return synthetic(100, rng), synthetic(25, rng), synthetic(200, rng), "synthetic (100 train clips)"
+
+
+def one_missing_modality(data: FeatureSet) -> FeatureSet:
+    """Clip i misses modality i mod M on every segment."""
+    missing = np.arange(len(data)) % len(data.modalities)
+    return data.with_mask({m: np.repeat((missing != k)[:, None], data.n_segments, axis=1)
+                           for k, m in enumerate(data.modalities)})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("plot", type=Path, help="where to write the quality-vs-time PNG")
+    parser.add_argument("--features", type=Path, default=Path("data/features"))
+    parser.add_argument("--items", type=int, default=64, help="test clips imputed per setting")
+    parser.add_argument("--quick", action="store_true", help="16 clips, steps {1000, 100, 20, 5}, short training")
+    parser.add_argument("--conditioning", default="mlp", help="mlp (fast on CPU) | transformer")
+    parser.add_argument("--sde", default="vp")
+    parser.add_argument("--epochs", type=int, default=150)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    torch.manual_seed(0)
+    steps_list = (1000, 100, 20, 5) if args.quick else STEPS
+    items = 16 if args.quick else args.items
+    epochs = 40 if args.quick else args.epochs
+
+    train, val, test, source = load_data(args.features)
+    imputer = build_imputer("diffusion", {"preset": "none", "sde": args.sde, "conditioning": args.conditioning,
+                                          "train": {"epochs": epochs, "patience": epochs}})
+    start = time.perf_counter()
+    imputer.fit(train, val, seed=0)
+    print(f"data: {source}; {args.sde.upper()} SDE, {args.conditioning} conditioning; trained "
+          f"{len(imputer.history)} epochs in {time.perf_counter() - start:.1f}s on {torch.get_num_threads()} thread(s)")
+
+    picked = FeatureSet(test.ids[:items], {m: x[:items] for m, x in test.features.items()},
+                        {m: a[:items] for m, a in test.available.items()}, test.labels[:items], test.label_names)
+    masked = one_missing_modality(picked)
+    scale = {m: imputer.scaler.std[m] for m in picked.modalities}
+
+    def mse(restored: FeatureSet) -> float:
+        errors = [(((restored.features[m] - picked.features[m]) / scale[m]) ** 2)[~masked.available[m]].ravel()
+                  for m in picked.modalities]
+        return float(np.concatenate(errors).mean())
+
+    base = imputer.config
+    rows = []
+    for sampler, grid in SAMPLERS.items():
+        for steps in steps_list:
+            imputer.config = dataclasses.replace(base, sampler=sampler, steps=steps, time_grid=grid)
+            start = time.perf_counter()
+            restored = imputer.impute(masked, np.random.default_rng(0))
+            seconds = (time.perf_counter() - start) / items * 1000
+            rows.append((sampler, grid, steps, steps * evaluations_per_step(sampler), seconds, mse(restored)))
+    ref = next(r for r in rows if r[0] == "euler_maruyama" and r[2] == 1000)
+
+    print(f"\n{items} test clips, one modality missing each; reference = Euler-Maruyama, 1000 steps")
+    print("| sampler | grid | steps | score evals | s / 1000 imputations | time ratio | MSE | MSE ratio |")
+    print("|---|---|---|---|---|---|---|---|")
+    for sampler, grid, steps, evals, seconds, error in rows:
+        print(f"| {sampler} | {grid} | {steps} | {evals} | {seconds:.1f} | {seconds / ref[4]:.3f} | {error:.4f} | "
+              f"{error / ref[5]:.3f} |")
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for sampler in SAMPLERS:
+        mine = [r for r in rows if r[0] == sampler]
+        ax.plot([r[4] for r in mine], [r[5] for r in mine], marker="o", label=sampler)
+        for r in mine:
+            ax.annotate(str(r[2]), (r[4], r[5]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("seconds per 1,000 imputations (log)")
+    ax.set_ylabel("reconstruction MSE (standardised)")
+    ax.set_title("Diffusion imputer: quality vs sampling time (labels = steps)")
+    ax.legend()
+    fig.tight_layout()
+    args.plot.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.plot, dpi=120)
+    print(f"\nplot: {args.plot}")
+
+
+if __name__ == "__main__":
+    main()
