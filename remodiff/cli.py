@@ -54,15 +54,21 @@ def info(path: Path = typer.Argument(..., exists=True, dir_okay=False, help="an 
 
 @app.command()
 def run(stage: str = typer.Argument(..., help="sample, segment, extract, masks, train_imputer, reconstruct, "
-                                               "train_fuser or evaluate"),
-        params: Path = typer.Option(Path("params.yaml"), help="the params file")) -> None:
+                                               "train_fuser, evaluate, compare (with --imputer) or compare_table"),
+        params: Path = typer.Option(Path("params.yaml"), help="the params file"),
+        imputer: str = typer.Option(None, help="the imputer of a `compare` entry")) -> None:
     """Run one pipeline stage (what `dvc repro` runs, without DVC's caching)."""
     from remodiff.params import load_params
-    from remodiff.pipeline import STAGES
+    from remodiff.pipeline import STAGES, compare
 
-    if stage not in STAGES:
-        raise typer.BadParameter(f"unknown stage {stage!r}; valid: {', '.join(STAGES)}")
     setup_logging()
+    if stage == "compare":
+        if imputer is None:
+            raise typer.BadParameter("compare needs --imputer NAME (one of compare.imputers)")
+        compare(load_params(params), imputer)
+        return
+    if stage not in STAGES:
+        raise typer.BadParameter(f"unknown stage {stage!r}; valid: {', '.join([*STAGES, 'compare'])}")
     STAGES[stage](load_params(params))
 
 
@@ -94,13 +100,16 @@ def fetch_models(params: Path = typer.Option(Path("params.yaml"), help="the para
             typer.echo(f"{name} ({features[name]['backend']}): nothing to fetch")
 
 
-def run_stage(stage: str) -> None:
-    """Entry point of the thin ``stages/<stage>.py`` scripts."""
+def run_stage(stage: str, *args: str) -> None:
+    """Entry point of the thin ``stages/<stage>.py`` scripts (``args``: a matrix stage's item)."""
     from remodiff.params import load_params
-    from remodiff.pipeline import STAGES
+    from remodiff.pipeline import STAGES, compare
 
     setup_logging()
-    STAGES[stage](load_params())
+    if stage == "compare":
+        compare(load_params(), *args)
+    else:
+        STAGES[stage](load_params())
 
 
 if __name__ == "__main__":

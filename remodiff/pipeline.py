@@ -9,6 +9,7 @@ import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from remodiff.features import SegmentedClip, build_extractor
 from remodiff.features.base import iter_segment_store
 from remodiff.fusion import build_fuser, load_fuser
 from remodiff.imputers import build_imputer, load_imputer
-from remodiff.store import (ClipStore, atomic_h5, load_featureset, read_clip_attrs, read_featureset,
+from remodiff.store import (ClipStore, write_text_atomic, atomic_h5, load_featureset, read_clip_attrs, read_featureset,
                             save_featureset, write_featureset, write_json_atomic)
 from remodiff.store import collect_featureset, storage_array
 
@@ -204,37 +205,59 @@ def seeds_of(params: dict) -> list[int]:
     return list(seeds)
 
 
-def train_imputer(params: dict) -> None:
-    """One imputer per seed of ``eval.seeds``, fitted on the training split (validation for early stopping)."""
-    cfg = params["imputer"]
-    name, own = cfg["type"], dict(cfg.get(cfg["type"]) or {})
+@dataclass(frozen=True)
+class ImputerRun:
+    """Where one imputer's models, reconstructions and metrics go: the main chain or a comparison entry."""
+
+    models: Path
+    reconstructed: Path
+    quality: Path
+    downstream: Path
+    history: Path | None = None
+
+
+MAIN_RUN = ImputerRun(MODELS / "imputer", RECONSTRUCTED, METRICS / "reconstruction.json",
+                      METRICS / "downstream.json", METRICS / "imputer_history.json")
+COMPARE = Path("compare")
+
+
+def compare_run(imputer: str) -> ImputerRun:
+    return ImputerRun(MODELS / "compare" / imputer, DATA / "compare" / imputer,
+                      METRICS / "compare" / imputer / "reconstruction.json",
+                      METRICS / "compare" / imputer / "downstream.json")
+
+
+def fit_imputers(params: dict, name: str, seeds: list[int], run: ImputerRun) -> None:
+    """One imputer per seed, fitted on the training split (validation for early stopping)."""
+    own = dict(params["imputer"].get(name) or {})
     build_imputer(name, own)  # fails at once, naming the valid types, for an unknown name
     train = load_featureset(FEATURES / "train.h5")
     val = load_featureset(FEATURES / "val.h5")
     histories = {}
-    for seed in seeds_of(params):
+    for seed in seeds:
         start = time.perf_counter()
         imputer = build_imputer(name, own)
         imputer.fit(train, val, seed=seed)
-        imputer.save(MODELS / "imputer" / f"seed_{seed}")
+        imputer.save(run.models / f"seed_{seed}")
         histories[seed] = getattr(imputer, "history", None)
-        log.info("train_imputer %s seed %d: %.1fs", name, seed, time.perf_counter() - start)
-    # the first seed's training curve for `dvc plots` (empty for imputers that do not train by gradient)
-    write_json_atomic(METRICS / "imputer_history.json", histories[seeds_of(params)[0]] or [])
+        log.info("fit imputer %s, seed %d: %.1fs", name, seed, time.perf_counter() - start)
+    if run.history is not None:
+        # the first seed's training curve for `dvc plots` (empty for imputers that do not train by gradient)
+        write_json_atomic(run.history, histories[seeds[0]] or [])
 
 
-def reconstruct(params: dict) -> None:
-    """Masked and reconstructed test sets, per seed and pattern (K samples for stochastic imputers),
-    plus reconstruction quality averaged over seeds."""
+def reconstruct_test(params: dict, seeds: list[int], run: ImputerRun) -> None:
+    """Masked and reconstructed test sets per seed and pattern (K samples for stochastic imputers), plus
+    reconstruction quality averaged over seeds."""
     test = load_featureset(FEATURES / "test.h5")
     patterns = load_masks(MASKS, test.ids)
     samples = params["eval"]["samples"]
     quality_runs = []
-    for seed in seeds_of(params):
-        imputer = load_imputer(MODELS / "imputer" / f"seed_{seed}")
+    for seed in seeds:
+        imputer = load_imputer(run.models / f"seed_{seed}")
         k = samples if imputer.stochastic else 1
-        quality = {}
-        with atomic_h5(RECONSTRUCTED / f"seed_{seed}.h5") as f:
+        quality: dict = {}
+        with atomic_h5(run.reconstructed / f"seed_{seed}.h5") as f:
             for i, (pattern, mask) in enumerate(tqdm(patterns.items(), desc=f"reconstruct seed {seed}")):
                 masked = test.with_mask(mask)
                 write_featureset(f.create_group(f"{pattern}/masked"), masked)
@@ -242,15 +265,18 @@ def reconstruct(params: dict) -> None:
                     restored = imputer.impute(masked, np.random.default_rng([seed, i, j]))
                     write_featureset(f.create_group(f"{pattern}/sample_{j}"), restored)
                     if j == 0:
-                        quality.update(nest(pattern, reconstruction_metrics(test, masked, restored)))
+                        protocol, setting = pattern.split("/", 1)
+                        quality.setdefault(protocol, {})[setting] = reconstruction_metrics(test, masked, restored)
         quality_runs.append(quality)
-    write_json_atomic(METRICS / "reconstruction.json", aggregate(quality_runs))
+    write_json_atomic(run.quality, aggregate(quality_runs))
 
 
-def nest(pattern: str, value: dict) -> dict:
-    """``"random/mr_0.3"`` -> ``{"random": {"mr_0.3": value}}`` (metrics read as ``random.mr_0.3.<name>``)."""
-    protocol, setting = pattern.split("/", 1)
-    return {protocol: {setting: value}} if value else {}
+def train_imputer(params: dict) -> None:
+    fit_imputers(params, params["imputer"]["type"], seeds_of(params), MAIN_RUN)
+
+
+def reconstruct(params: dict) -> None:
+    reconstruct_test(params, seeds_of(params), MAIN_RUN)
 
 
 def fuser_for_seed(params: dict, modalities: list[str], seed: int):
@@ -279,10 +305,10 @@ def train_fuser(params: dict) -> None:
                      time.perf_counter() - start)
 
 
-def evaluate(params: dict) -> dict:
+def score(params: dict, seeds: list[int], run: ImputerRun, imputer: str, lower_bound: bool) -> dict:
     """Upper bound (complete test data), the predict-the-training-mean floor, and per protocol setting the
-    imputer's reconstructions (mean prediction over its K samples) and the lower bound; mean and 95 % CI over
-    seeds."""
+    imputer's reconstructions (mean prediction over its K samples) and, optionally, the lower bound; mean and
+    95 % CI over seeds."""
     modalities = list(params["features"])
     train = load_featureset(FEATURES / "train.h5")
     test = load_featureset(FEATURES / "test.h5")
@@ -290,13 +316,13 @@ def evaluate(params: dict) -> dict:
         raise ValueError("the test split has no clips: nothing to evaluate (check dataset.root and split_dirs)")
     names = test.label_names
     runs = []
-    for seed in seeds_of(params):
+    for seed in seeds:
         folder = MODELS / "fuser" / f"seed_{seed}"
         full = load_fuser(folder / subset_key(modalities))
         lower = ({subset_key(s): load_fuser(folder / subset_key(s)) for s in modality_subsets(modalities)}
-                 if params["eval"]["lower_bound"] else None)
-        run = {"complete": regression_metrics(test.labels, full.predict(test), names)}
-        with h5py.File(RECONSTRUCTED / f"seed_{seed}.h5", "r") as f:
+                 if lower_bound else None)
+        result = {"complete": regression_metrics(test.labels, full.predict(test), names)}
+        with h5py.File(run.reconstructed / f"seed_{seed}.h5", "r") as f:
             for protocol in f:
                 for setting in f[protocol]:
                     group = f[protocol][setting]
@@ -306,16 +332,74 @@ def evaluate(params: dict) -> dict:
                     if lower is not None:
                         masked = read_featureset(group["masked"])
                         cell["lower_bound"] = regression_metrics(test.labels, lower_bound_predict(lower, masked), names)
-                    run.setdefault(protocol, {})[setting] = cell
-        runs.append(run)
+                    result.setdefault(protocol, {})[setting] = cell
+        runs.append(result)
     results = aggregate(runs)
     floor = np.broadcast_to(train.labels.mean(axis=0), test.labels.shape)
     results["train_mean"] = regression_metrics(test.labels, floor, names)
-    results["imputer"] = params["imputer"]["type"]
-    write_json_atomic(METRICS / "downstream.json", results)
-    log.info("evaluate: complete mean_acc %.4f, train-mean floor %.4f", results["complete"]["mean_acc"],
+    results["imputer"] = imputer
+    write_json_atomic(run.downstream, results)
+    log.info("evaluate %s: complete mean_acc %.4f, train-mean floor %.4f", imputer, results["complete"]["mean_acc"],
              results["train_mean"]["mean_acc"])
     return results
 
 
-STAGES = {f.__name__: f for f in (sample, segment, extract, masks, train_imputer, reconstruct, train_fuser, evaluate)}
+def evaluate(params: dict) -> dict:
+    return score(params, seeds_of(params), MAIN_RUN, params["imputer"]["type"], params["eval"]["lower_bound"])
+
+
+def compare_seeds(params: dict) -> list[int]:
+    return list(params["compare"].get("seeds") or seeds_of(params))
+
+
+def compare(params: dict, imputer: str) -> None:
+    """One entry of the all-imputer comparison (a DVC ``matrix`` stage): fit, reconstruct and score ``imputer``
+    on the shared masks with the shared fusers."""
+    if imputer not in params["compare"]["imputers"]:
+        raise ValueError(f"{imputer!r} is not in compare.imputers {params['compare']['imputers']}")
+    seeds, run = compare_seeds(params), compare_run(imputer)
+    fit_imputers(params, imputer, seeds, run)
+    reconstruct_test(params, seeds, run)
+    score(params, seeds, run, imputer, lower_bound=False)
+
+
+def compare_table(params: dict) -> dict:
+    """Collect the comparison entries into ``metrics/comparison.json`` (``<protocol>.<setting>.<imputer>.<metric>``,
+    plus ``upper_bound`` and ``train_mean``) and a Markdown table of the chosen metric."""
+    metric = params["compare"]["metric"]
+    table: dict = {}
+    for imputer in params["compare"]["imputers"]:
+        result = json.loads(compare_run(imputer).downstream.read_text())
+        table.setdefault("upper_bound", result["complete"])
+        table.setdefault("train_mean", result["train_mean"])
+        for protocol, settings in result.items():
+            if protocol in ("complete", "train_mean", "imputer"):
+                continue
+            for setting, cell in settings.items():
+                table.setdefault(protocol, {}).setdefault(setting, {})[imputer] = cell["imputed"]
+    write_json_atomic(METRICS / "comparison.json", table)
+    write_text_atomic(METRICS / "comparison.md", comparison_markdown(table, params["compare"]["imputers"], metric))
+    return table
+
+
+def comparison_markdown(table: dict, imputers: list[str], metric: str) -> str:
+    def cell(values: dict) -> str:
+        if metric not in values:
+            raise ValueError(f"compare.metric {metric!r} is not among the metrics {sorted(values)}")
+        ci = values.get(f"{metric}_ci95")
+        return f"{values[metric]:.4f}" + (f" ± {ci:.4f}" if ci is not None else "")
+
+    lines = [f"# {metric} per imputer (upper bound {cell(table['upper_bound'])}, "
+             f"train-mean floor {cell(table['train_mean'])})", ""]
+    for protocol, settings in table.items():
+        if protocol in ("upper_bound", "train_mean"):
+            continue
+        lines += [f"## {protocol}", "", "| setting | " + " | ".join(imputers) + " |",
+                  "|---|" + "---|" * len(imputers)]
+        lines += [f"| {setting} | " + " | ".join(cell(row[i]) for i in imputers) + " |" for setting, row in settings.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+STAGES = {f.__name__: f for f in (sample, segment, extract, masks, train_imputer, reconstruct, train_fuser, evaluate,
+                                  compare_table)}

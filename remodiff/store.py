@@ -52,12 +52,16 @@ def atomic_h5(path: str | Path, resume: bool = False) -> Iterator[h5py.File]:
     os.replace(tmp, path)
 
 
-def write_json_atomic(path: str | Path, payload) -> None:
+def write_text_atomic(path: str | Path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = partial_path(path)
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
+    tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def write_json_atomic(path: str | Path, payload) -> None:
+    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=False) + "\n")
 
 
 # --------------------------------------------------------------------------------------------
