@@ -241,8 +241,9 @@ def reconstruct(params: dict) -> None:
                 for j in range(k):
                     restored = imputer.impute(masked, np.random.default_rng([seed, i, j]))
                     write_featureset(f.create_group(f"{pattern}/sample_{j}"), restored)
-                    if j == 0:
-                        quality.update(nest(pattern, reconstruction_metrics(test, masked, restored)))
+                    if j == 0:  # merged per protocol: every setting of a protocol keeps its entry
+                        for protocol, settings in nest(pattern, reconstruction_metrics(test, masked, restored)).items():
+                            quality.setdefault(protocol, {}).update(settings)
         quality_runs.append(quality)
     write_json_atomic(METRICS / "reconstruction.json", aggregate(quality_runs))
 
