@@ -54,7 +54,7 @@ def info(path: Path = typer.Argument(..., exists=True, dir_okay=False, help="an 
 
 @app.command()
 def run(stage: str = typer.Argument(..., help="sample, segment, extract, masks, train_imputer, reconstruct, "
-                                               "train_fuser or evaluate"),
+                                               "train_fuser, evaluate or report"),
         params: Path = typer.Option(Path("params.yaml"), help="the params file")) -> None:
     """Run one pipeline stage (what `dvc repro` runs, without DVC's caching)."""
     from remodiff.params import load_params

@@ -39,6 +39,7 @@ MASKS = DATA / "masks" / "test.h5"
 RECONSTRUCTED = DATA / "reconstructed"
 MODELS = Path("models")
 METRICS = Path("metrics")
+REPORTS = Path("reports")
 
 
 def sample(params: dict) -> None:
@@ -319,4 +320,16 @@ def evaluate(params: dict) -> dict:
     return results
 
 
-STAGES = {f.__name__: f for f in (sample, segment, extract, masks, train_imputer, reconstruct, train_fuser, evaluate)}
+def report(params: dict) -> dict[str, str | None]:
+    """Figures and a Markdown summary of the metrics, the first seed's reconstructions and the loss histories;
+    returns figure name -> caption (None = skipped: its inputs are absent)."""
+    from remodiff.evaluation.report import write_report  # matplotlib is imported by this stage only
+
+    cfg = params["report"]
+    benchmark = Path(cfg["benchmark"]) if cfg.get("benchmark") else None
+    return write_report(REPORTS, METRICS, FEATURES / "test.h5", RECONSTRUCTED, seeds_of(params)[0], cfg["metric"],
+                        benchmark)
+
+
+STAGES = {f.__name__: f for f in (sample, segment, extract, masks, train_imputer, reconstruct, train_fuser, evaluate,
+                                  report)}
