@@ -40,6 +40,7 @@ MASKS = DATA / "masks" / "test.h5"
 RECONSTRUCTED = DATA / "reconstructed"
 MODELS = Path("models")
 METRICS = Path("metrics")
+REPORTS = Path("reports")
 
 
 def sample(params: dict) -> None:
@@ -401,5 +402,16 @@ def comparison_markdown(table: dict, imputers: list[str], metric: str) -> str:
     return "\n".join(lines)
 
 
+def report(params: dict) -> dict[str, str | None]:
+    """Figures and a Markdown summary of the metrics, the first seed's reconstructions and the loss histories;
+    returns figure name -> caption (None = skipped: its inputs are absent)."""
+    from remodiff.evaluation.report import write_report  # matplotlib is imported by this stage only
+
+    cfg = params["report"]
+    benchmark = Path(cfg["benchmark"]) if cfg.get("benchmark") else None
+    return write_report(REPORTS, METRICS, FEATURES / "test.h5", RECONSTRUCTED, seeds_of(params)[0], cfg["metric"],
+                        benchmark)
+
+
 STAGES = {f.__name__: f for f in (sample, segment, extract, masks, train_imputer, reconstruct, train_fuser, evaluate,
-                                  compare_table)}
+                                  report, compare_table)}

@@ -73,6 +73,8 @@ def test_repro_writes_finite_metrics_and_complete_data_beats_the_mean(project):
     assert set(quality["fixed"]["video_missing"]) == {"video"} and quality["fixed"]["video_missing"]["video"]["mse"] > 0
     report = json.loads((repo / "data" / "segments" / "report.json").read_text())
     assert report["clips"] == {"train": 24, "val": 8, "test": 8} and report["skipped"] == []
+    assert (repo / "reports" / "fixed_patterns.png").is_file() and (repo / "reports" / "feature_space.png").is_file()
+    assert "| video_missing |" in (repo / "reports" / "summary.md").read_text()
 
 
 def test_second_repro_is_up_to_date_and_imputer_switch_reruns_only_downstream(project):
@@ -83,7 +85,7 @@ def test_second_repro_is_up_to_date_and_imputer_switch_reruns_only_downstream(pr
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = run(["dvc", "repro"], repo)
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
-    assert ran == {"train_imputer", "reconstruct", "evaluate"}
+    assert ran == {"train_imputer", "reconstruct", "evaluate", "report"}
     metrics = json.loads((repo / "metrics" / "downstream.json").read_text())
     assert metrics["imputer"] == "mean" and metrics["fixed"]["video_missing"]["imputed"]["mean_acc"] > 0
 
