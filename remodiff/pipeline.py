@@ -63,8 +63,8 @@ def segment(params: dict) -> dict:
     asr = None if adapter.precomputed else build_asr(params["dataset"].get("asr"))
     report: dict = {"clips": {}, "skipped": [], "no_audio": [], "no_transcript": [], "padded": [], "transcribed": []}
     for split in SPLITS:
-        precomputed = adapter.features(split, cfg["segments"]) if adapter.precomputed else None
-        clips = [] if adapter.precomputed else adapter.clips(split)
+        precomputed = adapter.features(split, cfg["segments"])
+        clips = adapter.clips(split) if precomputed is None else []
         # label names of precomputed files are known once a split is read
         store_config = {"segments": cfg["segments"], "fps": cfg["fps"], "frame_size": cfg["frame_size"],
                         "sample_rate": cfg["sample_rate"], "label_names": adapter.label_names,
