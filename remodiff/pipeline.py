@@ -17,8 +17,9 @@ import h5py
 import numpy as np
 from tqdm.auto import tqdm
 
-from remodiff.data.adapters import SPLITS, build_dataset
-from remodiff.data.decode import DecodeError, segment_clip
+from remodiff.data import SPLITS, build_dataset
+from remodiff.data.asr import build_asr
+from remodiff.data.decode import DecodeError, segment_clip, split_transcript
 from remodiff.evaluation.masks import PROTOCOLS, load_masks, make_masks, save_masks
 from remodiff.evaluation.matrix import aggregate, lower_bound_predict, modality_subsets, subset_key
 from remodiff.evaluation.metrics import regression_metrics
@@ -27,13 +28,14 @@ from remodiff.features import SegmentedClip, build_extractor
 from remodiff.features.base import iter_segment_store
 from remodiff.fusion import build_fuser, load_fuser
 from remodiff.imputers import build_imputer, load_imputer
-from remodiff.store import (ClipStore, write_text_atomic, atomic_h5, load_featureset, read_clip_attrs, read_featureset,
-                            save_featureset, write_featureset, write_json_atomic)
-from remodiff.store import collect_featureset, storage_array
+from remodiff.store import (ClipStore, FeatureSet, atomic_h5, collect_featureset, load_featureset, read_clip_attrs,
+                            read_featureset, save_featureset, storage_array, write_featureset, write_json_atomic,
+                            write_text_atomic)
 
 log = logging.getLogger(__name__)
 
 DATA = Path("data")
+SAMPLE = DATA / "sample"
 SEGMENTS = DATA / "segments"
 FEATURES = DATA / "features"
 MASKS = DATA / "masks" / "test.h5"
@@ -44,23 +46,36 @@ REPORTS = Path("reports")
 
 
 def sample(params: dict) -> None:
-    """Generate the embedded synthetic sample (First Impressions V2 layout) at ``params.dataset.root``."""
+    """Generate the embedded synthetic sample (First Impressions V2 layout) in ``data/sample``.
+
+    Always there, never at ``dataset.root``: DVC empties a stage's outputs before running it, so an output at
+    ``dataset.root`` would delete a real dataset that the root points at."""
     from remodiff.data.sample import generate_sample
 
-    generate_sample(params["dataset"]["root"], **params["sample"])
+    generate_sample(SAMPLE, **params["sample"])
 
 
 def segment(params: dict) -> dict:
-    """Decode every clip of every split into ``segments`` equal parts; undecodable clips are skipped and listed."""
+    """Decode every clip of every split into ``segments`` equal parts; undecodable clips are skipped and listed.
+
+    A dataset that ships features (``adapter.precomputed``) is not decoded: its feature set of each split is
+    stored in the segment store (group ``precomputed``) for the extract stage to write out."""
     cfg = params["segment"]
     adapter = build_dataset(params["dataset"])
-    store_config = {"segments": cfg["segments"], "fps": cfg["fps"], "frame_size": cfg["frame_size"],
-                    "sample_rate": cfg["sample_rate"], "label_names": adapter.label_names,
-                    "dataset": params["dataset"]}
-    report: dict = {"clips": {}, "skipped": [], "no_audio": [], "no_transcript": [], "padded": []}
+    asr = None if adapter.precomputed else build_asr(params["dataset"].get("asr"))
+    report: dict = {"clips": {}, "skipped": [], "no_audio": [], "no_transcript": [], "padded": [], "transcribed": []}
     for split in SPLITS:
-        clips = adapter.clips(split)
+        precomputed = adapter.features(split, cfg["segments"])
+        clips = adapter.clips(split) if precomputed is None else []
+        # label names of precomputed files are known once a split is read
+        store_config = {"segments": cfg["segments"], "fps": cfg["fps"], "frame_size": cfg["frame_size"],
+                        "sample_rate": cfg["sample_rate"], "label_names": adapter.label_names,
+                        "task": adapter.task, "classes": adapter.classes, "precomputed": adapter.precomputed,
+                        "dataset": params["dataset"]}
         with ClipStore(SEGMENTS / f"{split}.h5", store_config) as store:
+            if precomputed is not None:
+                store_precomputed(store, precomputed, split, report)
+                continue
             todo = [c for c in clips if not store.done(c.id)]
             if len(todo) < len(clips):
                 log.info("segment %s: resuming, %d of %d clips already done", split, len(clips) - len(todo), len(clips))
@@ -68,7 +83,7 @@ def segment(params: dict) -> dict:
             def work(clip):
                 try:
                     return clip, segment_clip(clip.path, clip.transcript, cfg["segments"], cfg["fps"],
-                                              cfg["frame_size"], cfg["sample_rate"]), None
+                                              cfg["frame_size"], cfg["sample_rate"], clip.audio_path), None
                 except DecodeError as e:
                     return clip, None, str(e)
 
@@ -78,9 +93,14 @@ def segment(params: dict) -> dict:
                         log.warning("skipping %s: %s", clip.id, error)
                         report["skipped"].append({"clip": clip.id, "split": split, "reason": error})
                         continue
+                    transcribed = False
+                    if asr is not None and seg.transcript is None and seg.has_audio:
+                        text = asr.transcribe(seg.audio.reshape(-1), cfg["sample_rate"])
+                        seg.transcript = split_transcript(text, cfg["segments"]) if text else None
+                        transcribed = seg.transcript is not None
                     store.write(clip.id, {"frames": seg.frames, "audio": seg.audio},
                                 {"has_audio": seg.has_audio, "transcript": seg.transcript, "labels": clip.labels,
-                                 "duration": seg.duration, "padded": seg.padded})
+                                 "duration": seg.duration, "padded": seg.padded, "transcribed": transcribed})
             for cid in sorted(store.clips):
                 attrs = read_clip_attrs(store.clips[cid])
                 entry = {"clip": cid, "split": split}
@@ -90,11 +110,29 @@ def segment(params: dict) -> dict:
                     report["no_transcript"].append(entry)
                 if attrs["padded"]:
                     report["padded"].append(entry)
+                if attrs.get("transcribed"):
+                    report["transcribed"].append(entry)
             report["clips"][split] = len(store.clips)
+    report["skipped"] = adapter.skipped + report["skipped"]
     report["counts"] = {k: len(v) for k, v in report.items() if isinstance(v, list)}
     write_json_atomic(SEGMENTS / "report.json", report)
     log.info("segment: %s clips, %s", report["clips"], report["counts"])
     return report
+
+
+PRECOMPUTED = "precomputed"  # the segment store's group holding a dataset's own feature set
+
+
+def store_precomputed(store: ClipStore, fs: FeatureSet, split: str, report: dict) -> None:
+    """Keep a dataset's own features in the segment store; clips lacking audio / text entirely are reported."""
+    if PRECOMPUTED in store.file:
+        del store.file[PRECOMPUTED]
+    write_featureset(store.file.create_group(PRECOMPUTED), fs)
+    for modality, key in (("audio", "no_audio"), ("text", "no_transcript")):
+        if modality in fs.available:
+            missing = ~fs.available[modality].any(axis=1)
+            report[key] += [{"clip": cid, "split": split} for cid, m in zip(fs.ids, missing) if m]
+    report["clips"][split] = len(fs)
 
 
 # Scratch of the extract stage: per-clip features, kept outside data/features (which `dvc repro` empties before
@@ -110,6 +148,10 @@ def extract(params: dict) -> None:
     A modality's settings are its backend's parameters plus ``dtype`` (float32 or float16: how the features
     are stored; readers get float32)."""
     dtypes = {m: cfg.get("dtype", "float32") for m, cfg in params["features"].items()}
+    if segment_config(SEGMENTS / "train.h5").get("precomputed"):
+        for split in SPLITS:
+            write_precomputed(split, dtypes)
+        return
     extractors = {m: build_extractor(m, {k: v for k, v in cfg.items() if k != "dtype"})
                   for m, cfg in params["features"].items()}
     train_clips = list(iter_segment_store(SEGMENTS / "train.h5", with_media=False))
@@ -121,13 +163,41 @@ def extract(params: dict) -> None:
         EXTRACT_SCRATCH.rmdir()
 
 
+def segment_config(path: Path) -> dict:
+    with h5py.File(path, "r") as f:
+        return json.loads(f.attrs["config"])
+
+
+def task_attrs(config: dict) -> dict:
+    """The feature sets' task convention, from the segment store's config."""
+    return {"task": config.get("task", "regression"), "classes": config.get("classes")}
+
+
+def write_precomputed(split: str, dtypes: dict[str, str]) -> None:
+    """A dataset's own features (kept by the segment stage) as the feature store; ``params.features`` keys pick
+    which of its modalities to keep (their extractor settings do not apply, only ``dtype``)."""
+    path = SEGMENTS / f"{split}.h5"
+    config = segment_config(path)
+    with h5py.File(path, "r") as f:
+        fs = read_featureset(f[PRECOMPUTED])
+    unknown = [m for m in dtypes if m not in fs.modalities]
+    if unknown:
+        raise ValueError(f"features lists modalities {unknown} that the dataset's precomputed features lack; "
+                         f"it has {fs.modalities}: make the keys of params.features a subset of these")
+    fs = fs.subset(list(dtypes))
+    fs.attrs = {**fs.attrs, **task_attrs(config), "extractors": "precomputed"}
+    save_featureset(FEATURES / f"{split}.h5", fs, dtypes)
+    log.info("extract %s: %d clips of precomputed %s features, no extractor run", split, len(fs),
+             ", ".join(f"{m} {fs.features[m].shape[2]}-d" for m in fs.modalities))
+
+
 def extract_split(split: str, extractors: dict, dtypes: dict[str, str], params: dict) -> None:
     segments = SEGMENTS / f"{split}.h5"
+    config = segment_config(segments)
     with h5py.File(segments, "r") as f:
-        segment_config = json.loads(f.attrs["config"])
         ids = sorted(f["clips"])
     # Per-clip results are reused only under the same extractor settings and the same segmentation.
-    scratch_config = {"features": params["features"], "segments": segment_config}
+    scratch_config = {"features": params["features"], "segments": config}
     scratch = EXTRACT_SCRATCH / f"{split}.h5"
     seconds = {m: 0.0 for m in extractors}
     missing = {m: 0 for m in extractors}
@@ -156,8 +226,8 @@ def extract_split(split: str, extractors: dict, dtypes: dict[str, str], params: 
         for bar in bars.values():
             bar.close()
         fs = collect_featureset(store, ids, {m: e.dim for m, e in extractors.items()},
-                                params["segment"]["segments"], segment_config["label_names"],
-                                {"extractors": params["features"]})
+                                params["segment"]["segments"], config["label_names"],
+                                {"extractors": params["features"], **task_attrs(config)})
         save_featureset(FEATURES / f"{split}.h5", fs, dtypes)
     scratch.unlink()  # the ClipStore renamed its partial on success; the feature set now holds everything
     for m in extractors:

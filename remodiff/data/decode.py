@@ -6,6 +6,8 @@ Policies (documented in the README):
   fewer frames than segments repeats frames so that every segment gets one (counted as ``padded``).
 * audio: 16 kHz mono float32; each segment holds exactly ``round(duration / segments * sample_rate)``
   samples, trimmed or zero-padded (AAC adds encoder padding, so the decoded track is rarely exact).
+  A clip whose video file has no audio stream takes its audio from ``audio_path`` when one is given (e.g.
+  CREMA-D's separate WAV files), cut to the video's duration.
 * transcript: word ``i`` of ``W`` is placed at time ``(i + 0.5) / W`` of the clip and goes to that segment.
 """
 from __future__ import annotations
@@ -100,13 +102,14 @@ def split_transcript(text: str, segments: int) -> list[str]:
 
 
 def segment_clip(path, transcript: str | None, segments: int, fps: float, size: int,
-                 sample_rate: int) -> Segments:
+                 sample_rate: int, audio_path=None) -> Segments:
     info = probe(path)
     frames, padded = split_frames(decode_frames(path, fps, size), segments)
     segment_samples = round(info["duration"] / segments * sample_rate)
-    if info["has_audio"]:
-        audio = split_audio(decode_audio(path, sample_rate), segments, segment_samples)
+    audio_source = path if info["has_audio"] else audio_path
+    if audio_source is not None:
+        audio = split_audio(decode_audio(audio_source, sample_rate), segments, segment_samples)
     else:
         audio = np.zeros((segments, segment_samples), np.float32)
     text = split_transcript(transcript, segments) if transcript else None
-    return Segments(frames, audio, info["has_audio"], text, info["duration"], padded)
+    return Segments(frames, audio, audio_source is not None, text, info["duration"], padded)
