@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from remodiff.evaluation.matrix import lower_bound_predict
 from remodiff.evaluation.metrics import classification_metrics, regression_metrics
 from remodiff.fusion import FUSERS, build_fuser, load_fuser
 from remodiff.fusion.blocks import drop_modalities, split_inputs, standardised_inputs
@@ -92,6 +93,8 @@ def test_fuser_beats_chance_on_three_classes(name, classification_data, classifi
     accuracy = classification_metrics(test.labels, probabilities, CLASSES)["accuracy"]
     assert accuracy > max(majority, 1 / 3) + 0.2
     assert np.mean(class_indices(probabilities) == test.labels[:, 0]) == pytest.approx(accuracy)
+    routed = lower_bound_predict({"audio+text+video": classification_fusers[name]}, test)  # [N, C], not [N, 1]
+    np.testing.assert_array_equal(routed, probabilities)
 
 
 @pytest.mark.parametrize("name", ["late", "transformer"])
