@@ -26,7 +26,7 @@ def lower_bound_predict(fusers: dict[str, object], masked: FeatureSet) -> np.nda
     Missing segments of a present modality stay zero = the training mean after the fuser's z-scoring.
     """
     present = np.stack([masked.available[m].any(axis=1) for m in masked.modalities], axis=1)  # [N, M]
-    out = np.zeros_like(masked.labels, dtype=np.float32)
+    out: np.ndarray | None = None  # shaped by the first prediction: [N, L] values or [N, C] class probabilities
     for pattern in np.unique(present, axis=0):
         rows = np.nonzero((present == pattern).all(axis=1))[0]
         key = subset_key(m for m, p in zip(masked.modalities, pattern) if p)
@@ -35,7 +35,10 @@ def lower_bound_predict(fusers: dict[str, object], masked: FeatureSet) -> np.nda
         sub = FeatureSet([masked.ids[i] for i in rows], {m: masked.features[m][rows] for m in masked.modalities},
                          {m: masked.available[m][rows] for m in masked.modalities}, masked.labels[rows],
                          masked.label_names)
-        out[rows] = fusers[key].predict(sub.subset(key.split("+")))
+        prediction = fusers[key].predict(sub.subset(key.split("+")))
+        if out is None:
+            out = np.zeros((len(masked), prediction.shape[1]), np.float32)
+        out[rows] = prediction
     return out
 
 

@@ -1,9 +1,13 @@
-"""Downstream metrics. First Impressions: per-trait accuracy = 1 - MAE, "mean accuracy" over the Big Five."""
+"""Downstream metrics. First Impressions: per-trait accuracy = 1 - MAE, "mean accuracy" over the Big Five;
+MOSI / MOSEI sentiment: MMSA's metric set; classification: accuracy, F1, UAR. :func:`task_metrics` picks."""
 from __future__ import annotations
 
 import logging
 
 import numpy as np
+from sklearn.metrics import accuracy_score, f1_score
+
+from remodiff.tasks import TASKS, check_class_indices, class_indices
 
 log = logging.getLogger(__name__)
 BIG_FIVE = ("extraversion", "neuroticism", "agreeableness", "conscientiousness", "openness")
@@ -43,3 +47,116 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray, label_names: list
     out["mae"] = float(abs_err.mean())
     out["pearson_r"] = float(np.mean(rs)) if rs else None
     return out
+
+
+def sentiment_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
+    """MOSI / MOSEI sentiment (labels in [-3, 3]) with MMSA's definitions and names (thuiar/MMSA,
+    ``src/MMSA/utils/metricsTop.py``, ``MetricsTop.__eval_mosei_regression``, also used for MOSI):
+
+    * ``Has0_acc_2`` / ``Has0_F1_score``: negative (< 0) vs non-negative (>= 0), all clips;
+    * ``Non0_acc_2`` / ``Non0_F1_score``: negative (< 0) vs positive (> 0), clips with ``y_true == 0`` left out
+      (``None`` if every clip is neutral);
+    * ``Mult_acc_5`` / ``Mult_acc_7``: both sides clipped to [-2, 2] / [-3, 3] and rounded (``np.round``, half
+      to even, as MMSA), then compared;
+    * ``MAE``, ``Corr`` (Pearson; ``None`` where undefined, MMSA gives NaN). F1 is scikit-learn's weighted F1.
+
+    Unlike MMSA, values are not rounded to 4 decimals. ``y_true`` / ``y_pred``: ``[N]`` or ``[N, 1]``.
+    """
+    y_true, y_pred = _single_series(y_true, "labels"), _single_series(y_pred, "predictions")
+    if y_true.shape != y_pred.shape or len(y_true) == 0:
+        raise ValueError(f"labels {y_true.shape} / predictions {y_pred.shape} must be the same non-empty length")
+    has0_true, has0_pred = y_true >= 0, y_pred >= 0
+    nonzero = y_true != 0
+    non0_true, non0_pred = y_true[nonzero] > 0, y_pred[nonzero] > 0
+    out = {
+        "Has0_acc_2": float(accuracy_score(has0_true, has0_pred)),
+        "Has0_F1_score": float(f1_score(has0_true, has0_pred, average="weighted", zero_division=0)),
+        "Non0_acc_2": float(accuracy_score(non0_true, non0_pred)) if nonzero.any() else None,
+        "Non0_F1_score": (float(f1_score(non0_true, non0_pred, average="weighted", zero_division=0))
+                          if nonzero.any() else None),
+    }
+    for classes, bound in ((5, 2.0), (7, 3.0)):
+        rounded_true = np.round(np.clip(y_true, -bound, bound))
+        rounded_pred = np.round(np.clip(y_pred, -bound, bound))
+        out[f"Mult_acc_{classes}"] = float(np.mean(rounded_true == rounded_pred))
+    out["MAE"] = float(np.abs(y_true - y_pred).mean())
+    out["Corr"] = pearson_r(y_true, y_pred)
+    return out
+
+
+def _single_series(values: np.ndarray, what: str) -> np.ndarray:
+    values = np.asarray(values, np.float64)
+    if values.ndim == 2 and values.shape[1] == 1:
+        values = values[:, 0]
+    if values.ndim != 1:
+        raise ValueError(f"sentiment {what} must be [N] or [N, 1], got shape {values.shape}")
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"sentiment {what} contain NaN or inf")
+    return values
+
+
+def classification_metrics(y_true: np.ndarray, probs_or_pred: np.ndarray, classes: list[str]) -> dict:
+    """``accuracy``, ``macro_f1``, ``weighted_f1`` and ``uar`` (unweighted average recall = balanced accuracy:
+    the mean recall over the classes present in ``y_true``).
+
+    ``y_true``: ``[N]`` or ``[N, 1]`` class indices (floats holding integers); ``probs_or_pred``: ``[N, C]``
+    class scores (argmax taken, ties to the lowest index) or ``[N]`` / ``[N, 1]`` class indices. F1 follows
+    scikit-learn: macro over the classes present in ``y_true`` or the predictions, a class never predicted
+    scores 0.
+    """
+    n_classes = len(classes)
+    if n_classes < 2:
+        raise ValueError(f"classification needs at least two classes, got {list(classes)}")
+    truth = check_class_indices(y_true, n_classes)
+    pred = np.asarray(probs_or_pred)
+    if pred.ndim == 2 and pred.shape[1] == n_classes:
+        if not np.all(np.isfinite(pred)):
+            raise ValueError("class scores contain NaN or inf")
+        pred = class_indices(pred)
+    else:
+        pred = check_class_indices(pred, n_classes)
+    if len(pred) != len(truth) or len(truth) == 0:
+        raise ValueError(f"{len(truth)} labels / {len(pred)} predictions must be the same non-empty length")
+    return {
+        "accuracy": float(accuracy_score(truth, pred)),
+        "macro_f1": float(f1_score(truth, pred, average="macro", zero_division=0)),
+        "weighted_f1": float(f1_score(truth, pred, average="weighted", zero_division=0)),
+        "uar": float(np.mean([np.mean(pred[truth == c] == c) for c in np.unique(truth)])),
+    }
+
+
+def task_metrics(task: str, y_true: np.ndarray, y_pred: np.ndarray, label_names: list[str],
+                 classes: list[str] | None = None) -> dict:
+    """The metrics of a task: regression -> :func:`sentiment_metrics` when the one label is ``sentiment``
+    (MOSI / MOSEI), else :func:`regression_metrics` (First Impressions); classification ->
+    :func:`classification_metrics` over ``classes``."""
+    if task == "regression":
+        if list(label_names) == ["sentiment"]:
+            return sentiment_metrics(y_true, y_pred)
+        return regression_metrics(y_true, y_pred, label_names)
+    if task == "classification":
+        if not classes:
+            raise ValueError("classification metrics need the class names")
+        return classification_metrics(y_true, y_pred, classes)
+    raise ValueError(f"unknown task {task!r}; valid values: {', '.join(TASKS)}")
+
+
+def aggregate_predictions(task: str, predictions: list[np.ndarray]) -> np.ndarray:
+    """One prediction from K stochastic ones (e.g. a fuser fed K reconstructions of the same clips).
+
+    Regression: the mean. Classification (each ``[N, C]`` class scores): the share of the K samples whose argmax
+    is each class, ``[N, C]``; its argmax (:func:`remodiff.tasks.class_indices`) is the majority vote, a tie
+    going to the lowest class index.
+    """
+    if not predictions:
+        raise ValueError("no predictions to aggregate")
+    stacked = np.stack([np.asarray(p, np.float64) for p in predictions])
+    if task == "regression":
+        return stacked.mean(axis=0)
+    if task == "classification":
+        if stacked.ndim != 3:
+            raise ValueError(f"classification predictions must be [N, C] class scores, got {stacked.shape[1:]}")
+        n_classes = stacked.shape[2]
+        votes = np.stack([np.eye(n_classes)[class_indices(p)] for p in stacked])  # [K, N, C] one-hot
+        return votes.mean(axis=0)
+    raise ValueError(f"unknown task {task!r}; valid values: {', '.join(TASKS)}")

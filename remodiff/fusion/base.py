@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import abc
+import inspect
 import json
 from pathlib import Path
 
@@ -26,7 +27,8 @@ class Fuser(abc.ABC):
 
     @abc.abstractmethod
     def predict(self, data: FeatureSet) -> np.ndarray:
-        """``[N, L]`` predictions for the clips of ``data``."""
+        """Predictions for the clips of ``data``: ``[N, L]`` values for regression, ``[N, C]`` class
+        probabilities for classification (:func:`remodiff.tasks.class_indices` gives the class)."""
 
     @abc.abstractmethod
     def state_dict(self) -> dict: ...
@@ -49,7 +51,13 @@ class Fuser(abc.ABC):
 
 
 def build_fuser(name: str, modalities: list[str], params: dict | None = None) -> Fuser:
-    return FUSERS.get(name)(modalities, **(params or {}))
+    """An unfitted fuser; a key its constructor does not take (a typo in params.yaml) is refused by name."""
+    cls, params = FUSERS.get(name), params or {}
+    takes = [p for p in inspect.signature(cls).parameters if p != "modalities"]
+    unknown = sorted(set(params) - set(takes))
+    if unknown:
+        raise ValueError(f"fuser {name!r} got unknown params {unknown}; its params are: {', '.join(takes)}")
+    return cls(modalities, **params)
 
 
 def load_fuser(directory: str | Path) -> Fuser:

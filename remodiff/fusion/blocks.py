@@ -1,0 +1,222 @@
+"""Building blocks shared by the neural fusers, and :class:`NeuralFuser`, which fits any of them.
+
+A fuser's network maps standardised per-modality inputs ``x = {m: [B, S, D_m]}`` (missing slots 0 = the training
+mean) and their availability ``available = {m: [B, S] bool}`` to raw outputs ``[B, out]``. :class:`TaskOutput`
+turns raw outputs into the task's loss and predictions; :func:`drop_modalities` is the optional training-time
+masking; :class:`NeuralFuser` does the rest (scaling, the shared training loop, prediction, saving).
+"""
+from __future__ import annotations
+
+import abc
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from remodiff.fusion.base import Fuser
+from remodiff.scaling import Standardiser
+from remodiff.store import FeatureSet
+from remodiff.tasks import Task
+from remodiff.training import TrainConfig, batches, fit, resolve_device, seed_everything, to_tensors
+
+log = logging.getLogger(__name__)
+LOSSES = ("l1", "mse")
+PREDICT_BATCH = 512
+# The masking generator's seed is the training seed plus this, so its stream is apart from the batch order's.
+MASKING_SEED_OFFSET = 1_000_003
+
+
+def standardised_inputs(scaler: Standardiser, data: FeatureSet, modalities: list[str]) -> dict[str, np.ndarray]:
+    """Flat arrays for :func:`remodiff.training.batches`: ``x/<m>`` z-scores, ``a/<m>`` availability."""
+    arrays = {}
+    for m in modalities:
+        arrays[f"x/{m}"] = scaler.transform(data, m)
+        arrays[f"a/{m}"] = data.available[m]
+    return arrays
+
+
+def split_inputs(batch: dict[str, torch.Tensor], modalities: list[str]
+                 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """The network's ``(x, available)`` dicts from a flat batch of :func:`standardised_inputs`."""
+    return {m: batch[f"x/{m}"] for m in modalities}, {m: batch[f"a/{m}"] for m in modalities}
+
+
+class SegmentLSTM(nn.Module):
+    """An LSTM over the segments of a clip, its outputs averaged over segments: ``[B, S, D] -> [B, hidden]``."""
+
+    def __init__(self, in_dim: int, hidden: int):
+        super().__init__()
+        self.lstm = nn.LSTM(in_dim, hidden, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.lstm(x)
+        return out.mean(dim=1)
+
+
+def mlp_head(in_dim: int, hidden: int, out_dim: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(nn.Dropout(dropout), nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, out_dim))
+
+
+class TaskOutput:
+    """The task-dependent end of a fuser.
+
+    Regression: one raw output per label, read as the offset from the training label mean (an untrained network
+    predicts the mean), L1 or MSE loss. Classification: one logit per class, cross-entropy, predictions are
+    softmax probabilities ``[N, C]``.
+    """
+
+    def __init__(self, task: Task, loss: str, label_mean: np.ndarray | None = None):
+        self.task, self.loss_name = task, loss
+        self.label_mean = None if label_mean is None else np.asarray(label_mean, np.float32)
+        if not task.is_classification and self.label_mean is None:
+            raise ValueError("a regression output needs the training label mean")
+
+    @classmethod
+    def for_labels(cls, task: Task, labels: np.ndarray, loss: str) -> "TaskOutput":
+        return cls(task, loss, None if task.is_classification else labels.mean(axis=0))
+
+    @property
+    def out_dim(self) -> int:
+        return len(self.task.classes) if self.task.is_classification else len(self.label_mean)
+
+    def loss(self, raw: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.task.is_classification:
+            return F.cross_entropy(raw, labels[:, 0].long())
+        prediction = raw + torch.as_tensor(self.label_mean, device=raw.device)
+        return F.l1_loss(prediction, labels) if self.loss_name == "l1" else F.mse_loss(prediction, labels)
+
+    def predictions(self, raw: np.ndarray) -> np.ndarray:
+        if self.task.is_classification:
+            return torch.softmax(torch.as_tensor(raw), dim=1).numpy().astype(np.float32)
+        return (raw + self.label_mean).astype(np.float32)
+
+    def state(self) -> dict:
+        return {"task": self.task.kind, "classes": list(self.task.classes), "loss": self.loss_name,
+                "label_mean": self.label_mean}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "TaskOutput":
+        return cls(Task(state["task"], tuple(state["classes"])), state["loss"], state["label_mean"])
+
+
+def drop_modalities(x: dict[str, torch.Tensor], available: dict[str, torch.Tensor], p: float,
+                    generator: torch.Generator) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Drop each (clip, modality) with probability ``p``: features zeroed, every segment marked unavailable.
+
+    Only modalities the clip has (in some segment) are dropped, and a clip never loses all of them: where every
+    one was drawn, one of them, chosen uniformly, stays. Draws come from ``generator`` (CPU), so a seeded
+    generator gives the same masks on any device.
+    """
+    names = list(x)
+    present = torch.stack([available[m].any(dim=1) for m in names], dim=1)  # [B, M]
+    device = present.device
+    drop = (torch.rand(present.shape, generator=generator).to(device) < p) & present
+    emptied = present.any(dim=1) & ~(present & ~drop).any(dim=1)
+    # drawn for every clip so the generator advances the same way whatever the first draw gave
+    keep_score = torch.rand(present.shape, generator=generator).to(device).masked_fill(~present, -1.0)
+    keep = F.one_hot(keep_score.argmax(dim=1), len(names)).bool() & emptied[:, None]
+    drop &= ~keep
+    dropped_x = {m: x[m].masked_fill(drop[:, j, None, None], 0.0) for j, m in enumerate(names)}
+    dropped_available = {m: available[m] & ~drop[:, j, None] for j, m in enumerate(names)}
+    return dropped_x, dropped_available
+
+
+class NeuralFuser(Fuser):
+    """A fuser made of a network over standardised inputs and a :class:`TaskOutput`, fitted by the shared loop.
+
+    Subclasses implement :meth:`network` and pass their own params on to ``__init__``. The task comes from
+    ``train.attrs["task"]`` (default regression); ``loss`` (l1 | mse) applies to regression, classification
+    always uses cross-entropy. ``train_masking`` = p drops each (clip, modality) of a training batch with
+    probability p (:func:`drop_modalities`); 0 trains on the data as given.
+    """
+
+    def __init__(self, modalities: list[str], *, hidden: int, dropout: float, loss: str, train_masking: float,
+                 train: dict | None, **own):
+        if not modalities:
+            raise ValueError("a fuser needs at least one modality")
+        if loss not in LOSSES:
+            raise ValueError(f"fuser loss {loss!r}; valid values: {', '.join(LOSSES)}")
+        if not 0.0 <= train_masking < 1.0:
+            raise ValueError(f"train_masking must be a probability in [0, 1), got {train_masking}")
+        if hidden < 1 or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"fuser needs hidden >= 1 and dropout in [0, 1), got hidden={hidden}, dropout={dropout}")
+        super().__init__(modalities, hidden=hidden, dropout=dropout, loss=loss, train_masking=train_masking,
+                         train=train or {}, **own)
+        self.train_cfg = TrainConfig.from_params(train or {})
+        self.model: nn.Module | None = None
+
+    @abc.abstractmethod
+    def network(self, dims: dict[str, int], n_segments: int, out_dim: int) -> nn.Module:
+        """A module with ``forward(x, available) -> [B, out_dim]`` for inputs of feature sizes ``dims``."""
+
+    def _build(self, dims: dict[str, int], n_segments: int, out_dim: int) -> None:
+        seed_everything(self.train_cfg.seed)
+        self.dims, self.n_segments = dims, n_segments
+        self.model = self.network(dims, n_segments, out_dim)
+
+    def check(self, data: FeatureSet) -> None:
+        super().check(data)
+        if self.model is None:
+            return
+        dims = {m: data.features[m].shape[-1] for m in self.modalities}
+        if dims != self.dims or data.n_segments != self.n_segments:
+            raise ValueError(f"fuser {self.name!r} was fitted on feature sizes {self.dims} with {self.n_segments} "
+                             f"segments; the data has {dims} with {data.n_segments}")
+
+    def fit(self, train: FeatureSet, val: FeatureSet | None, history_path: str | Path | None = None) -> None:
+        self.model = None  # refitting starts afresh
+        self.check(train)
+        task = Task.from_attrs(train.attrs)
+        task.check_labels(train.labels)
+        self.output = TaskOutput.for_labels(task, train.labels, self.params["loss"])
+        self.scaler = Standardiser.fit(train, self.modalities)
+        self._build({m: train.features[m].shape[-1] for m in self.modalities}, train.n_segments,
+                    self.output.out_dim)
+        if val is not None:
+            self.check(val)
+            task.check_labels(val.labels)
+        device = resolve_device(self.train_cfg.device)
+        self.model.to(device)
+        p = self.params["train_masking"]
+        masking = torch.Generator().manual_seed(self.train_cfg.seed + MASKING_SEED_OFFSET)
+
+        def loss_fn(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+            x, available = split_inputs(batch, self.modalities)
+            if model.training and p > 0:  # validation sees the data as given
+                x, available = drop_modalities(x, available, p, masking)
+            return self.output.loss(model(x, available), batch["y"])
+
+        def tensors(data: FeatureSet) -> dict[str, torch.Tensor]:
+            return to_tensors({**standardised_inputs(self.scaler, data, self.modalities), "y": data.labels}, device)
+
+        log.info("fuser %s: %s task, %d training clips, modalities %s", self.name, task.kind, len(train),
+                 self.modalities)
+        fit(self.model, loss_fn, tensors(train), tensors(val) if val is not None else None, self.train_cfg,
+            history_path=history_path, desc=f"fuser {self.name}")
+        self.model.cpu()
+
+    @torch.no_grad()
+    def predict(self, data: FeatureSet) -> np.ndarray:
+        if self.model is None:
+            raise RuntimeError(f"fuser {self.name!r} is not fitted")
+        self.check(data)
+        self.model.eval()
+        inputs = to_tensors(standardised_inputs(self.scaler, data, self.modalities))
+        raw = [self.model(*split_inputs(b, self.modalities)) for b in batches(inputs, PREDICT_BATCH)]
+        raw = torch.cat(raw).numpy() if raw else np.zeros((0, self.output.out_dim), np.float32)
+        return self.output.predictions(raw)
+
+    def state_dict(self) -> dict:
+        return {"dims": self.dims, "n_segments": self.n_segments, "model": self.model.state_dict(),
+                "scaler": (self.scaler.mean, self.scaler.std), "output": self.output.state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.output = TaskOutput.from_state(state["output"])
+        self._build(state["dims"], state["n_segments"], self.output.out_dim)
+        self.model.load_state_dict(state["model"])
+        self.model.eval()
+        self.scaler = Standardiser(*state["scaler"])
+

@@ -1,0 +1,66 @@
+"""The task a dataset declares, and how predictions become class indices.
+
+A feature set declares its task in ``attrs["task"]``: ``"regression"`` (the default; labels ``[N, L]`` floats) or
+``"classification"`` (labels ``[N, 1]`` holding the class index as a float; ``attrs["classes"]`` names the classes).
+A leaf module (numpy only), so fusers and metrics share it without importing each other.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+TASKS = ("regression", "classification")
+
+
+@dataclass(frozen=True)
+class Task:
+    kind: str = "regression"
+    classes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.kind not in TASKS:
+            raise ValueError(f"unknown task {self.kind!r}; valid values: {', '.join(TASKS)}")
+        if self.kind == "classification" and len(self.classes) < 2:
+            raise ValueError(f"a classification task needs at least two class names, got {list(self.classes)}")
+
+    @classmethod
+    def from_attrs(cls, attrs: dict) -> "Task":
+        kind = attrs.get("task", "regression")
+        return cls(kind, tuple(attrs.get("classes") or ()) if kind == "classification" else ())
+
+    @property
+    def is_classification(self) -> bool:
+        return self.kind == "classification"
+
+    def check_labels(self, labels: np.ndarray) -> None:
+        """Refuse labels that do not fit the task (non-finite values; class indices out of range or fractional)."""
+        if labels.ndim != 2:
+            raise ValueError(f"labels must be [N, L], got shape {labels.shape}")
+        if not np.all(np.isfinite(labels)):
+            raise ValueError("labels contain NaN or inf")
+        if self.is_classification:
+            check_class_indices(labels, len(self.classes))
+
+
+def check_class_indices(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """``[N]`` int class indices from ``[N]`` or ``[N, 1]`` float labels; anything else is refused."""
+    labels = np.asarray(labels)
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.ndim != 1:
+        raise ValueError(f"class labels must be [N] or [N, 1] class indices, got shape {labels.shape}")
+    valid = np.isfinite(labels) & (labels == np.round(labels)) & (labels >= 0) & (labels < n_classes)
+    if not valid.all():
+        bad = labels[~valid][:5].tolist()
+        raise ValueError(f"class labels must be integers in [0, {n_classes}); found {bad}")
+    return labels.astype(np.int64)
+
+
+def class_indices(predictions: np.ndarray) -> np.ndarray:
+    """``[N]`` predicted class index from ``[N, C]`` scores (probabilities, vote shares); ties go to the lowest
+    index (``np.argmax`` returns the first maximum)."""
+    predictions = np.asarray(predictions)
+    if predictions.ndim != 2:
+        raise ValueError(f"class scores must be [N, C], got shape {predictions.shape}")
+    return predictions.argmax(axis=1)

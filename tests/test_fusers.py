@@ -1,0 +1,211 @@
+"""Fusers: they learn regression and classification, honour availability, mask while training, save and load."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from remodiff.evaluation.matrix import lower_bound_predict
+from remodiff.evaluation.metrics import classification_metrics, regression_metrics
+from remodiff.fusion import FUSERS, build_fuser, load_fuser
+from remodiff.fusion.blocks import drop_modalities, split_inputs, standardised_inputs
+from remodiff.store import FeatureSet
+from remodiff.tasks import class_indices
+from tests.conftest import toy_featureset
+
+MODALITIES = ["audio", "video", "text"]
+CLASSES = ["calm", "happy", "sad"]
+TRAIN = {"epochs": 40, "batch_size": 16, "lr": 0.005, "patience": 10, "seed": 0}
+FAST = {
+    "early": {"hidden": 16, "train": TRAIN},
+    "late": {"hidden": 16, "combine": "learned", "train": TRAIN},
+    "transformer": {"hidden": 16, "heads": 2, "layers": 1, "feedforward": 32, "train": TRAIN},
+}
+
+
+def as_classification(fs: FeatureSet) -> FeatureSet:
+    """Three classes from a fixed linear map of the clip's mean audio features (so the features predict them)."""
+    weights = np.random.default_rng(5).normal(size=(fs.features["audio"].shape[-1], len(CLASSES)))
+    label = (fs.features["audio"].mean(axis=1) @ weights).argmax(axis=1)
+    return FeatureSet(fs.ids, fs.features, fs.available, label[:, None].astype(np.float32), ["emotion"],
+                      {"task": "classification", "classes": CLASSES})
+
+
+def hide(fs: FeatureSet, modality: str, rows: slice) -> FeatureSet:
+    mask = {m: np.ones_like(a) for m, a in fs.available.items()}
+    mask[modality][rows] = False
+    return fs.with_mask(mask)
+
+
+@pytest.fixture(scope="module")
+def regression_data():
+    return toy_featureset(120, seed=0), toy_featureset(30, seed=1), toy_featureset(40, seed=2)
+
+
+@pytest.fixture(scope="module")
+def regression_fusers(regression_data):
+    train, val, _ = regression_data
+    fusers = {}
+    for name in FUSERS.names():
+        fusers[name] = build_fuser(name, MODALITIES, FAST[name])
+        fusers[name].fit(train, val)
+    return fusers
+
+
+@pytest.fixture(scope="module")
+def classification_data(regression_data):
+    return tuple(as_classification(fs) for fs in regression_data)
+
+
+@pytest.fixture(scope="module")
+def classification_fusers(classification_data):
+    train, val, _ = classification_data
+    fusers = {}
+    for name in FUSERS.names():
+        fusers[name] = build_fuser(name, MODALITIES, FAST[name])
+        fusers[name].fit(train, val)
+    return fusers
+
+
+def test_every_fuser_is_registered():
+    assert FUSERS.names() == ["early", "late", "transformer"]
+
+
+@pytest.mark.parametrize("name", ["early", "late", "transformer"])
+def test_fuser_beats_the_label_mean_on_regression(name, regression_data, regression_fusers):
+    train, _, test = regression_data
+    prediction = regression_fusers[name].predict(test)
+    assert prediction.shape == test.labels.shape and prediction.dtype == np.float32
+    floor = np.broadcast_to(train.labels.mean(axis=0), test.labels.shape)
+    fused_mae = regression_metrics(test.labels, prediction, test.label_names)["mae"]
+    floor_mae = regression_metrics(test.labels, floor, test.label_names)["mae"]
+    assert fused_mae < 0.6 * floor_mae
+
+
+@pytest.mark.parametrize("name", ["early", "late", "transformer"])
+def test_fuser_beats_chance_on_three_classes(name, classification_data, classification_fusers):
+    _, _, test = classification_data
+    probabilities = classification_fusers[name].predict(test)
+    assert probabilities.shape == (len(test), 3)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    assert (probabilities >= 0).all()
+    majority = np.bincount(test.labels[:, 0].astype(int)).max() / len(test)
+    accuracy = classification_metrics(test.labels, probabilities, CLASSES)["accuracy"]
+    assert accuracy > max(majority, 1 / 3) + 0.2
+    assert np.mean(class_indices(probabilities) == test.labels[:, 0]) == pytest.approx(accuracy)
+    routed = lower_bound_predict({"audio+text+video": classification_fusers[name]}, test)  # [N, C], not [N, 1]
+    np.testing.assert_array_equal(routed, probabilities)
+
+
+@pytest.mark.parametrize("name", ["late", "transformer"])
+def test_unavailable_modality_values_do_not_change_the_prediction(name, regression_data, regression_fusers):
+    """Checked on the network itself: the fuser's z-scoring already zeroes missing slots before it."""
+    fuser, test = regression_fusers[name], regression_data[2]
+    incomplete = hide(hide(test, "video", slice(0, 20)), "text", slice(10, 30))
+    x, available = split_inputs({k: torch.as_tensor(v) for k, v in
+                                 standardised_inputs(fuser.scaler, incomplete, MODALITIES).items()}, MODALITIES)
+    noisy = dict(x)
+    for m in ("video", "text"):
+        noise = torch.randn(x[m].shape, generator=torch.Generator().manual_seed(1)) * 5
+        noisy[m] = torch.where(available[m][..., None], x[m], noise)
+    with torch.no_grad():
+        clean_out, noisy_out = fuser.model(x, available), fuser.model(noisy, available)
+        available_changed = dict(x, audio=x["audio"] + 1.0)
+        changed_out = fuser.model(available_changed, available)
+    torch.testing.assert_close(noisy_out, clean_out, atol=1e-6, rtol=0)
+    assert not torch.allclose(changed_out, clean_out, atol=1e-3)  # the check could fail: inputs do matter
+
+    changed = FeatureSet(incomplete.ids, {**incomplete.features, "video": np.where(
+        incomplete.available["video"][..., None], incomplete.features["video"], 7.0).astype(np.float32)},
+        incomplete.available, incomplete.labels, incomplete.label_names)
+    np.testing.assert_allclose(fuser.predict(changed), fuser.predict(incomplete), atol=1e-6)
+
+
+def test_late_fusion_weights_sum_to_one(regression_data, regression_fusers):
+    weights = regression_fusers["late"].combination_weights()
+    assert list(weights) == MODALITIES
+    assert sum(weights.values()) == pytest.approx(1.0)
+    assert min(weights.values()) > 0
+    assert max(weights.values()) - min(weights.values()) > 1e-4  # learned: moved off the uniform start
+    mean = build_fuser("late", MODALITIES, {**FAST["late"], "combine": "mean", "train": {**TRAIN, "epochs": 2}})
+    mean.fit(regression_data[0], None)
+    assert list(mean.combination_weights().values()) == pytest.approx([1 / 3] * 3)
+
+
+@pytest.mark.parametrize("name", ["early", "late", "transformer"])
+def test_save_and_load_give_identical_predictions(name, tmp_path, regression_data, regression_fusers,
+                                                  classification_data, classification_fusers):
+    for fusers, test in ((regression_fusers, regression_data[2]), (classification_fusers, classification_data[2])):
+        fusers[name].save(tmp_path / name)
+        again = load_fuser(tmp_path / name)
+        assert type(again) is type(fusers[name]) and again.params == fusers[name].params
+        np.testing.assert_array_equal(again.predict(test), fusers[name].predict(test))
+
+
+def test_drop_modalities_is_seeded_and_never_empties_a_clip():
+    n, segments = 2000, 4
+    x = {m: torch.ones(n, segments, 3) for m in MODALITIES}
+    available = {m: torch.ones(n, segments, dtype=torch.bool) for m in MODALITIES}
+    available["text"][:500] = False  # naturally missing: never counted as dropped, never the one kept
+    x["text"][:500] = 0.0
+
+    def draw(seed):
+        return drop_modalities(x, available, 0.5, torch.Generator().manual_seed(seed))
+
+    dropped_x, dropped_available = draw(3)
+    again_x, again_available = draw(3)
+    other_x, other_available = draw(4)
+    for m in MODALITIES:
+        assert torch.equal(dropped_x[m], again_x[m]) and torch.equal(dropped_available[m], again_available[m])
+    assert any(not torch.equal(dropped_available[m], other_available[m]) for m in MODALITIES)
+    kept = torch.stack([dropped_available[m].all(dim=1) for m in MODALITIES], dim=1)
+    gone = torch.stack([~dropped_available[m].any(dim=1) for m in MODALITIES], dim=1)
+    assert (kept | gone).all()  # whole modalities go, never single segments
+    assert kept.sum(dim=1).min() >= 1
+    for m in MODALITIES:  # dropped = zeroed, kept = untouched
+        assert (dropped_x[m][gone[:, MODALITIES.index(m)]] == 0).all()
+        assert (dropped_x[m][kept[:, MODALITIES.index(m)]] == 1).all()
+    # audio of a complete clip goes with p = 0.5, less the draws where all three went (1/8, one of three kept)
+    assert gone[500:, 0].float().mean().item() == pytest.approx(0.5 - 0.125 / 3, abs=0.04)
+
+
+def test_train_masking_is_deterministic_under_the_seed(regression_data):
+    train, val, test = regression_data
+    params = {**FAST["early"], "train": {**TRAIN, "epochs": 5}}
+
+    def trained(masking: float, seed: int = 0) -> np.ndarray:
+        fuser = build_fuser("early", MODALITIES, {**params, "train_masking": masking,
+                                                  "train": {**params["train"], "seed": seed}})
+        fuser.fit(train, val)
+        return fuser.predict(test)
+
+    masked = trained(0.5)
+    np.testing.assert_array_equal(trained(0.5), masked)
+    assert not np.allclose(trained(0.0), masked, atol=1e-4)
+    assert not np.allclose(trained(0.5, seed=1), masked, atol=1e-4)
+
+
+def test_bad_inputs_and_params_fail_clearly(regression_data, regression_fusers):
+    train, val, test = regression_data
+    with pytest.raises(ValueError, match=r"needs modalities \['depth'\]"):
+        build_fuser("early", ["audio", "depth"], FAST["early"]).fit(train, val)
+    with pytest.raises(ValueError, match="fitted on feature sizes"):
+        regression_fusers["transformer"].predict(toy_featureset(4, dims=(("audio", 8), ("video", 6), ("text", 5))))
+    with pytest.raises(ValueError, match="unknown params \\['combine'\\]"):
+        build_fuser("early", MODALITIES, {"combine": "mean"})
+    with pytest.raises(ValueError, match="valid values: mean, learned"):
+        build_fuser("late", MODALITIES, {"combine": "max"})
+    with pytest.raises(ValueError, match="divisible by heads"):
+        build_fuser("transformer", MODALITIES, {"hidden": 10, "heads": 4})
+    with pytest.raises(ValueError, match=r"train_masking must be a probability"):
+        build_fuser("late", MODALITIES, {"train_masking": 1.0})
+    with pytest.raises(RuntimeError, match="not fitted"):
+        build_fuser("late", MODALITIES).predict(test)
+    bad = as_classification(toy_featureset(6))
+    bad.labels[0, 0] = 3.0
+    with pytest.raises(ValueError, match=r"integers in \[0, 3\); found \[3.0\]"):
+        build_fuser("early", MODALITIES, FAST["early"]).fit(bad, None)
+    no_classes = FeatureSet(bad.ids, bad.features, bad.available, bad.labels, bad.label_names,
+                            {"task": "classification"})
+    with pytest.raises(ValueError, match="at least two class names"):
+        build_fuser("early", MODALITIES, FAST["early"]).fit(no_classes, None)
