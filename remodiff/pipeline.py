@@ -22,12 +22,13 @@ from remodiff.data.asr import build_asr
 from remodiff.data.decode import DecodeError, segment_clip, split_transcript
 from remodiff.evaluation.masks import PROTOCOLS, load_masks, make_masks, save_masks
 from remodiff.evaluation.matrix import aggregate, lower_bound_predict, modality_subsets, subset_key
-from remodiff.evaluation.metrics import regression_metrics
+from remodiff.evaluation.metrics import aggregate_predictions, task_metrics
 from remodiff.evaluation.reconstruction import reconstruction_metrics
 from remodiff.features import SegmentedClip, build_extractor
 from remodiff.features.base import iter_segment_store
 from remodiff.fusion import build_fuser, load_fuser
 from remodiff.imputers import build_imputer, load_imputer
+from remodiff.tasks import Task, check_class_indices
 from remodiff.store import (ClipStore, FeatureSet, atomic_h5, collect_featureset, load_featureset, read_clip_attrs,
                             read_featureset, save_featureset, storage_array, write_featureset, write_json_atomic,
                             write_text_atomic)
@@ -385,34 +386,52 @@ def score(params: dict, seeds: list[int], run: ImputerRun, imputer: str, lower_b
     test = load_featureset(FEATURES / "test.h5")
     if len(test) == 0:
         raise ValueError("the test split has no clips: nothing to evaluate (check dataset.root and split_dirs)")
-    names = test.label_names
+    task = Task.from_attrs(test.attrs)
+    classes = list(task.classes) or None
+
+    def metrics(predictions: np.ndarray) -> dict:
+        return task_metrics(task.kind, test.labels, predictions, test.label_names, classes)
+
     runs = []
     for seed in seeds:
         folder = MODELS / "fuser" / f"seed_{seed}"
         full = load_fuser(folder / subset_key(modalities))
         lower = ({subset_key(s): load_fuser(folder / subset_key(s)) for s in modality_subsets(modalities)}
                  if lower_bound else None)
-        result = {"complete": regression_metrics(test.labels, full.predict(test), names)}
+        result = {"complete": metrics(full.predict(test))}
         with h5py.File(run.reconstructed / f"seed_{seed}.h5", "r") as f:
             for protocol in f:
                 for setting in f[protocol]:
                     group = f[protocol][setting]
                     samples = [k for k in group if k.startswith("sample_")]
-                    predictions = np.mean([full.predict(read_featureset(group[k])) for k in samples], axis=0)
-                    cell = {"imputed": regression_metrics(test.labels, predictions, names)}
+                    # K stochastic reconstructions: mean prediction (regression) or majority vote (classification)
+                    predictions = aggregate_predictions(task.kind,
+                                                        [full.predict(read_featureset(group[k])) for k in samples])
+                    cell = {"imputed": metrics(predictions)}
                     if lower is not None:
-                        masked = read_featureset(group["masked"])
-                        cell["lower_bound"] = regression_metrics(test.labels, lower_bound_predict(lower, masked), names)
+                        cell["lower_bound"] = metrics(lower_bound_predict(lower, read_featureset(group["masked"])))
                     result.setdefault(protocol, {})[setting] = cell
         runs.append(result)
     results = aggregate(runs)
-    floor = np.broadcast_to(train.labels.mean(axis=0), test.labels.shape)
-    results["train_mean"] = regression_metrics(test.labels, floor, names)
+    results["train_mean"] = metrics(training_floor(task, train, len(test)))
     results["imputer"] = imputer
     write_json_atomic(run.downstream, results)
-    log.info("evaluate %s: complete mean_acc %.4f, train-mean floor %.4f", imputer, results["complete"]["mean_acc"],
-             results["train_mean"]["mean_acc"])
+    log.info("evaluate %s: complete %s, training floor %s", imputer, headline(results["complete"]),
+             headline(results["train_mean"]))
     return results
+
+
+def training_floor(task: Task, train: FeatureSet, n: int) -> np.ndarray:
+    """The predict-the-training-set baseline: the label mean (regression) or the majority class, one-hot."""
+    if not task.is_classification:
+        return np.broadcast_to(train.labels.mean(axis=0), (n, train.labels.shape[1])).astype(np.float32)
+    counts = np.bincount(check_class_indices(train.labels, len(task.classes)), minlength=len(task.classes))
+    return np.broadcast_to(np.eye(len(task.classes), dtype=np.float32)[counts.argmax()], (n, len(task.classes)))
+
+
+def headline(metrics: dict) -> str:
+    key = next(k for k in ("mean_acc", "Has0_acc_2", "accuracy", "mae") if k in metrics)
+    return f"{key} {metrics[key]:.4f}"
 
 
 def evaluate(params: dict) -> dict:

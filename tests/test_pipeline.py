@@ -41,6 +41,7 @@ def project(tmp_path_factory):
     params["eval"]["seeds"] = [0, 1]
     params["masks"]["random"] = [0.0, 0.3]
     params["masks"]["segments"] = [0.4]
+    params["compare"]["imputers"] = ["zero", "knn"]
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (repo / ".gitignore").write_text("/data\n/models\n")
     run(["git", "init", "-q"], repo)
@@ -75,6 +76,10 @@ def test_repro_writes_finite_metrics_and_complete_data_beats_the_mean(project):
     assert report["clips"] == {"train": 24, "val": 8, "test": 8} and report["skipped"] == []
     assert (repo / "reports" / "fixed_patterns.png").is_file() and (repo / "reports" / "feature_space.png").is_file()
     assert "| video_missing |" in (repo / "reports" / "summary.md").read_text()
+    comparison = json.loads((repo / "metrics" / "comparison.json").read_text())
+    assert set(comparison["fixed"]["audio_missing"]) == {"zero", "knn"}
+    assert comparison["upper_bound"]["mean_acc"] == pytest.approx(metrics["complete"]["mean_acc"], abs=0.02)
+    assert "| audio_missing |" in (repo / "metrics" / "comparison.md").read_text()
 
 
 def test_second_repro_is_up_to_date_and_imputer_switch_reruns_only_downstream(project):
