@@ -111,19 +111,24 @@ def peak_memory() -> str:
     return f"peak RSS {rss:.0f} MiB{gpu}"
 
 
+def write_segment_stores(clips: list[SegmentedClip], segments: int, directory: Path = pipeline.SEGMENTS) -> None:
+    """The segment stores ``<directory>/{train,val,test}.h5`` of ``clips``, dealt to the three splits in turn."""
+    store_config = {"segments": segments, "fps": clips[0].fps, "sample_rate": clips[0].sample_rate,
+                    "label_names": list("abcde")}
+    for k, split in enumerate(("train", "val", "test")):
+        with ClipStore(directory / f"{split}.h5", store_config) as store:
+            for c in clips[k::3]:
+                store.write(c.id, {"frames": c.frames, "audio": c.audio},
+                            {"has_audio": True, "transcript": c.transcript, "labels": c.labels})
+
+
 def run_stage(configs: dict, clips: list[SegmentedClip], segments: int) -> float:
     """Seconds of the extract stage over ``clips`` (dealt to the three splits) in a scratch directory."""
     cwd = os.getcwd()
     with tempfile.TemporaryDirectory() as tmp:
         os.chdir(tmp)
         try:
-            store_config = {"segments": segments, "fps": clips[0].fps, "sample_rate": clips[0].sample_rate,
-                            "label_names": list("abcde")}
-            for k, split in enumerate(("train", "val", "test")):
-                with ClipStore(Path("data/segments") / f"{split}.h5", store_config) as store:
-                    for c in clips[k::3]:
-                        store.write(c.id, {"frames": c.frames, "audio": c.audio},
-                                    {"has_audio": True, "transcript": c.transcript, "labels": c.labels})
+            write_segment_stores(clips, segments)
             start = time.perf_counter()
             pipeline.extract({"features": configs, "segment": {"segments": segments}})
             return time.perf_counter() - start

@@ -56,12 +56,28 @@ def info(path: Path = typer.Argument(..., exists=True, dir_okay=False, help="an 
 def run(stage: str = typer.Argument(..., help="sample, segment, extract, masks, train_imputer, reconstruct, "
                                                "train_fuser, evaluate, report, compare (with --imputer) or compare_table"),
         params: Path = typer.Option(Path("params.yaml"), help="the params file"),
-        imputer: str = typer.Option(None, help="the imputer of a `compare` entry")) -> None:
+        imputer: str = typer.Option(None, help="the imputer of a `compare` entry"),
+        shard: str = typer.Option(None, help="extract: only shard i/n (every n-th clip, starting at clip i) into "
+                                             "its own scratch; default under accelerate launch / torchrun: "
+                                             "RANK/WORLD_SIZE"),
+        merge: bool = typer.Option(False, help="extract: collect the finished shards into data/features, "
+                                               "failing if a clip is in none")) -> None:
     """Run one pipeline stage (what `dvc repro` runs, without DVC's caching)."""
     from remodiff.params import load_params
-    from remodiff.pipeline import STAGES, compare
+    from remodiff.pipeline import STAGES, Shard, compare, extract
 
     setup_logging()
+    if (shard is not None or merge) and stage != "extract":
+        raise typer.BadParameter("--shard and --merge are options of the extract stage")
+    if shard is not None and merge:
+        raise typer.BadParameter("--shard extracts one shard, --merge collects them: give one of them")
+    if stage == "extract":
+        try:
+            parsed = Shard.parse(shard) if shard is not None else None
+        except ValueError as e:
+            raise typer.BadParameter(str(e))
+        extract(load_params(params), shard=parsed, merge_only=merge)
+        return
     if stage == "compare":
         if imputer is None:
             raise typer.BadParameter("compare needs --imputer NAME (one of compare.imputers)")

@@ -29,6 +29,7 @@ from remodiff.features.base import iter_segment_store
 from remodiff.fusion import build_fuser, load_fuser
 from remodiff.imputers import build_imputer, load_imputer
 from remodiff.tasks import Task, check_class_indices
+from remodiff.training import is_main_process, launched_processes
 from remodiff.store import (ClipStore, FeatureSet, atomic_h5, collect_featureset, load_featureset, read_clip_attrs,
                             read_featureset, save_featureset, storage_array, write_featureset, write_json_atomic,
                             write_text_atomic)
@@ -143,15 +144,49 @@ EXTRACT_SCRATCH = DATA / "extract.partial"
 CLIPS_PER_CHUNK = 16
 
 
-def extract(params: dict) -> None:
+@dataclass(frozen=True)
+class Shard:
+    """Shard ``index`` of ``count``: every ``count``-th clip of each split, starting at clip ``index``."""
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.count:
+            raise ValueError(f"shard {self.index}/{self.count}: need 0 <= index < count")
+
+    @classmethod
+    def parse(cls, text: str) -> "Shard":
+        """``"i/n"`` (as ``remodiff run extract --shard i/n``)."""
+        index, sep, count = text.partition("/")
+        if not sep or not index.strip().isdigit() or not count.strip().isdigit():
+            raise ValueError(f"shard {text!r}: expected i/n, e.g. 0/4")
+        return cls(int(index), int(count))
+
+    @classmethod
+    def launched(cls) -> "Shard | None":
+        """This process's shard under ``accelerate launch`` / ``torchrun`` (RANK / WORLD_SIZE); None alone."""
+        rank, world = launched_processes()
+        return cls(rank, world) if world > 1 else None
+
+    def scratch(self, split: str) -> Path:
+        return EXTRACT_SCRATCH / f"{split}.shard-{self.index}-of-{self.count}.h5"
+
+
+def extract(params: dict, shard: Shard | None = None, merge_only: bool = False) -> None:
     """Per-modality features of every segment into ``data/features/<split>.h5``.
 
     A modality's settings are its backend's parameters plus ``dtype`` (float32 or float16: how the features
-    are stored; readers get float32)."""
+    are stored; readers get float32). With a ``shard`` (default: the launcher's RANK / WORLD_SIZE) only that
+    shard's clips are extracted, into their own scratch ``data/extract.partial/<split>.shard-i-of-n.h5``; a run
+    without a shard then merges every finished shard scratch, extracts whatever clips no shard did (none with
+    ``merge_only``, which fails naming them instead) and writes the feature stores."""
+    shard = shard or (None if merge_only else Shard.launched())
     dtypes = {m: cfg.get("dtype", "float32") for m, cfg in params["features"].items()}
     if segment_config(SEGMENTS / "train.h5").get("precomputed"):
-        for split in SPLITS:
-            write_precomputed(split, dtypes)
+        if is_main_process() and shard is None:
+            for split in SPLITS:
+                write_precomputed(split, dtypes)
         return
     extractors = {m: build_extractor(m, {k: v for k, v in cfg.items() if k != "dtype"})
                   for m, cfg in params["features"].items()}
@@ -159,7 +194,11 @@ def extract(params: dict) -> None:
     for extractor in extractors.values():
         extractor.fit(train_clips)
     for split in SPLITS:
-        extract_split(split, extractors, dtypes, params)
+        extract_split(split, extractors, dtypes, params, shard, merge_only)
+    if shard is not None:
+        log.info("extract: shard %d/%d done; `remodiff run extract --merge` writes the feature stores",
+                 shard.index, shard.count)
+        return
     if EXTRACT_SCRATCH.is_dir() and not any(EXTRACT_SCRATCH.iterdir()):
         EXTRACT_SCRATCH.rmdir()
 
@@ -192,18 +231,24 @@ def write_precomputed(split: str, dtypes: dict[str, str]) -> None:
              ", ".join(f"{m} {fs.features[m].shape[2]}-d" for m in fs.modalities))
 
 
-def extract_split(split: str, extractors: dict, dtypes: dict[str, str], params: dict) -> None:
+def extract_split(split: str, extractors: dict, dtypes: dict[str, str], params: dict, shard: Shard | None = None,
+                  merge_only: bool = False) -> None:
     segments = SEGMENTS / f"{split}.h5"
     config = segment_config(segments)
     with h5py.File(segments, "r") as f:
-        ids = sorted(f["clips"])
+        all_ids = sorted(f["clips"])
+    ids = all_ids if shard is None else all_ids[shard.index::shard.count]
     # Per-clip results are reused only under the same extractor settings and the same segmentation.
     scratch_config = {"features": params["features"], "segments": config}
-    scratch = EXTRACT_SCRATCH / f"{split}.h5"
+    scratch = EXTRACT_SCRATCH / f"{split}.h5" if shard is None else shard.scratch(split)
     seconds = {m: 0.0 for m in extractors}
     missing = {m: 0 for m in extractors}
     with ClipStore(scratch, scratch_config) as store:
+        shard_files = [] if shard is not None else merge_shards(store, split)
         todo = [cid for cid in ids if not store.done(cid)]
+        if merge_only and todo:
+            raise ValueError(f"extract --merge {split}: {len(todo)} clips are in no finished shard, e.g. {todo[:5]}; "
+                             "run the missing shards (or extract without --merge to do them here)")
         if len(todo) < len(ids):
             log.info("extract %s: resuming, %d of %d clips already done", split, len(ids) - len(todo), len(ids))
         bars = {m: tqdm(total=len(ids), initial=len(ids) - len(todo), desc=f"extract {split} {m}", position=i)
@@ -226,14 +271,36 @@ def extract_split(split: str, extractors: dict, dtypes: dict[str, str], params: 
                 store.write(clip.id, arrays, {"labels": clip.labels})
         for bar in bars.values():
             bar.close()
-        fs = collect_featureset(store, ids, {m: e.dim for m, e in extractors.items()},
-                                params["segment"]["segments"], config["label_names"],
-                                {"extractors": params["features"], **task_attrs(config)})
-        save_featureset(FEATURES / f"{split}.h5", fs, dtypes)
-    scratch.unlink()  # the ClipStore renamed its partial on success; the feature set now holds everything
+        if shard is None:  # a shard's scratch is renamed into place on exit, for a merge to collect
+            fs = collect_featureset(store, ids, {m: e.dim for m, e in extractors.items()},
+                                    params["segment"]["segments"], config["label_names"],
+                                    {"extractors": params["features"], **task_attrs(config)})
+            save_featureset(FEATURES / f"{split}.h5", fs, dtypes)
+    if shard is None:
+        # the ClipStore renamed its partial on success; the feature set now holds everything
+        for path in [scratch, *shard_files]:
+            path.unlink()
     for m in extractors:
         log.info("extract %s %s: %d clips (%d extracted now, %d without the modality) in %.1fs, %.1f clips/s",
                  split, m, len(ids), len(todo), missing[m], seconds[m], len(todo) / max(seconds[m], 1e-9))
+
+
+def merge_shards(store: ClipStore, split: str) -> list[Path]:
+    """Copy the clips of every finished shard scratch of ``split`` made with ``store``'s settings into ``store``;
+    returns the shard files merged."""
+    merged = []
+    for path in sorted(EXTRACT_SCRATCH.glob(f"{split}.shard-*-of-*.h5")):
+        with h5py.File(path, "r") as shard:
+            if shard.attrs.get("config") != store.file.attrs["config"]:
+                log.warning("extract %s: %s was made with other settings, not merged", split, path)
+                continue
+            for clip_id, group in shard["clips"].items():
+                if group.attrs.get("complete", False) and not store.done(clip_id):
+                    shard.copy(group, store.clips, name=clip_id)
+        store.file.flush()
+        merged.append(path)
+        log.info("extract %s: merged %s", split, path)
+    return merged
 
 
 def extract_chunk(extractor, clips: list[SegmentedClip]) -> list[tuple[np.ndarray, bool]]:
@@ -310,10 +377,11 @@ def fit_imputers(params: dict, name: str, seeds: list[int], run: ImputerRun) -> 
         start = time.perf_counter()
         imputer = build_imputer(name, own)
         imputer.fit(train, val, seed=seed)
-        imputer.save(run.models / f"seed_{seed}")
+        if is_main_process():  # under `accelerate launch` every process holds the same trained model
+            imputer.save(run.models / f"seed_{seed}")
         histories[seed] = getattr(imputer, "history", None)
         log.info("fit imputer %s, seed %d: %.1fs", name, seed, time.perf_counter() - start)
-    if run.history is not None:
+    if run.history is not None and is_main_process():
         # the first seed's training curve for `dvc plots` (empty for imputers that do not train by gradient)
         write_json_atomic(run.history, histories[seeds[0]] or [])
 
@@ -372,7 +440,8 @@ def train_fuser(params: dict) -> None:
             history = METRICS / "fuser_history.json" if seed == seeds_of(params)[0] and len(subset) == len(
                 modalities) else None
             fuser.fit(train.subset(list(subset)), val.subset(list(subset)), history_path=history)
-            fuser.save(MODELS / "fuser" / f"seed_{seed}" / subset_key(subset))
+            if is_main_process():  # under `accelerate launch` every process holds the same trained model
+                fuser.save(MODELS / "fuser" / f"seed_{seed}" / subset_key(subset))
             log.info("train_fuser %s on %s, seed %d: %.1fs", params["fuser"]["type"], subset_key(subset), seed,
                      time.perf_counter() - start)
 

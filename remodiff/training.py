@@ -2,12 +2,20 @@
 
 Seeded, device-agnostic (CUDA when present), early stopping on the validation loss with the best
 weights restored, a tqdm bar over epochs and a per-epoch loss history written for ``dvc plots``.
+
+Scaling out goes through 🤗 Accelerate (the optional ``scale`` extra), which the loop uses when it is installed:
+under ``accelerate launch`` / ``torchrun`` (N processes) the loss is computed inside a DDP-wrapped module, each
+process trains on its shard of every epoch's batches (Accelerate's ``BatchSamplerShard`` over the one seeded
+permutation), losses are summed over processes and only the main process writes; ``precision`` picks mixed
+precision. With one process and fp32 the Accelerate path does exactly what the plain loop does.
 """
 from __future__ import annotations
 
 import copy
 import logging
+import os
 import random
+from contextlib import nullcontext
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable, Iterator, Mapping
@@ -15,12 +23,24 @@ from typing import Callable, Iterator, Mapping
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import BatchSampler
 from tqdm.auto import tqdm
 
 from remodiff.store import write_json_atomic
 
 log = logging.getLogger(__name__)
 Batch = dict[str, torch.Tensor]
+PRECISIONS = {"fp32": "no", "fp16": "fp16", "bf16": "bf16"}  # TrainConfig.precision -> Accelerate's name
+
+
+def launched_processes() -> tuple[int, int]:
+    """``(rank, world size)`` of this process as ``accelerate launch`` / ``torchrun`` set them; ``(0, 1)`` alone."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def is_main_process() -> bool:
+    """Whether this process writes shared outputs (models, histories): rank 0, or the only process."""
+    return launched_processes()[0] == 0
 
 
 @dataclass
@@ -35,6 +55,12 @@ class TrainConfig:
     # Intra-op CPU threads. The models here are small: one thread avoids thread-sync overhead that made
     # training 5x slower with two (measured on 2 cores); 0 keeps torch's default.
     cpu_threads: int = 1
+    # fp32, or Accelerate's mixed precision (autocast; fp16 adds loss scaling): fp16 | bf16
+    precision: str = "fp32"
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"training precision {self.precision!r}; valid values: {', '.join(PRECISIONS)}")
 
     @classmethod
     def from_params(cls, params: Mapping) -> "TrainConfig":
@@ -47,7 +73,10 @@ class TrainConfig:
 
 def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        # under a launcher every process on a machine gets its own GPU, as Accelerate places it
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} was asked for but CUDA is not available")
     return torch.device(name)
@@ -64,14 +93,42 @@ def to_tensors(arrays: Mapping[str, np.ndarray], device: torch.device | str = "c
     return {k: torch.as_tensor(np.ascontiguousarray(v)).to(device) for k, v in arrays.items()}
 
 
-def batches(data: Batch, batch_size: int, shuffle: bool = False,
-            generator: torch.Generator | None = None) -> Iterator[Batch]:
-    """Yield dicts of aligned row slices of ``data`` (all tensors share their first dimension)."""
+def batches(data: Batch, batch_size: int) -> Iterator[Batch]:
+    """Yield dicts of aligned row slices of ``data`` (all tensors share their first dimension), in order."""
     n = len(next(iter(data.values())))
-    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     for start in range(0, n, batch_size):
-        idx = order[start:start + batch_size].to(next(iter(data.values())).device)
-        yield {k: v[idx] for k, v in data.items()}
+        yield {k: v[start:start + batch_size] for k, v in data.items()}
+
+
+class TrainingLoss(nn.Module):
+    """``loss_fn(model, batch)`` as a module, so that DDP wraps the whole loss computation: gradients are
+    synchronised even when the loss calls model methods other than ``forward`` (``denoise``, ``posterior``)."""
+
+    def __init__(self, model: nn.Module, loss_fn: Callable[[nn.Module, Batch], torch.Tensor]):
+        super().__init__()
+        self.model, self.loss_fn = model, loss_fn
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        return self.loss_fn(self.model, batch)
+
+
+def make_accelerator(cfg: TrainConfig, device: torch.device):
+    """An ``accelerate.Accelerator`` for ``device`` and ``cfg.precision``, or None where Accelerate is not
+    installed (then the loop runs on one process in fp32, and refuses anything else)."""
+    try:
+        from accelerate import Accelerator
+        from accelerate.state import AcceleratorState
+    except ImportError:
+        if cfg.precision != "fp32" or launched_processes()[1] > 1:
+            raise RuntimeError(f"precision {cfg.precision} / {launched_processes()[1]} processes need 🤗 Accelerate: "
+                               "pip install 'remodiff[scale]'") from None
+        return None
+    mixed, cpu = PRECISIONS[cfg.precision], device.type == "cpu"
+    state = AcceleratorState._shared_state
+    if state and launched_processes()[1] == 1 and (state["_mixed_precision"] != mixed or state["_cpu"] != cpu):
+        # Accelerate keeps one process-wide state; a single process may train models with other settings in turn
+        AcceleratorState._reset_state(reset_partial_state=True)
+    return Accelerator(cpu=cpu, mixed_precision=mixed)
 
 
 def fit(model: nn.Module, loss_fn: Callable[[nn.Module, Batch], torch.Tensor], train: Batch,
@@ -82,41 +139,74 @@ def fit(model: nn.Module, loss_fn: Callable[[nn.Module, Batch], torch.Tensor], t
 
     ``loss_fn(model, batch)`` gives the loss to minimise (and the validation loss). Models that need more
     than one optimiser (GANs) pass ``step(batch, epoch) -> {name: value}`` instead, which does its own
-    updates; the loop still batches, validates, stops early and logs. ``after_step()`` runs after every
-    training step (e.g. to update an exponential moving average of the weights).
+    updates; the loop still batches, validates, stops early and logs. Such a step is not data-parallel: under
+    N processes each one trains on all the data. ``after_step()`` runs after every training step (e.g. to
+    update an exponential moving average of the weights).
     """
     generator = seed_everything(cfg.seed)
-    if cfg.cpu_threads > 0 and next(iter(train.values())).device.type == "cpu":
+    device = next(iter(train.values())).device
+    if cfg.cpu_threads > 0 and device.type == "cpu":
         torch.set_num_threads(cfg.cpu_threads)
-    optimizer = None
+    accelerator = make_accelerator(cfg, device)
+    data_parallel = accelerator is not None and step is None
+    if accelerator is not None and step is not None and accelerator.num_processes > 1:
+        log.warning("%s: a custom training step is not data-parallel; each of the %d processes trains on all data",
+                    desc, accelerator.num_processes)
+    processes = accelerator.num_processes if data_parallel else 1
+    rank = accelerator.process_index if data_parallel else 0
+    if processes > 1:
+        # the batch order stays shared (``generator``); the noise drawn inside losses differs between processes
+        torch.manual_seed(cfg.seed + rank)
+    autocast = accelerator.autocast if accelerator is not None else nullcontext
     if step is None:
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        training_loss = TrainingLoss(model, loss_fn)
+        if accelerator is not None:
+            training_loss, optimizer = accelerator.prepare(training_loss, optimizer)
 
         def step(batch: Batch, epoch: int) -> dict[str, float]:
             optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model, batch)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            loss = training_loss(batch)
+            if accelerator is None:
+                loss.backward()
+                nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            else:
+                accelerator.backward(loss)
+                accelerator.clip_grad_norm_(model.parameters(), 5.0)
             optimizer.step()
             return {"loss": float(loss.detach())}
 
     history: list[dict] = []
     best, best_state, waited = float("inf"), None, 0
-    bar = tqdm(range(cfg.epochs), desc=desc, leave=False)
+    n_train = len(next(iter(train.values())))
+    bar = tqdm(range(cfg.epochs), desc=desc, leave=False, disable=rank > 0)
     for epoch in bar:
         model.train()
         totals: dict[str, float] = {}
         count = 0
-        for batch in batches(train, cfg.batch_size, shuffle=True, generator=generator):
-            n = len(next(iter(batch.values())))
-            for k, v in step(batch, epoch).items():
+        order = BatchSampler(torch.randperm(n_train, generator=generator).tolist(), cfg.batch_size, drop_last=False)
+        if data_parallel:
+            from accelerate.data_loader import BatchSamplerShard
+
+            # every process sees its own batches of the one seeded permutation, as many on each (DDP steps together)
+            order = BatchSamplerShard(order, processes, rank, even_batches=processes > 1)
+        for indices in order:
+            batch = {k: v[torch.as_tensor(indices, device=device)] for k, v in train.items()}
+            n = len(indices)
+            with autocast():
+                losses = step(batch, epoch)
+            for k, v in losses.items():
                 totals[k] = totals.get(k, 0.0) + v * n
             if after_step is not None:
                 after_step()
             count += n
+        if processes > 1:
+            totals, count = sum_over_processes(accelerator, totals, count)
         row = {"epoch": epoch, **{f"train_{k}": v / count for k, v in totals.items()}}
         if val is not None:
-            row["val_loss"] = evaluate_loss(model, loss_fn, val, cfg.batch_size)
+            with autocast():
+                row["val_loss"] = evaluate_loss(model, loss_fn, val, cfg.batch_size,
+                                                accelerator if processes > 1 else None)
         history.append(row)
         bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k != "epoch"})
         monitored = row.get("val_loss", row.get("train_loss", 0.0))
@@ -127,24 +217,40 @@ def fit(model: nn.Module, loss_fn: Callable[[nn.Module, Batch], torch.Tensor], t
             if waited >= cfg.patience:
                 log.info("%s: early stop at epoch %d (best %.5g)", desc, epoch, best)
                 break
+    if data_parallel:
+        accelerator.unwrap_model(training_loss, keep_fp32_wrapper=False)  # restores the plain forward
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
-    if history_path is not None:
+    if history_path is not None and is_main_process():
         write_json_atomic(history_path, history)
     log.info("%s: %d epochs, best monitored loss %.5g", desc, len(history), best)
     return history
 
 
+def sum_over_processes(accelerator, totals: dict[str, float], count: int) -> tuple[dict[str, float], int]:
+    """Per-sample loss sums and sample counts added up over the processes (every process gets the result)."""
+    summed = accelerator.reduce(torch.tensor([*totals.values(), count], dtype=torch.float64,
+                                             device=accelerator.device), reduction="sum").tolist()
+    return dict(zip(totals, summed[:-1])), int(summed[-1])
+
+
 @torch.no_grad()
 def evaluate_loss(model: nn.Module, loss_fn: Callable[[nn.Module, Batch], torch.Tensor], data: Batch,
-                  batch_size: int) -> float:
+                  batch_size: int, accelerator=None) -> float:
+    """Mean loss over ``data``; with a multi-process ``accelerator`` each process takes every N-th batch and the
+    sums are added up, so every process gets the same value (and stops early at the same epoch)."""
     model.eval()
-    total, count = 0.0, 0
-    for batch in batches(data, batch_size):
+    rank, processes = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
+    totals, count = {"loss": 0.0}, 0
+    for i, batch in enumerate(batches(data, batch_size)):
+        if i % processes != rank:
+            continue
         n = len(next(iter(batch.values())))
-        total += float(loss_fn(model, batch)) * n
+        totals["loss"] += float(loss_fn(model, batch)) * n
         count += n
-    return total / max(count, 1)
+    if processes > 1:
+        totals, count = sum_over_processes(accelerator, totals, count)
+    return totals["loss"] / max(count, 1)
 
 
