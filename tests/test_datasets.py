@@ -196,6 +196,31 @@ def test_ravdess_classification_with_actor_splits_through_segment_and_extract(tm
     assert load_featureset("data/features/test.h5").labels[:, 0].tolist() == [7.0]  # surprised
 
 
+def test_classification_runs_through_every_downstream_stage(tmp_path, monkeypatch):
+    """RAVDESS end to end: masks, imputer, lower-bound fusers and evaluate switch to classification metrics."""
+    root = tmp_path / "ravdess"
+    root.mkdir()
+    write_ravdess(root)
+    monkeypatch.chdir(tmp_path)
+    dataset = {"name": "ravdess", "root": str(root), "ravdess": {"val_actors": [21], "test_actors": [23]}}
+    run_stages(dataset, FAST_FEATURES)
+    train = {"epochs": 3, "batch_size": 4, "patience": 3}
+    params = {"dataset": dataset, "segment": SEGMENT, "features": FAST_FEATURES,
+              "masks": {"protocol": "fixed", "seed": 0, "fixed": None},
+              "eval": {"seeds": [0, 1], "samples": 2, "lower_bound": True},
+              "imputer": {"type": "random", "random": {}},
+              "fuser": {"type": "late", "late": {"hidden": 8, "train": train}}}
+    for stage in ("masks", "train_imputer", "reconstruct", "train_fuser"):
+        pipeline.STAGES[stage](params)
+    results = pipeline.evaluate(params)
+    for cell in [results["complete"], results["train_mean"], results["fixed"]["video_missing"]["imputed"],
+                 results["fixed"]["audio_missing"]["lower_bound"]]:
+        assert {"accuracy", "macro_f1", "weighted_f1", "uar"} <= set(cell) and "mean_acc" not in cell
+        assert 0.0 <= cell["accuracy"] <= 1.0
+    # one test clip of class "surprised"; the floor predicts the training majority class, which is not it
+    assert results["train_mean"]["accuracy"] == 0.0
+
+
 def test_ravdess_without_videos_and_overlapping_splits_fail_clearly(tmp_path):
     with pytest.raises(FileNotFoundError, match="no .mp4 files"):
         build_dataset({"name": "ravdess", "root": str(tmp_path)}).clips("train")

@@ -82,6 +82,14 @@ def test_repro_writes_finite_metrics_and_complete_data_beats_the_mean(project):
     assert "| audio_missing |" in (repo / "metrics" / "comparison.md").read_text()
 
 
+def test_same_params_and_seeds_give_identical_metrics(project):
+    repo, _ = project
+    before = (repo / "metrics" / "downstream.json").read_text()
+    for stage in ("train_fuser", "evaluate"):  # retrain the fusers from scratch, then score again
+        run(["dvc", "repro", "--force", "--single-item", stage], repo)
+    assert (repo / "metrics" / "downstream.json").read_text() == before
+
+
 def test_second_repro_is_up_to_date_and_imputer_switch_reruns_only_downstream(project):
     repo, _ = project
     assert "up to date" in run(["dvc", "status"], repo)
