@@ -461,6 +461,7 @@ def score(params: dict, seeds: list[int], run: ImputerRun, imputer: str, lower_b
     def metrics(predictions: np.ndarray) -> dict:
         return task_metrics(task.kind, test.labels, predictions, test.label_names, classes)
 
+    floor = training_floor(task, train, len(test))
     runs = []
     for seed in seeds:
         folder = MODELS / "fuser" / f"seed_{seed}"
@@ -478,11 +479,11 @@ def score(params: dict, seeds: list[int], run: ImputerRun, imputer: str, lower_b
                                                         [full.predict(read_featureset(group[k])) for k in samples])
                     cell = {"imputed": metrics(predictions)}
                     if lower is not None:
-                        cell["lower_bound"] = metrics(lower_bound_predict(lower, read_featureset(group["masked"])))
+                        cell["lower_bound"] = metrics(lower_bound_predict(lower, read_featureset(group["masked"]), floor))
                     result.setdefault(protocol, {})[setting] = cell
         runs.append(result)
     results = aggregate(runs)
-    results["train_mean"] = metrics(training_floor(task, train, len(test)))
+    results["train_mean"] = metrics(floor)
     results["imputer"] = imputer
     write_json_atomic(run.downstream, results)
     log.info("evaluate %s: complete %s, training floor %s", imputer, headline(results["complete"]),

@@ -92,11 +92,15 @@ def test_lower_bound_routes_each_clip_to_the_fuser_of_its_modalities():
     mask["video"][2] = False
     fusers = {"audio": ConstantFuser(1.0, ["audio"]), "video": ConstantFuser(2.0, ["video"]),
               "audio+video": ConstantFuser(3.0, ["audio", "video"])}
-    out = lower_bound_predict(fusers, fs.with_mask(mask))
+    floor = np.full(fs.labels.shape, 9.0, np.float32)
+    out = lower_bound_predict(fusers, fs.with_mask(mask), floor)
     assert out[:, 0].tolist() == [3.0, 2.0, 1.0, 3.0]
+    mask["video"][0] = False  # clip 0 loses its last modality: the training floor is all that is left
+    mask["audio"][0] = False
+    assert lower_bound_predict(fusers, fs.with_mask(mask), floor)[:, 0].tolist() == [9.0, 2.0, 1.0, 3.0]
     del fusers["video"]
     with pytest.raises(ValueError, match="no lower-bound fuser for modalities 'video'"):
-        lower_bound_predict(fusers, fs.with_mask(mask))
+        lower_bound_predict(fusers, fs.with_mask(mask), floor)
 
 
 def test_regression_metrics_against_hand_values():

@@ -93,7 +93,8 @@ def test_fuser_beats_chance_on_three_classes(name, classification_data, classifi
     accuracy = classification_metrics(test.labels, probabilities, CLASSES)["accuracy"]
     assert accuracy > max(majority, 1 / 3) + 0.2
     assert np.mean(class_indices(probabilities) == test.labels[:, 0]) == pytest.approx(accuracy)
-    routed = lower_bound_predict({"audio+text+video": classification_fusers[name]}, test)  # [N, C], not [N, 1]
+    floor = np.full_like(probabilities, 1 / 3)  # [N, C], not [N, 1]
+    routed = lower_bound_predict({"audio+text+video": classification_fusers[name]}, test, floor)
     np.testing.assert_array_equal(routed, probabilities)
 
 

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 
 import numpy as np
 from scipy import stats
 
 from remodiff.store import FeatureSet
+
+log = logging.getLogger(__name__)
 
 
 def modality_subsets(modalities: list[str]) -> list[tuple[str, ...]]:
@@ -20,14 +23,21 @@ def subset_key(subset) -> str:
     return "+".join(sorted(subset))
 
 
-def lower_bound_predict(fusers: dict[str, object], masked: FeatureSet) -> np.ndarray:
+def lower_bound_predict(fusers: dict[str, object], masked: FeatureSet, floor: np.ndarray) -> np.ndarray:
     """Route each clip to the fuser trained on exactly the modalities it has (available in any segment).
 
-    Missing segments of a present modality stay zero = the training mean after the fuser's z-scoring.
+    Missing segments of a present modality stay zero = the training mean after the fuser's z-scoring. A clip
+    with nothing left (a mask on top of natural missingness, e.g. no transcript) gets the training ``floor``
+    prediction: with no input, the best a model can do is the training-set baseline.
     """
     present = np.stack([masked.available[m].any(axis=1) for m in masked.modalities], axis=1)  # [N, M]
-    out: np.ndarray | None = None  # shaped by the first prediction: [N, L] values or [N, C] class probabilities
+    out = np.array(floor, dtype=np.float32, copy=True)  # [N, L] values or [N, C] class probabilities
+    empty = int((~present.any(axis=1)).sum())
+    if empty:
+        log.info("lower bound: %d of %d clips have no modality left; they get the training floor", empty, len(out))
     for pattern in np.unique(present, axis=0):
+        if not pattern.any():
+            continue
         rows = np.nonzero((present == pattern).all(axis=1))[0]
         key = subset_key(m for m, p in zip(masked.modalities, pattern) if p)
         if key not in fusers:
@@ -35,10 +45,7 @@ def lower_bound_predict(fusers: dict[str, object], masked: FeatureSet) -> np.nda
         sub = FeatureSet([masked.ids[i] for i in rows], {m: masked.features[m][rows] for m in masked.modalities},
                          {m: masked.available[m][rows] for m in masked.modalities}, masked.labels[rows],
                          masked.label_names)
-        prediction = fusers[key].predict(sub.subset(key.split("+")))
-        if out is None:
-            out = np.zeros((len(masked), prediction.shape[1]), np.float32)
-        out[rows] = prediction
+        out[rows] = fusers[key].predict(sub.subset(key.split("+")))
     return out
 
 
