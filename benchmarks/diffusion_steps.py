@@ -7,7 +7,8 @@ steps in {1000, 200, 100, 50, 20, 10, 5}. Prints the time per 1,000 imputed clip
 (standardised features, missing slots only), each with its ratio to the 1000-step Euler-Maruyama reference,
 and writes a quality-vs-time plot.
 
-    python benchmarks/diffusion_steps.py benchmarks/diffusion_steps.png [--quick] [--items N]
+    python benchmarks/diffusion_steps.py benchmarks/diffusion_steps.png [--quick] [--items N] \\
+        [--json metrics/diffusion_benchmark.json]   # the report stage then draws the frontier
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import torch
 
 from remodiff.diffusion.sampling import evaluations_per_step
 from remodiff.imputers import build_imputer
-from remodiff.store import FeatureSet, load_featureset
+from remodiff.store import FeatureSet, load_featureset, write_json_atomic
 
 STEPS = (1000, 200, 100, 50, 20, 10, 5)
 SAMPLERS = {"euler_maruyama": "uniform", "pc": "uniform", "ode": "karras", "ddim": "uniform"}
@@ -63,6 +64,8 @@ def main() -> None:
     parser.add_argument("--conditioning", default="mlp", help="mlp (fast on CPU) | transformer")
     parser.add_argument("--sde", default="vp")
     parser.add_argument("--epochs", type=int, default=150)
+    parser.add_argument("--json", type=Path, default=None,
+                        help="also write the runs for the report stage (e.g. metrics/diffusion_benchmark.json)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.manual_seed(0)
@@ -105,6 +108,13 @@ def main() -> None:
     for sampler, grid, steps, evals, seconds, error in rows:
         print(f"| {sampler} | {grid} | {steps} | {evals} | {seconds:.1f} | {seconds / ref[4]:.3f} | {error:.4f} | "
               f"{error / ref[5]:.3f} |")
+
+    if args.json is not None:  # the format remodiff/evaluation/report.py reads for its frontier figure
+        device = "GPU" if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} thread(s)"
+        runs = [{"label": f"{sampler} ({grid})", "steps": steps, "seconds": seconds * items / 1000, "mse": error}
+                for sampler, grid, steps, _, seconds, error in rows]
+        write_json_atomic(args.json, {"quality": "mse", "higher_is_better": False, "device": device, "runs": runs})
+        print(f"runs: {args.json}")
 
     import matplotlib
     matplotlib.use("Agg")
