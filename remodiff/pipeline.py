@@ -57,6 +57,11 @@ def sample(params: dict) -> None:
     generate_sample(SAMPLE, **params["sample"])
 
 
+# Where decoded clips accumulate until a split is complete: outside data/segments, which `dvc repro` empties before
+# the stage runs, and git-ignored (*.partial), so an interrupted segmentation resumes clip by clip under DVC too.
+SEGMENT_SCRATCH = DATA / "segment.partial"
+
+
 def segment(params: dict) -> dict:
     """Decode every clip of every split into ``segments`` equal parts; undecodable clips are skipped and listed.
 
@@ -74,7 +79,7 @@ def segment(params: dict) -> dict:
                         "sample_rate": cfg["sample_rate"], "label_names": adapter.label_names,
                         "task": adapter.task, "classes": adapter.classes, "precomputed": adapter.precomputed,
                         "dataset": params["dataset"]}
-        with ClipStore(SEGMENTS / f"{split}.h5", store_config) as store:
+        with ClipStore(SEGMENTS / f"{split}.h5", store_config, scratch=SEGMENT_SCRATCH / f"{split}.h5") as store:
             if precomputed is not None:
                 store_precomputed(store, precomputed, split, report)
                 continue
@@ -115,6 +120,8 @@ def segment(params: dict) -> dict:
                 if attrs.get("transcribed"):
                     report["transcribed"].append(entry)
             report["clips"][split] = len(store.clips)
+    if SEGMENT_SCRATCH.is_dir() and not any(SEGMENT_SCRATCH.iterdir()):
+        SEGMENT_SCRATCH.rmdir()
     report["skipped"] = adapter.skipped + report["skipped"]
     report["counts"] = {k: len(v) for k, v in report.items() if isinstance(v, list)}
     write_json_atomic(SEGMENTS / "report.json", report)

@@ -37,15 +37,16 @@ def partial_path(path: Path) -> Path:
 
 
 @contextmanager
-def atomic_h5(path: str | Path, resume: bool = False) -> Iterator[h5py.File]:
-    """Open ``path.partial`` for writing and rename it to ``path`` on success.
+def atomic_h5(path: str | Path, resume: bool = False, scratch: str | Path | None = None) -> Iterator[h5py.File]:
+    """Open ``path.partial`` (or ``scratch``) for writing and rename it to ``path`` on success.
 
-    With ``resume`` an existing ``.partial`` is reopened (append mode) instead of truncated.
-    On an exception the ``.partial`` stays, so a resumable writer can continue from it.
+    With ``resume`` an existing partial file is reopened (append mode) instead of truncated.
+    On an exception it stays, so a resumable writer can continue from it.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = partial_path(path)
+    tmp = Path(scratch) if scratch is not None else partial_path(path)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
     mode = "a" if resume and tmp.exists() else "w"
     with h5py.File(tmp, mode) as f:
         yield f
@@ -189,13 +190,15 @@ class ClipStore:
     """Writes one HDF5 group per clip into ``<path>.partial``; finished clips survive an interruption.
 
     Use as a context manager: on a clean exit the file is renamed to ``path``. A re-run after a crash
-    reopens the ``.partial`` and :meth:`done` tells which clips are already complete.
+    reopens the ``.partial`` and :meth:`done` tells which clips are already complete. ``scratch`` puts the
+    partial file elsewhere, e.g. outside a DVC output, which DVC empties before re-running a stage.
     """
 
-    def __init__(self, path: str | Path, attrs: dict):
+    def __init__(self, path: str | Path, attrs: dict, scratch: str | Path | None = None):
         self.path = Path(path)
         self.attrs = attrs
-        self._ctx = atomic_h5(self.path, resume=True)
+        self.scratch = Path(scratch) if scratch is not None else partial_path(self.path)
+        self._ctx = atomic_h5(self.path, resume=True, scratch=self.scratch)
 
     def __enter__(self) -> "ClipStore":
         self.file = self._ctx.__enter__()
@@ -203,7 +206,7 @@ class ClipStore:
         config = json.dumps(self.attrs, sort_keys=True)
         if stored is not None and stored != config:
             # An interrupted run with other settings: its clips are not reusable.
-            log.warning("%s: settings changed since the interrupted run, starting over", partial_path(self.path))
+            log.warning("%s: settings changed since the interrupted run, starting over", self.scratch)
             for key in list(self.file):
                 del self.file[key]
         self.file.attrs["config"] = config

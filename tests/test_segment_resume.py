@@ -1,0 +1,48 @@
+"""The segment stage resumes clip by clip after an interruption, also when DVC empties data/segments first."""
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+
+from remodiff import pipeline
+from remodiff.data import decode
+from tests.test_adapters import write_fi
+
+SEGMENT = {"segments": 2, "fps": 4, "frame_size": 16, "sample_rate": 16000, "workers": 1}
+
+
+def frames_of(path):
+    with h5py.File(path, "r") as f:
+        return {cid: f["clips"][cid]["frames"][()] for cid in f["clips"]}
+
+
+def test_interrupted_segmentation_resumes_and_matches_an_uninterrupted_run(tmp_path, monkeypatch):
+    root = tmp_path / "fi"
+    write_fi(root, {f"c{i}.000.mp4": 0.1 * i for i in range(4)}, None)
+    params = {"dataset": {"name": "first_impressions", "root": str(root)}, "segment": SEGMENT}
+    monkeypatch.chdir(tmp_path)
+    pipeline.segment(params)
+    expected = frames_of("data/segments/train.h5")
+    shutil.rmtree("data")
+
+    real, calls = decode.segment_clip, []
+
+    def crash_on_third(*args, **kwargs):
+        calls.append(args[0])
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # Ctrl-C in the middle of a split
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "segment_clip", crash_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.segment(params)
+    shutil.rmtree("data/segments", ignore_errors=True)  # what `dvc repro` does to a stage's outputs
+    calls.clear()
+    pipeline.segment(params)
+    assert len(calls) == 2  # only the clips not finished before the interruption
+    again = frames_of("data/segments/train.h5")
+    assert sorted(again) == sorted(expected)
+    for cid in expected:
+        np.testing.assert_array_equal(again[cid], expected[cid])
+    assert not (tmp_path / "data" / "segment.partial").exists()
