@@ -42,14 +42,17 @@ def regression_data():
     return toy_featureset(120, seed=0), toy_featureset(30, seed=1), toy_featureset(40, seed=2)
 
 
-@pytest.fixture(scope="module")
-def regression_fusers(regression_data):
-    train, val, _ = regression_data
+def fit_every_fuser(train, val) -> dict:
     fusers = {}
     for name in FUSERS.names():
         fusers[name] = build_fuser(name, MODALITIES, FAST[name])
         fusers[name].fit(train, val)
     return fusers
+
+
+@pytest.fixture(scope="module")
+def regression_fusers(regression_data):
+    return fit_every_fuser(*regression_data[:2])
 
 
 @pytest.fixture(scope="module")
@@ -59,12 +62,7 @@ def classification_data(regression_data):
 
 @pytest.fixture(scope="module")
 def classification_fusers(classification_data):
-    train, val, _ = classification_data
-    fusers = {}
-    for name in FUSERS.names():
-        fusers[name] = build_fuser(name, MODALITIES, FAST[name])
-        fusers[name].fit(train, val)
-    return fusers
+    return fit_every_fuser(*classification_data[:2])
 
 
 def test_every_fuser_is_registered():
