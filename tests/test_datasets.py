@@ -105,6 +105,33 @@ def test_mmsa_pickle_becomes_the_feature_store_through_segment_and_extract(tmp_p
         assert len(f["clips"]) == 0  # nothing decoded
 
 
+def test_mmsa_sentiment_runs_through_every_downstream_stage(tmp_path, monkeypatch):
+    """MOSI-style features end to end: evaluate switches to MMSA's sentiment metrics."""
+    data_dir = tmp_path / "MOSI"
+    data_dir.mkdir()
+    write_mmsa(data_dir)
+    monkeypatch.chdir(tmp_path)
+    dataset = {"name": "mmsa", "root": str(data_dir), "mmsa": {"file": "aligned_50.pkl"}}
+    features = {"audio": {"backend": "logmel"}, "video": {"backend": "frame_stats"}, "text": {"backend": "tfidf"}}
+    run_stages(dataset, features)
+    params = {"dataset": dataset, "segment": SEGMENT, "features": features,
+              "masks": {"protocol": "random", "seed": 0, "random": [0.0, 0.3]},
+              "eval": {"seeds": [0], "samples": 1, "lower_bound": True},
+              "imputer": {"type": "knn", "knn": {"k": 2}},
+              "fuser": {"type": "transformer", "transformer": {"hidden": 8, "heads": 2, "layers": 1, "feedforward": 16,
+                                                               "train": {"epochs": 3, "batch_size": 4}}}}
+    for stage in ("masks", "train_imputer", "reconstruct", "train_fuser"):
+        pipeline.STAGES[stage](params)
+    results = pipeline.evaluate(params)
+    mmsa = {"Has0_acc_2", "Has0_F1_score", "Non0_acc_2", "Non0_F1_score", "Mult_acc_5", "Mult_acc_7", "MAE", "Corr"}
+    for cell in [results["complete"], results["random"]["mr_0.3"]["imputed"],
+                 results["random"]["mr_0.3"]["lower_bound"]]:
+        assert mmsa <= set(cell) and "mean_acc" not in cell
+        assert 0.0 <= cell["Has0_acc_2"] <= 1.0 and cell["MAE"] >= 0.0
+    # nothing hidden at MR 0: the reconstruction is the complete test set itself
+    assert results["random"]["mr_0.0"]["imputed"]["MAE"] == pytest.approx(results["complete"]["MAE"])
+
+
 def test_mmsa_features_keys_choose_modalities_and_unknown_keys_fail(tmp_path, monkeypatch):
     write_mmsa(tmp_path)
     monkeypatch.chdir(tmp_path)
