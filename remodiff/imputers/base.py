@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from remodiff.registry import Registry
-from remodiff.scaling import masked_mean  # noqa: F401  (importable from here, as before the move)
+from remodiff.scaling import masked_mean
 from remodiff.store import FeatureSet, write_json_atomic
 
 IMPUTERS: Registry[type["Imputer"]] = Registry("imputer")
@@ -99,3 +99,14 @@ def load_imputer(directory: str | Path) -> Imputer:
     with open(directory / "state.pkl", "rb") as f:
         imputer._set_state(pickle.load(f))
     return imputer
+
+
+def segment_means(train: FeatureSet) -> dict[str, np.ndarray]:
+    """Per modality, the training mean at each segment position over available slots: ``{m: [S, D]}``."""
+    return {m: masked_mean(train.features[m], train.available[m], axis=0).astype(np.float32) for m in train.modalities}
+
+
+def check_positive_int(owner: str, key: str, value) -> None:
+    """Refuse a setting that must be a positive integer (sizes, neighbour counts), naming the imputer and key."""
+    if not isinstance(value, int) or value < 1:
+        raise ValueError(f"{owner}: {key} must be a positive integer, got {value!r}")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from remodiff.imputers.base import IMPUTERS, Imputer, masked_mean
+from remodiff.imputers.base import IMPUTERS, Imputer, segment_means
 from remodiff.store import FeatureSet
 
 
@@ -29,8 +29,7 @@ class MeanImputer(Imputer):
 
     def fit(self, train: FeatureSet, val: FeatureSet | None = None, seed: int = 0) -> None:
         self.modalities = train.modalities
-        self.means = {m: masked_mean(train.features[m], train.available[m], axis=0).astype(np.float32)
-                      for m in train.modalities}
+        self.means = segment_means(train)
 
     def _fill(self, data: FeatureSet, rng: np.random.Generator) -> dict[str, np.ndarray]:
         return {m: np.broadcast_to(self.means[m], data.features[m].shape).copy() for m in data.modalities}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from remodiff.imputers.base import IMPUTERS
+from remodiff.imputers.base import IMPUTERS, check_positive_int
 from remodiff.imputers.mask_conditioned import ConditionalGenerator, MaskConditionedImputer, hidden_mse, mlp
 from remodiff.training import Batch, TrainConfig, fit
 
@@ -40,8 +40,7 @@ class CVAEImputer(MaskConditionedImputer):
                  train: dict | None = None):
         if mode not in MODES:
             raise ValueError(f"cvae: mode {mode!r}; valid values: {', '.join(MODES)}")
-        if not isinstance(latent, int) or latent < 1:
-            raise ValueError(f"cvae: latent must be a positive integer, got {latent!r}")
+        check_positive_int("cvae", "latent", latent)
         if kl_weight < 0:
             raise ValueError(f"cvae: kl_weight must be non-negative, got {kl_weight}")
         super().__init__(hidden=hidden, train=train, latent=latent, kl_weight=kl_weight, mode=mode)

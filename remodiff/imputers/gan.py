@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from remodiff.imputers.base import IMPUTERS
+from remodiff.imputers.base import IMPUTERS, check_positive_int
 from remodiff.imputers.mask_conditioned import ConditionalGenerator, MaskConditionedImputer, hidden_mse, mlp
 from remodiff.training import Batch, TrainConfig, fit
 
@@ -52,8 +52,7 @@ class GANImputer(MaskConditionedImputer):
     name = "gan"
 
     def __init__(self, hidden: int = 256, noise: int = 16, recon_weight: float = 10.0, train: dict | None = None):
-        if not isinstance(noise, int) or noise < 1:
-            raise ValueError(f"gan: noise must be a positive integer, got {noise!r}")
+        check_positive_int("gan", "noise", noise)
         if recon_weight < 0:
             raise ValueError(f"gan: recon_weight must be non-negative, got {recon_weight}")
         super().__init__(hidden=hidden, train=train, noise=noise, recon_weight=recon_weight)

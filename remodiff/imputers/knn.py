@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
-from remodiff.imputers.base import IMPUTERS, Imputer
+from remodiff.imputers.base import IMPUTERS, Imputer, check_positive_int, segment_means
 from remodiff.scaling import Standardiser, masked_mean
 from remodiff.store import FeatureSet
 
@@ -23,8 +23,7 @@ class KNNImputer(Imputer):
     name = "knn"
 
     def __init__(self, k: int = 5):
-        if not isinstance(k, int) or k < 1:
-            raise ValueError(f"knn: k must be a positive integer, got {k!r}")
+        check_positive_int("knn", "k", k)
         super().__init__(k=k)
 
     def fit(self, train: FeatureSet, val: FeatureSet | None = None, seed: int = 0) -> None:
@@ -34,8 +33,7 @@ class KNNImputer(Imputer):
         self.reference = {m: train.features[m].copy() for m in self.modalities}
         self.reference_available = {m: train.available[m].copy() for m in self.modalities}
         self.keys = self._slot_keys(train)
-        self.means = {m: masked_mean(train.features[m], train.available[m], axis=0).astype(np.float32)
-                      for m in self.modalities}
+        self.means = segment_means(train)
 
     def _slot_keys(self, data: FeatureSet) -> np.ndarray:
         """``[N, sum_m S * D_m]``: weighted z-scores of every slot, modality-major then segment."""

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from remodiff.imputers.base import Imputer
+from remodiff.imputers.base import Imputer, check_positive_int
 from remodiff.scaling import Standardiser
 from remodiff.store import FeatureSet
 from remodiff.training import Batch, TrainConfig, batches, resolve_device, seed_everything, to_tensors
@@ -120,8 +120,7 @@ class MaskConditionedImputer(Imputer):
     stochastic = True
 
     def __init__(self, hidden: int = 256, train: dict | None = None, **own):
-        if not isinstance(hidden, int) or hidden < 1:
-            raise ValueError(f"{self.name}: hidden must be a positive integer, got {hidden!r}")
+        check_positive_int(self.name, "hidden", hidden)
         super().__init__(hidden=hidden, train=train or {}, **own)
         self.train_cfg = TrainConfig.from_params(train or {})
         self.history: list[dict] = []

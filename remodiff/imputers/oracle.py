@@ -20,7 +20,7 @@ import abc
 import numpy as np
 from scipy.spatial.distance import cdist
 
-from remodiff.imputers.base import IMPUTERS, Imputer
+from remodiff.imputers.base import IMPUTERS, Imputer, check_positive_int
 from remodiff.store import FeatureSet
 
 
@@ -76,8 +76,7 @@ class MeanLabelOracle(LabelOracle):
     name = "oracle_mean"
 
     def __init__(self, k: int = 5):
-        if not isinstance(k, int) or k < 1:
-            raise ValueError(f"oracle_mean: k must be a positive integer, got {k!r}")
+        check_positive_int("oracle_mean", "k", k)
         super().__init__(k=k)
 
     def donors(self, distance: np.ndarray) -> np.ndarray:

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from remodiff.imputers.base import IMPUTERS, Imputer
-from remodiff.scaling import masked_mean
+from remodiff.imputers.base import IMPUTERS, Imputer, segment_means
 from remodiff.store import FeatureSet
 
 
@@ -20,8 +19,7 @@ class RepeatImputer(Imputer):
 
     def fit(self, train: FeatureSet, val: FeatureSet | None = None, seed: int = 0) -> None:
         self.modalities = train.modalities
-        self.means = {m: masked_mean(train.features[m], train.available[m], axis=0).astype(np.float32)
-                      for m in train.modalities}
+        self.means = segment_means(train)
 
     def _fill(self, data: FeatureSet, rng: np.random.Generator) -> dict[str, np.ndarray]:
         positions = np.arange(data.n_segments)
