@@ -330,10 +330,6 @@ def extract_chunk(extractor, clips: list[SegmentedClip]) -> list[tuple[np.ndarra
     return results
 
 
-def extract_one(extractor, clip: SegmentedClip) -> tuple[np.ndarray, bool]:
-    return extract_chunk(extractor, [clip])[0]
-
-
 def masks(params: dict) -> None:
     """Test-time missing-modality masks of every configured protocol, saved once for all imputers and fusers."""
     cfg = params["masks"]

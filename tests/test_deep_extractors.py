@@ -175,7 +175,7 @@ def test_missing_modality_is_not_extracted(roberta_dir: Path, wav2vec2_dir: Path
     text = build_extractor("text", {"backend": "hf_text", "model": str(roberta_dir), "device": "cpu"})
     audio = build_extractor("audio", {"backend": "hf_audio", "model": str(wav2vec2_dir), "device": "cpu"})
     for extractor in (text, audio):
-        x, present = pipeline.extract_one(extractor, silent)
+        x, present = pipeline.extract_chunk(extractor, [silent])[0]
         assert not present and x.shape == (SEGMENTS, extractor.dim) and not x.any()
     # In a chunk, only the clips that have the modality reach the extractor.
     results = pipeline.extract_chunk(text, [silent, make_clip(rng, "talks")])
@@ -353,4 +353,4 @@ def test_extract_rejects_nonfinite_and_float16_overflow(tmp_path: Path, monkeypa
             return np.full((SEGMENTS, self.dim), np.nan, np.float32)
 
     with pytest.raises(ValueError, match="non-finite video features for clip train0"):
-        pipeline.extract_one(Broken(thumb=2), make_clip(np.random.default_rng(6), "train0"))
+        pipeline.extract_chunk(Broken(thumb=2), [make_clip(np.random.default_rng(6), "train0")])
