@@ -26,7 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from remodiff import pipeline
+from remodiff.pipeline import stage
+from remodiff.pipeline.common import SEGMENTS
+from remodiff.pipeline.extract import CLIPS_PER_CHUNK
 from remodiff.features import SegmentedClip, build_extractor
 from remodiff.store import ClipStore
 
@@ -111,7 +113,7 @@ def peak_memory() -> str:
     return f"peak RSS {rss:.0f} MiB{gpu}"
 
 
-def write_segment_stores(clips: list[SegmentedClip], segments: int, directory: Path = pipeline.SEGMENTS) -> None:
+def write_segment_stores(clips: list[SegmentedClip], segments: int, directory: Path = SEGMENTS) -> None:
     """The segment stores ``<directory>/{train,val,test}.h5`` of ``clips``, dealt to the three splits in turn."""
     store_config = {"segments": segments, "fps": clips[0].fps, "sample_rate": clips[0].sample_rate,
                     "label_names": list("abcde")}
@@ -130,7 +132,7 @@ def run_stage(configs: dict, clips: list[SegmentedClip], segments: int) -> float
         try:
             write_segment_stores(clips, segments)
             start = time.perf_counter()
-            pipeline.extract({"features": configs, "segment": {"segments": segments}})
+            stage("extract")({"features": configs, "segment": {"segments": segments}})
             return time.perf_counter() - start
         finally:
             os.chdir(cwd)
@@ -166,7 +168,7 @@ def main() -> None:
         seconds = {}
         for name, (modality, cfg) in configs.items():
             extractor = build_extractor(modality, cfg)
-            chunks = [clips[i:i + pipeline.CLIPS_PER_CHUNK] for i in range(0, len(clips), pipeline.CLIPS_PER_CHUNK)]
+            chunks = [clips[i:i + CLIPS_PER_CHUNK] for i in range(0, len(clips), CLIPS_PER_CHUNK)]
             forwards = [bare_forward(extractor, chunk) for chunk in chunks]
             autocast = (torch.autocast(extractor.device.type, dtype=extractor.autocast_dtype)
                         if extractor.autocast_dtype else nullcontext())

@@ -54,38 +54,43 @@ def info(path: Path = typer.Argument(..., exists=True, dir_okay=False, help="an 
 
 @app.command()
 def run(stage: str = typer.Argument(..., help="sample, segment, extract, masks, train_imputer, reconstruct, "
-                                               "train_fuser, evaluate, report, compare (with --imputer) or compare_table"),
+                                               "train_fuser, evaluate, report, compare_train / compare (with "
+                                               "--imputer) or compare_table"),
         params: Path = typer.Option(Path("params.yaml"), help="the params file"),
-        imputer: str = typer.Option(None, help="the imputer of a `compare` entry"),
+        imputer: str = typer.Option(None, help="the imputer of a `compare_train` / `compare` entry"),
         shard: str = typer.Option(None, help="extract: only shard i/n (every n-th clip, starting at clip i) into "
                                              "its own scratch; default under accelerate launch / torchrun: "
                                              "RANK/WORLD_SIZE"),
         merge: bool = typer.Option(False, help="extract: collect the finished shards into data/features, "
                                                "failing if a clip is in none")) -> None:
     """Run one pipeline stage (what `dvc repro` runs, without DVC's caching)."""
-    from remodiff.params import load_params
-    from remodiff.pipeline import STAGES, Shard, compare, extract
+    from functools import partial
 
-    setup_logging()
+    from remodiff.pipeline import stage as stage_run
+    from remodiff.pipeline.common import main
+
     if (shard is not None or merge) and stage != "extract":
         raise typer.BadParameter("--shard and --merge are options of the extract stage")
     if shard is not None and merge:
         raise typer.BadParameter("--shard extracts one shard, --merge collects them: give one of them")
+    try:
+        run_stage = stage_run(stage)
+    except ValueError as e:
+        raise typer.BadParameter(str(e))
     if stage == "extract":
+        from remodiff.pipeline.extract import Shard
+
         try:
             parsed = Shard.parse(shard) if shard is not None else None
         except ValueError as e:
             raise typer.BadParameter(str(e))
-        extract(load_params(params), shard=parsed, merge_only=merge)
-        return
-    if stage == "compare":
+        run_stage = partial(run_stage, shard=parsed, merge_only=merge)
+    args = ()
+    if stage in ("compare_train", "compare"):
         if imputer is None:
-            raise typer.BadParameter("compare needs --imputer NAME (one of compare.imputers)")
-        compare(load_params(params), imputer)
-        return
-    if stage not in STAGES:
-        raise typer.BadParameter(f"unknown stage {stage!r}; valid: {', '.join([*STAGES, 'compare'])}")
-    STAGES[stage](load_params(params))
+            raise typer.BadParameter(f"{stage} needs --imputer NAME (one of compare.imputers)")
+        args = (imputer,)
+    main(run_stage, *args, params_path=params)
 
 
 @app.command("fetch-models")
@@ -114,18 +119,6 @@ def fetch_models(params: Path = typer.Option(Path("params.yaml"), help="the para
             typer.echo(f"{name} ({features[name]['backend']}): {path}")
         if not paths:
             typer.echo(f"{name} ({features[name]['backend']}): nothing to fetch")
-
-
-def run_stage(stage: str, *args: str) -> None:
-    """Entry point of the thin ``stages/<stage>.py`` scripts (``args``: a matrix stage's item)."""
-    from remodiff.params import load_params
-    from remodiff.pipeline import STAGES, compare
-
-    setup_logging()
-    if stage == "compare":
-        compare(load_params(), *args)
-    else:
-        STAGES[stage](load_params())
 
 
 if __name__ == "__main__":

@@ -26,21 +26,12 @@ from torch import nn
 from torch.utils.data import BatchSampler
 from tqdm.auto import tqdm
 
+from remodiff.launch import is_main_process, launched_processes
 from remodiff.store import write_json_atomic
 
 log = logging.getLogger(__name__)
 Batch = dict[str, torch.Tensor]
 PRECISIONS = {"fp32": "no", "fp16": "fp16", "bf16": "bf16"}  # TrainConfig.precision -> Accelerate's name
-
-
-def launched_processes() -> tuple[int, int]:
-    """``(rank, world size)`` of this process as ``accelerate launch`` / ``torchrun`` set them; ``(0, 1)`` alone."""
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-
-
-def is_main_process() -> bool:
-    """Whether this process writes shared outputs (models, histories): rank 0, or the only process."""
-    return launched_processes()[0] == 0
 
 
 @dataclass

@@ -1,7 +1,8 @@
-"""DVC matrix stage `compare@<imputer>`: see remodiff.pipeline.compare."""
+"""DVC matrix stage `compare@<imputer>`: remodiff/pipeline/compare.py."""
 import sys
 
-from remodiff.cli import run_stage
+from remodiff.pipeline.common import main
+from remodiff.pipeline.compare import run
 
 if __name__ == "__main__":
-    run_stage("compare", sys.argv[1])
+    main(run, sys.argv[1])

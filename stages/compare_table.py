@@ -1,5 +1,6 @@
-"""DVC stage `compare_table`: see remodiff.pipeline.compare_table."""
-from remodiff.cli import run_stage
+"""DVC stage `compare_table`: remodiff/pipeline/compare_table.py."""
+from remodiff.pipeline.common import main
+from remodiff.pipeline.compare_table import run
 
 if __name__ == "__main__":
-    run_stage("compare_table")
+    main(run)

@@ -1,5 +1,6 @@
-"""DVC stage `evaluate`: see remodiff.pipeline.evaluate."""
-from remodiff.cli import run_stage
+"""DVC stage `evaluate`: remodiff/pipeline/evaluate.py."""
+from remodiff.pipeline.common import main
+from remodiff.pipeline.evaluate import run
 
 if __name__ == "__main__":
-    run_stage("evaluate")
+    main(run)

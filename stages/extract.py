@@ -1,5 +1,6 @@
-"""DVC stage `extract`: see remodiff.pipeline.extract."""
-from remodiff.cli import run_stage
+"""DVC stage `extract`: remodiff/pipeline/extract.py."""
+from remodiff.pipeline.common import main
+from remodiff.pipeline.extract import run
 
 if __name__ == "__main__":
-    run_stage("extract")
+    main(run)

@@ -1,5 +1,6 @@
-"""DVC stage `masks`: see remodiff.pipeline.masks."""
-from remodiff.cli import run_stage
+"""DVC stage `masks`: remodiff/pipeline/masks.py."""
+from remodiff.pipeline.common import main
+from remodiff.pipeline.masks import run
 
 if __name__ == "__main__":
-    run_stage("masks")
+    main(run)

@@ -1,5 +1,6 @@
-"""DVC stage `reconstruct`: see remodiff.pipeline.reconstruct."""
-from remodiff.cli import run_stage
+"""DVC stage `reconstruct`: remodiff/pipeline/reconstruct.py."""
+from remodiff.pipeline.common import main
+from remodiff.pipeline.reconstruct import run
 
 if __name__ == "__main__":
-    run_stage("reconstruct")
+    main(run)

@@ -1,5 +1,6 @@
-"""DVC stage `report`: see remodiff.pipeline.report."""
-from remodiff.cli import run_stage
+"""DVC stage `report`: remodiff/pipeline/report.py."""
+from remodiff.pipeline.common import main
+from remodiff.pipeline.report import run
 
 if __name__ == "__main__":
-    run_stage("report")
+    main(run)

@@ -1,5 +1,6 @@
-"""DVC stage `sample`: see remodiff.pipeline.sample."""
-from remodiff.cli import run_stage
+"""DVC stage `sample`: remodiff/pipeline/sample.py."""
+from remodiff.pipeline.common import main
+from remodiff.pipeline.sample import run
 
 if __name__ == "__main__":
-    run_stage("sample")
+    main(run)

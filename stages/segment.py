@@ -1,5 +1,6 @@
-"""DVC stage `segment`: see remodiff.pipeline.segment."""
-from remodiff.cli import run_stage
+"""DVC stage `segment`: remodiff/pipeline/segment.py."""
+from remodiff.pipeline.common import main
+from remodiff.pipeline.segment import run
 
 if __name__ == "__main__":
-    run_stage("segment")
+    main(run)

@@ -1,5 +1,6 @@
-"""DVC stage `train_fuser`: see remodiff.pipeline.train_fuser."""
-from remodiff.cli import run_stage
+"""DVC stage `train_fuser`: remodiff/pipeline/train_fuser.py."""
+from remodiff.pipeline.common import main
+from remodiff.pipeline.train_fuser import run
 
 if __name__ == "__main__":
-    run_stage("train_fuser")
+    main(run)

@@ -1,5 +1,6 @@
-"""DVC stage `train_imputer`: see remodiff.pipeline.train_imputer."""
-from remodiff.cli import run_stage
+"""DVC stage `train_imputer`: remodiff/pipeline/train_imputer.py."""
+from remodiff.pipeline.common import main
+from remodiff.pipeline.train_imputer import run
 
 if __name__ == "__main__":
-    run_stage("train_imputer")
+    main(run)

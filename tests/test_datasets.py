@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
-from remodiff import pipeline
+from remodiff.pipeline import stage
 from remodiff.data import build_dataset
 from remodiff.data.decode import segment_clip
 from remodiff.data.precomputed import pool_segments
@@ -26,8 +26,8 @@ FAST_FEATURES = {"audio": {"backend": "logmel", "n_mels": 8}, "video": {"backend
 def run_stages(dataset: dict, features: dict, segment: dict = SEGMENT) -> dict:
     """segment + extract in the current directory; returns the segment report."""
     params = {"dataset": dataset, "segment": segment, "features": features}
-    report = pipeline.segment(params)
-    pipeline.extract(params)
+    report = stage("segment")(params)
+    stage("extract")(params)
     return report
 
 
@@ -120,9 +120,9 @@ def test_mmsa_sentiment_runs_through_every_downstream_stage(tmp_path, monkeypatc
               "imputer": {"type": "knn", "knn": {"k": 2}},
               "fuser": {"type": "transformer", "transformer": {"hidden": 8, "heads": 2, "layers": 1, "feedforward": 16,
                                                                "train": {"epochs": 3, "batch_size": 4}}}}
-    for stage in ("masks", "train_imputer", "reconstruct", "train_fuser"):
-        pipeline.STAGES[stage](params)
-    results = pipeline.evaluate(params)
+    for name in ("masks", "train_imputer", "reconstruct", "train_fuser"):
+        stage(name)(params)
+    results = stage("evaluate")(params)
     mmsa = {"Has0_acc_2", "Has0_F1_score", "Non0_acc_2", "Non0_F1_score", "Mult_acc_5", "Mult_acc_7", "MAE", "Corr"}
     for cell in [results["complete"], results["random"]["mr_0.3"]["imputed"],
                  results["random"]["mr_0.3"]["lower_bound"]]:
@@ -141,7 +141,7 @@ def test_mmsa_features_keys_choose_modalities_and_unknown_keys_fail(tmp_path, mo
     # the aligned pickle has no lengths: the zero rows of the padding are not averaged in
     assert fs.available["text"].all() and np.abs(fs.features["text"]).mean() > 0.2
     with pytest.raises(ValueError, match=r"\['vision'\].*has \['audio', 'text', 'video'\]"):
-        pipeline.extract({"features": {"vision": {}}, "segment": SEGMENT})
+        stage("extract")({"features": {"vision": {}}, "segment": SEGMENT})
 
 
 def test_mmsa_errors_name_the_missing_file_and_the_bert_only_text(tmp_path):
@@ -237,9 +237,9 @@ def test_classification_runs_through_every_downstream_stage(tmp_path, monkeypatc
               "eval": {"seeds": [0, 1], "samples": 2, "lower_bound": True},
               "imputer": {"type": "random", "random": {}},
               "fuser": {"type": "late", "late": {"hidden": 8, "train": train}}}
-    for stage in ("masks", "train_imputer", "reconstruct", "train_fuser"):
-        pipeline.STAGES[stage](params)
-    results = pipeline.evaluate(params)
+    for name in ("masks", "train_imputer", "reconstruct", "train_fuser"):
+        stage(name)(params)
+    results = stage("evaluate")(params)
     for cell in [results["complete"], results["train_mean"], results["fixed"]["video_missing"]["imputed"],
                  results["fixed"]["audio_missing"]["lower_bound"]]:
         assert {"accuracy", "macro_f1", "weighted_f1", "uar"} <= set(cell) and "mean_acc" not in cell
@@ -369,7 +369,7 @@ def test_asr_transcribes_clips_without_transcript_in_the_segment_stage(tmp_path,
     make_video(root / "Actor_01" / "01-01-04-02-01-01-01.mp4", duration=1.0, size=16, audio=False)
     monkeypatch.chdir(tmp_path)
     asr = {"backend": "whisper", "model": tiny_whisper, "max_new_tokens": 8, "device": "cpu"}
-    report = pipeline.segment({"dataset": {"name": "ravdess", "root": str(root), "asr": asr}, "segment": SEGMENT})
+    report = stage("segment")({"dataset": {"name": "ravdess", "root": str(root), "asr": asr}, "segment": SEGMENT})
     assert [e["clip"] for e in report["transcribed"]] == ["01-01-05-02-01-01-01"]
     assert [e["clip"] for e in report["no_transcript"]] == ["01-01-04-02-01-01-01"]  # no audio: nothing to hear
     with h5py.File("data/segments/train.h5") as f:

@@ -19,7 +19,9 @@ transformers = pytest.importorskip("transformers")
 open_clip = pytest.importorskip("open_clip")
 timm = pytest.importorskip("timm")
 
-from remodiff import pipeline  # noqa: E402
+from remodiff.pipeline import stage  # noqa: E402
+from remodiff.pipeline import extract as extract_module  # noqa: E402
+from remodiff.pipeline.extract import extract_chunk  # noqa: E402
 from remodiff.features import EXTRACTORS, SegmentedClip, build_extractor  # noqa: E402
 from remodiff.features.deep import ModelUnavailableError  # noqa: E402
 from remodiff.store import ClipStore, load_featureset  # noqa: E402
@@ -175,10 +177,10 @@ def test_missing_modality_is_not_extracted(roberta_dir: Path, wav2vec2_dir: Path
     text = build_extractor("text", {"backend": "hf_text", "model": str(roberta_dir), "device": "cpu"})
     audio = build_extractor("audio", {"backend": "hf_audio", "model": str(wav2vec2_dir), "device": "cpu"})
     for extractor in (text, audio):
-        x, present = pipeline.extract_chunk(extractor, [silent])[0]
+        x, present = extract_chunk(extractor, [silent])[0]
         assert not present and x.shape == (SEGMENTS, extractor.dim) and not x.any()
     # In a chunk, only the clips that have the modality reach the extractor.
-    results = pipeline.extract_chunk(text, [silent, make_clip(rng, "talks")])
+    results = extract_chunk(text, [silent, make_clip(rng, "talks")])
     assert [present for _, present in results] == [False, True] and results[1][0].any()
 
 
@@ -274,12 +276,12 @@ def stage_params(roberta_dir: Path, wav2vec2_dir: Path) -> dict:
 
 def test_extract_resumes_after_a_crash(tmp_path: Path, monkeypatch, roberta_dir: Path, wav2vec2_dir: Path):
     params = stage_params(roberta_dir, wav2vec2_dir)
-    monkeypatch.setattr(pipeline, "CLIPS_PER_CHUNK", 2)
+    monkeypatch.setattr(extract_module, "CLIPS_PER_CHUNK", 2)
     clean, crashed = tmp_path / "clean", tmp_path / "crashed"
     for root in (clean, crashed):
         write_segment_stores(root)
     monkeypatch.chdir(clean)
-    pipeline.extract(params)
+    stage("extract")(params)
 
     calls: list[str] = []
     crashes: list[str] = []
@@ -300,17 +302,17 @@ def test_extract_resumes_after_a_crash(tmp_path: Path, monkeypatch, roberta_dir:
             extractor.extract_batch = extract_batch
         return extractor
 
-    monkeypatch.setattr(pipeline, "build_extractor", flaky_build)
+    monkeypatch.setattr(extract_module, "build_extractor", flaky_build)
     monkeypatch.chdir(crashed)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        pipeline.extract(params)
+        stage("extract")(params)
     partial = Path("data/extract.partial/train.h5.partial")
     with h5py.File(partial, "r") as f:
         assert sorted(c for c in f["clips"] if f["clips"][c].attrs["complete"]) == [f"train{i}" for i in range(4)]
     assert not Path("data/features/train.h5").exists()
 
     calls.clear()
-    pipeline.extract(params)
+    stage("extract")(params)
     assert calls[:2] == ["train4", "train5"]  # the four finished clips are not extracted again
     assert not Path("data/extract.partial").exists()
 
@@ -343,14 +345,14 @@ def test_extract_rejects_nonfinite_and_float16_overflow(tmp_path: Path, monkeypa
 
     params = stage_params(roberta_dir, wav2vec2_dir)
     params["features"]["video"]["dtype"] = "float16"
-    monkeypatch.setattr(pipeline, "build_extractor", lambda m, cfg: Exploding(thumb=2) if m == "video"
+    monkeypatch.setattr(extract_module, "build_extractor", lambda m, cfg: Exploding(thumb=2) if m == "video"
                         else build_extractor(m, cfg))
     with pytest.raises(ValueError, match=r"video features \(beyond the float16 range.*train3"):
-        pipeline.extract(params)
+        stage("extract")(params)
 
     class Broken(EXTRACTORS.get("frame_stats")):
         def extract(self, clip):
             return np.full((SEGMENTS, self.dim), np.nan, np.float32)
 
     with pytest.raises(ValueError, match="non-finite video features for clip train0"):
-        pipeline.extract_chunk(Broken(thumb=2), [make_clip(np.random.default_rng(6), "train0")])
+        extract_chunk(Broken(thumb=2), [make_clip(np.random.default_rng(6), "train0")])

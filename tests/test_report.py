@@ -9,7 +9,7 @@ import pytest
 from matplotlib.image import imread
 
 from conftest import toy_featureset
-from remodiff import pipeline
+from remodiff.pipeline import stage
 from remodiff.evaluation.report import BENCHMARK_FIGURE, FEATURE_FIGURE, FIGURES, TRAINING_FIGURE
 from remodiff.store import atomic_h5, save_featureset, write_featureset
 
@@ -83,7 +83,7 @@ def test_every_figure_and_the_summary_tables_from_hand_made_inputs(tmp_path, mon
                   diffusion_benchmark=BENCHMARK)
     write_stores(tmp_path)
     monkeypatch.chdir(tmp_path)
-    pipeline.report(params())
+    stage("report")(params())
 
     for name in FIGURES:
         image = imread(tmp_path / "reports" / name)
@@ -117,7 +117,7 @@ def test_missing_optional_inputs_are_skipped_and_stale_figures_removed(tmp_path,
     (tmp_path / "reports" / FEATURE_FIGURE).write_bytes(b"stale")
     monkeypatch.chdir(tmp_path)
     with caplog.at_level("INFO"):
-        figures = pipeline.report(params(metric="accuracy"))
+        figures = stage("report")(params(metric="accuracy"))
 
     written = sorted(p.name for p in (tmp_path / "reports").glob("*.png"))
     assert written == ["fixed_patterns.png"]
@@ -134,7 +134,7 @@ def test_an_absent_metric_fails_naming_the_available_ones(tmp_path, monkeypatch)
     write_metrics(tmp_path, downstream=downstream())
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError, match="report.metric 'accuracy' is not in .*available metrics: mae, mean_acc"):
-        pipeline.report(params(metric="accuracy"))
+        stage("report")(params(metric="accuracy"))
 
 
 def test_a_malformed_benchmark_file_is_an_error_not_a_skip(tmp_path, monkeypatch):
@@ -142,4 +142,4 @@ def test_a_malformed_benchmark_file_is_an_error_not_a_skip(tmp_path, monkeypatch
                   diffusion_benchmark={"quality": "frechet", "runs": [{"label": "ddim", "steps": 10}]})
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError, match="run 0 needs .*'seconds', 'frechet'"):
-        pipeline.report(params())
+        stage("report")(params())

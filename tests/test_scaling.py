@@ -14,10 +14,11 @@ import torch
 import yaml
 
 from benchmarks.extract import synthetic_clips, write_segment_stores
-from remodiff import pipeline, training
+from remodiff import training
+from remodiff.pipeline import stage
 from remodiff.fusion import build_fuser
 from remodiff.imputers import build_imputer
-from remodiff.pipeline import Shard
+from remodiff.pipeline.extract import Shard
 from remodiff.training import TrainConfig
 from tests.conftest import toy_featureset
 
@@ -126,7 +127,7 @@ def test_two_shard_processes_then_merge_equal_one_unsharded_run(tmp_path, monkey
         directory.mkdir()
         params = make_project(directory)
     monkeypatch.chdir(unsharded)
-    pipeline.extract(params)
+    stage("extract")(params)
 
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     workers = [subprocess.Popen([sys.executable, "-m", "remodiff.cli", "run", "extract", "--shard", f"{i}/2"],
@@ -143,7 +144,7 @@ def test_two_shard_processes_then_merge_equal_one_unsharded_run(tmp_path, monkey
     assert not (sharded / "data" / "features").exists()
 
     monkeypatch.chdir(sharded)
-    pipeline.extract(params, merge_only=True)
+    stage("extract")(params, merge_only=True)
     assert not scratch.exists()  # merged shards are removed with the scratch
     for split in ("train", "val", "test"):
         expected = feature_store_contents(unsharded / "data" / "features" / f"{split}.h5")
@@ -156,10 +157,10 @@ def test_two_shard_processes_then_merge_equal_one_unsharded_run(tmp_path, monkey
 def test_merge_names_the_clips_no_shard_extracted(tmp_path, monkeypatch):
     params = make_project(tmp_path)
     monkeypatch.chdir(tmp_path)
-    pipeline.extract(params, shard=Shard(0, 2))
+    stage("extract")(params, shard=Shard(0, 2))
     with pytest.raises(ValueError, match="clip0003"):  # train: clips 0, 3, 6; shard 0 did 0 and 6
-        pipeline.extract(params, merge_only=True)
-    pipeline.extract(params)  # a plain run merges shard 0 and extracts what is missing
+        stage("extract")(params, merge_only=True)
+    stage("extract")(params)  # a plain run merges shard 0 and extracts what is missing
     assert len(h5py.File(tmp_path / "data" / "features" / "train.h5", "r")["ids"]) == 3
 
 

@@ -5,7 +5,8 @@ import h5py
 import numpy as np
 import pytest
 
-from remodiff import pipeline
+from remodiff.pipeline import segment as segment_module
+from remodiff.pipeline import stage
 from remodiff.data import decode
 from tests.test_adapters import write_fi
 
@@ -22,7 +23,7 @@ def test_interrupted_segmentation_resumes_and_matches_an_uninterrupted_run(tmp_p
     write_fi(root, {f"c{i}.000.mp4": 0.1 * i for i in range(4)}, None)
     params = {"dataset": {"name": "first_impressions", "root": str(root)}, "segment": SEGMENT}
     monkeypatch.chdir(tmp_path)
-    pipeline.segment(params)
+    stage("segment")(params)
     expected = frames_of("data/segments/train.h5")
     shutil.rmtree("data")
 
@@ -34,12 +35,12 @@ def test_interrupted_segmentation_resumes_and_matches_an_uninterrupted_run(tmp_p
             raise KeyboardInterrupt  # Ctrl-C in the middle of a split
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "segment_clip", crash_on_third)
+    monkeypatch.setattr(segment_module, "segment_clip", crash_on_third)
     with pytest.raises(KeyboardInterrupt):
-        pipeline.segment(params)
+        stage("segment")(params)
     shutil.rmtree("data/segments", ignore_errors=True)  # what `dvc repro` does to a stage's outputs
     calls.clear()
-    pipeline.segment(params)
+    stage("segment")(params)
     assert len(calls) == 2  # only the clips not finished before the interruption
     again = frames_of("data/segments/train.h5")
     assert sorted(again) == sorted(expected)

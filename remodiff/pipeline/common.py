@@ -1,0 +1,91 @@
+"""What every pipeline stage shares: the fixed paths ``dvc.yaml`` declares, the seeds, and the entry point.
+
+Each stage's logic is its own module of this package (``remodiff/pipeline/<stage>.py``, a function ``run``), so
+``dvc.yaml`` can make a stage depend on exactly the code it runs: ``tests/test_dvc_deps.py`` checks every stage's
+deps against the import closure of its module.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from remodiff.params import load_params
+
+log = logging.getLogger(__name__)
+
+DATA = Path("data")
+SAMPLE = DATA / "sample"
+SEGMENTS = DATA / "segments"
+FEATURES = DATA / "features"
+MASKS = DATA / "masks" / "test.h5"
+RECONSTRUCTED = DATA / "reconstructed"
+MODELS = Path("models")
+METRICS = Path("metrics")
+REPORTS = Path("reports")
+
+
+def seeds_of(params: dict) -> list[int]:
+    seeds = params["eval"]["seeds"]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"eval.seeds must be a non-empty list of distinct integers, got {seeds}")
+    return list(seeds)
+
+
+@dataclass(frozen=True)
+class ImputerRun:
+    """Where one imputer's models, reconstructions and metrics go: the main chain or a comparison entry."""
+
+    models: Path
+    reconstructed: Path
+    quality: Path
+    downstream: Path
+    history: Path | None = None
+
+
+MAIN_RUN = ImputerRun(MODELS / "imputer", RECONSTRUCTED, METRICS / "reconstruction.json",
+                      METRICS / "downstream.json", METRICS / "imputer_history.json")
+
+def compare_run(imputer: str) -> ImputerRun:
+    return ImputerRun(MODELS / "compare" / imputer, DATA / "compare" / imputer,
+                      METRICS / "compare" / imputer / "reconstruction.json",
+                      METRICS / "compare" / imputer / "downstream.json")
+
+
+PRECOMPUTED = "precomputed"  # the segment store's group holding a dataset's own feature set
+
+# Errors that mean "a setting or an input is wrong": shown as one line; anything else is a bug and keeps its traceback.
+USER_ERRORS = (ValueError, FileNotFoundError)
+
+
+def debugging() -> bool:
+    return os.environ.get("REMODIFF_DEBUG", "") not in ("", "0")
+
+
+def main(run: Callable[..., object], *args: str, params_path: str | Path = "params.yaml") -> None:
+    """Entry point of the thin ``stages/<stage>.py`` scripts and ``remodiff run``: log, read params.yaml, run.
+
+    A user error (a bad setting, a missing file) prints one line and exits with status 2; ``REMODIFF_DEBUG=1``
+    shows the traceback instead."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        run(load_params(params_path), *args)
+    except USER_ERRORS as e:
+        if debugging():
+            raise
+        print(f"error: {e} (REMODIFF_DEBUG=1 shows the traceback)", file=sys.stderr)
+        sys.exit(2)
+
+
+def compare_seeds(params: dict) -> list[int]:
+    """The comparison's seeds: ``compare.seeds``, or ``eval.seeds`` when that is null."""
+    return list(params["compare"].get("seeds") or seeds_of(params))
+
+
+def compared(params: dict, imputer: str) -> str:
+    if imputer not in params["compare"]["imputers"]:
+        raise ValueError(f"{imputer!r} is not in compare.imputers {params['compare']['imputers']}")
+    return imputer

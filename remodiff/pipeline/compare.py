@@ -1,0 +1,13 @@
+"""Stage ``compare@<imputer>``: one entry of the all-imputer comparison: reconstruct the shared masks with the
+entry's fitted imputers and score them with the shared fusers."""
+from __future__ import annotations
+
+from remodiff.pipeline.common import compare_run, compare_seeds, compared
+from remodiff.pipeline.evaluate import score
+from remodiff.pipeline.reconstruct import reconstruct_test
+
+
+def run(params: dict, imputer: str) -> None:
+    seeds, entry = compare_seeds(params), compare_run(compared(params, imputer))
+    reconstruct_test(params, seeds, entry)
+    score(params, seeds, entry, imputer, lower_bound=False)

@@ -1,0 +1,70 @@
+"""The code each stage runs, found by reading import statements: what ``dvc.yaml`` lists as the stage's deps.
+
+Every ``import remodiff...`` / ``from remodiff... import ...`` anywhere in a module (also inside functions: a lazy
+import is code the stage may run) is followed, with the ``__init__.py`` of every package on the way, because
+importing a module runs them. ``python -m remodiff.pipeline.deps`` prints each stage's list for ``dvc.yaml``;
+``tests/test_dvc_deps.py`` checks that ``dvc.yaml`` says exactly this.
+"""
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = "remodiff"
+
+
+def module_file(module: str, root: Path = ROOT) -> Path | None:
+    base = root.joinpath(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def with_parents(module: str) -> list[str]:
+    parts = module.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
+
+
+def imported_modules(path: Path, root: Path = ROOT) -> set[str]:
+    """The ``remodiff`` modules one file imports (a ``from package import name`` counts ``name`` when it is a
+    module)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.split(".")[0] == PACKAGE}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0 \
+                and node.module.split(".")[0] == PACKAGE:
+            found.add(node.module)
+            found |= {f"{node.module}.{a.name}" for a in node.names
+                      if module_file(f"{node.module}.{a.name}", root) is not None}
+    return found
+
+
+def closure(entry: Path, root: Path = ROOT) -> list[str]:
+    """Repository-relative paths of every ``remodiff`` file that running ``entry`` can import, sorted."""
+    seen: set[Path] = set()
+    todo = [entry]
+    while todo:
+        path = todo.pop()
+        for module in imported_modules(path, root):
+            for name in with_parents(module):
+                file = module_file(name, root)
+                if file is not None and file not in seen:
+                    seen.add(file)
+                    todo.append(file)
+    return sorted(str(p.relative_to(root)) for p in seen)
+
+
+def stage_code(script: str, root: Path = ROOT) -> list[str]:
+    """A stage's code deps: its script (``stages/<name>.py``) and the package files it imports."""
+    return [script, *closure(root / script, root)]
+
+
+if __name__ == "__main__":
+    for script in sys.argv[1:] or sorted(str(p.relative_to(ROOT)) for p in (ROOT / "stages").glob("*.py")):
+        print(f"{script}:")
+        for dep in stage_code(script):
+            print(f"      - {dep}")

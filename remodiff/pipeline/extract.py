@@ -1,0 +1,208 @@
+"""Stage ``extract``: per-modality features of every segment into ``data/features/<split>.h5`` (resumable,
+shardable over processes)."""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+
+import h5py
+import numpy as np
+from tqdm.auto import tqdm
+
+from remodiff.data import SPLITS
+from remodiff.features import SegmentedClip, build_extractor
+from remodiff.features.base import iter_segment_store
+from remodiff.pipeline.common import DATA, FEATURES, PRECOMPUTED, SEGMENTS
+from remodiff.store import (ClipStore, collect_featureset, read_featureset, save_featureset, storage_array)
+from remodiff.launch import is_main_process, launched_processes
+
+log = logging.getLogger(__name__)
+
+# Scratch of the extract stage: per-clip features, kept outside data/features (which `dvc repro` empties before
+# a run) and git-ignored (*.partial), so an interrupted extraction resumes clip by clip.
+EXTRACT_SCRATCH = DATA / "extract.partial"
+# Clips read and handed to the extractors together; each model backend's batch_size splits its forward passes.
+CLIPS_PER_CHUNK = 16
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard ``index`` of ``count``: every ``count``-th clip of each split, starting at clip ``index``."""
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.count:
+            raise ValueError(f"shard {self.index}/{self.count}: need 0 <= index < count")
+
+    @classmethod
+    def parse(cls, text: str) -> "Shard":
+        """``"i/n"`` (as ``remodiff run extract --shard i/n``)."""
+        index, sep, count = text.partition("/")
+        if not sep or not index.strip().isdigit() or not count.strip().isdigit():
+            raise ValueError(f"shard {text!r}: expected i/n, e.g. 0/4")
+        return cls(int(index), int(count))
+
+    @classmethod
+    def launched(cls) -> "Shard | None":
+        """This process's shard under ``accelerate launch`` / ``torchrun`` (RANK / WORLD_SIZE); None alone."""
+        rank, world = launched_processes()
+        return cls(rank, world) if world > 1 else None
+
+    def scratch(self, split: str) -> Path:
+        return EXTRACT_SCRATCH / f"{split}.shard-{self.index}-of-{self.count}.h5"
+
+
+def run(params: dict, shard: Shard | None = None, merge_only: bool = False) -> None:
+    """Per-modality features of every segment into ``data/features/<split>.h5``.
+
+    A modality's settings are its backend's parameters plus ``dtype`` (float32 or float16: how the features
+    are stored; readers get float32). With a ``shard`` (default: the launcher's RANK / WORLD_SIZE) only that
+    shard's clips are extracted, into their own scratch ``data/extract.partial/<split>.shard-i-of-n.h5``; a run
+    without a shard then merges every finished shard scratch, extracts whatever clips no shard did (none with
+    ``merge_only``, which fails naming them instead) and writes the feature stores."""
+    shard = shard or (None if merge_only else Shard.launched())
+    dtypes = {m: cfg.get("dtype", "float32") for m, cfg in params["features"].items()}
+    if segment_config(SEGMENTS / "train.h5").get("precomputed"):
+        if is_main_process() and shard is None:
+            for split in SPLITS:
+                write_precomputed(split, dtypes)
+        return
+    extractors = {m: build_extractor(m, {k: v for k, v in cfg.items() if k != "dtype"})
+                  for m, cfg in params["features"].items()}
+    train_clips = list(iter_segment_store(SEGMENTS / "train.h5", with_media=False))
+    for extractor in extractors.values():
+        extractor.fit(train_clips)
+    for split in SPLITS:
+        extract_split(split, extractors, dtypes, params, shard, merge_only)
+    if shard is not None:
+        log.info("extract: shard %d/%d done; `remodiff run extract --merge` writes the feature stores",
+                 shard.index, shard.count)
+        return
+    if EXTRACT_SCRATCH.is_dir() and not any(EXTRACT_SCRATCH.iterdir()):
+        EXTRACT_SCRATCH.rmdir()
+
+
+def segment_config(path: Path) -> dict:
+    with h5py.File(path, "r") as f:
+        return json.loads(f.attrs["config"])
+
+
+def task_attrs(config: dict) -> dict:
+    """The feature sets' task convention, from the segment store's config."""
+    return {"task": config.get("task", "regression"), "classes": config.get("classes")}
+
+
+def write_precomputed(split: str, dtypes: dict[str, str]) -> None:
+    """A dataset's own features (kept by the segment stage) as the feature store; ``params.features`` keys pick
+    which of its modalities to keep (their extractor settings do not apply, only ``dtype``)."""
+    path = SEGMENTS / f"{split}.h5"
+    config = segment_config(path)
+    with h5py.File(path, "r") as f:
+        fs = read_featureset(f[PRECOMPUTED])
+    unknown = [m for m in dtypes if m not in fs.modalities]
+    if unknown:
+        raise ValueError(f"features lists modalities {unknown} that the dataset's precomputed features lack; "
+                         f"it has {fs.modalities}: make the keys of params.features a subset of these")
+    fs = fs.subset(list(dtypes))
+    fs.attrs = {**fs.attrs, **task_attrs(config), "extractors": "precomputed"}
+    save_featureset(FEATURES / f"{split}.h5", fs, dtypes)
+    log.info("extract %s: %d clips of precomputed %s features, no extractor run", split, len(fs),
+             ", ".join(f"{m} {fs.features[m].shape[2]}-d" for m in fs.modalities))
+
+
+def extract_split(split: str, extractors: dict, dtypes: dict[str, str], params: dict, shard: Shard | None = None,
+                  merge_only: bool = False) -> None:
+    segments = SEGMENTS / f"{split}.h5"
+    config = segment_config(segments)
+    with h5py.File(segments, "r") as f:
+        all_ids = sorted(f["clips"])
+    ids = all_ids if shard is None else all_ids[shard.index::shard.count]
+    # Per-clip results are reused only under the same extractor settings and the same segmentation.
+    scratch_config = {"features": params["features"], "segments": config}
+    scratch = EXTRACT_SCRATCH / f"{split}.h5" if shard is None else shard.scratch(split)
+    seconds = {m: 0.0 for m in extractors}
+    missing = {m: 0 for m in extractors}
+    with ClipStore(scratch, scratch_config) as store:
+        shard_files = [] if shard is not None else merge_shards(store, split)
+        todo = [cid for cid in ids if not store.done(cid)]
+        if merge_only and todo:
+            raise ValueError(f"extract --merge {split}: {len(todo)} clips are in no finished shard, e.g. {todo[:5]}; "
+                             "run the missing shards (or extract without --merge to do them here)")
+        if len(todo) < len(ids):
+            log.info("extract %s: resuming, %d of %d clips already done", split, len(ids) - len(todo), len(ids))
+        bars = {m: tqdm(total=len(ids), initial=len(ids) - len(todo), desc=f"extract {split} {m}", position=i)
+                for i, m in enumerate(extractors)}
+        clips = iter_segment_store(segments, only=set(todo))
+        while chunk := list(islice(clips, CLIPS_PER_CHUNK)):
+            results = {}
+            for m, extractor in extractors.items():
+                start = time.perf_counter()
+                results[m] = extract_chunk(extractor, chunk)
+                seconds[m] += time.perf_counter() - start
+                missing[m] += sum(not present for _, present in results[m])
+                bars[m].update(len(chunk))
+            for i, clip in enumerate(chunk):
+                arrays = {}
+                for m, per_clip in results.items():
+                    x, present = per_clip[i]
+                    arrays[f"features/{m}"] = storage_array(x[None], dtypes[m], m, [clip.id])[0]
+                    arrays[f"available/{m}"] = np.full(len(x), present)
+                store.write(clip.id, arrays, {"labels": clip.labels})
+        for bar in bars.values():
+            bar.close()
+        if shard is None:  # a shard's scratch is renamed into place on exit, for a merge to collect
+            fs = collect_featureset(store, ids, {m: e.dim for m, e in extractors.items()},
+                                    params["segment"]["segments"], config["label_names"],
+                                    {"extractors": params["features"], **task_attrs(config)})
+            save_featureset(FEATURES / f"{split}.h5", fs, dtypes)
+    if shard is None:
+        # the ClipStore renamed its partial on success; the feature set now holds everything
+        for path in [scratch, *shard_files]:
+            path.unlink()
+    for m in extractors:
+        log.info("extract %s %s: %d clips (%d extracted now, %d without the modality) in %.1fs, %.1f clips/s",
+                 split, m, len(ids), len(todo), missing[m], seconds[m], len(todo) / max(seconds[m], 1e-9))
+
+
+def merge_shards(store: ClipStore, split: str) -> list[Path]:
+    """Copy the clips of every finished shard scratch of ``split`` made with ``store``'s settings into ``store``;
+    returns the shard files merged."""
+    merged = []
+    for path in sorted(EXTRACT_SCRATCH.glob(f"{split}.shard-*-of-*.h5")):
+        with h5py.File(path, "r") as shard:
+            if shard.attrs.get("config") != store.file.attrs["config"]:
+                log.warning("extract %s: %s was made with other settings, not merged", split, path)
+                continue
+            for clip_id, group in shard["clips"].items():
+                if group.attrs.get("complete", False) and not store.done(clip_id):
+                    shard.copy(group, store.clips, name=clip_id)
+        store.file.flush()
+        merged.append(path)
+        log.info("extract %s: merged %s", split, path)
+    return merged
+
+
+def extract_chunk(extractor, clips: list[SegmentedClip]) -> list[tuple[np.ndarray, bool]]:
+    """``(features [S, D], present)`` per clip; the clips having the modality go to the extractor together."""
+    present = [clip for clip in clips if extractor.has_modality(clip)]
+    extracted = dict(zip([c.id for c in present], extractor.extract_batch(present) if present else []))
+    results = []
+    for clip in clips:
+        n_segments = len(clip.frames)
+        if clip.id not in extracted:
+            results.append((np.zeros((n_segments, extractor.dim), np.float32), False))
+            continue
+        x = extracted[clip.id]
+        if x.shape != (n_segments, extractor.dim):
+            raise ValueError(f"{extractor.modality} extractor gave {x.shape} for clip {clip.id}, "
+                             f"expected {(n_segments, extractor.dim)}")
+        if not np.all(np.isfinite(x)):
+            raise ValueError(f"non-finite {extractor.modality} features for clip {clip.id}")
+        results.append((x.astype(np.float32, copy=False), True))
+    return results

@@ -1,0 +1,99 @@
+"""Stage ``segment``: decode every clip (ffmpeg) into equal segments of frames, audio and transcript words."""
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+from tqdm.auto import tqdm
+
+from remodiff.data import SPLITS, build_dataset
+from remodiff.data.asr import build_asr
+from remodiff.data.decode import DecodeError, segment_clip, split_transcript
+from remodiff.pipeline.common import DATA, PRECOMPUTED, SEGMENTS
+from remodiff.store import ClipStore, FeatureSet, read_clip_attrs, write_featureset, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+
+# Where decoded clips accumulate until a split is complete: outside data/segments, which `dvc repro` empties before
+# the stage runs, and git-ignored (*.partial), so an interrupted segmentation resumes clip by clip under DVC too.
+SEGMENT_SCRATCH = DATA / "segment.partial"
+
+
+def run(params: dict) -> dict:
+    """Decode every clip of every split into ``segments`` equal parts; undecodable clips are skipped and listed.
+
+    A dataset that ships features (``adapter.precomputed``) is not decoded: its feature set of each split is
+    stored in the segment store (group ``precomputed``) for the extract stage to write out."""
+    cfg = params["segment"]
+    adapter = build_dataset(params["dataset"])
+    asr = None if adapter.precomputed else build_asr(params["dataset"].get("asr"))
+    report: dict = {"clips": {}, "skipped": [], "no_audio": [], "no_transcript": [], "padded": [], "transcribed": []}
+    for split in SPLITS:
+        precomputed = adapter.features(split, cfg["segments"])
+        clips = adapter.clips(split) if precomputed is None else []
+        # label names of precomputed files are known once a split is read
+        store_config = {"segments": cfg["segments"], "fps": cfg["fps"], "frame_size": cfg["frame_size"],
+                        "sample_rate": cfg["sample_rate"], "label_names": adapter.label_names,
+                        "task": adapter.task, "classes": adapter.classes, "precomputed": adapter.precomputed,
+                        "dataset": params["dataset"]}
+        with ClipStore(SEGMENTS / f"{split}.h5", store_config, scratch=SEGMENT_SCRATCH / f"{split}.h5") as store:
+            if precomputed is not None:
+                store_precomputed(store, precomputed, split, report)
+                continue
+            todo = [c for c in clips if not store.done(c.id)]
+            if len(todo) < len(clips):
+                log.info("segment %s: resuming, %d of %d clips already done", split, len(clips) - len(todo), len(clips))
+
+            def work(clip):
+                try:
+                    return clip, segment_clip(clip.path, clip.transcript, cfg["segments"], cfg["fps"],
+                                              cfg["frame_size"], cfg["sample_rate"], clip.audio_path), None
+                except DecodeError as e:
+                    return clip, None, str(e)
+
+            with ThreadPoolExecutor(max(1, cfg.get("workers", 1))) as pool:
+                for clip, seg, error in tqdm(pool.map(work, todo), total=len(todo), desc=f"segment {split}"):
+                    if error is not None:
+                        log.warning("skipping %s: %s", clip.id, error)
+                        report["skipped"].append({"clip": clip.id, "split": split, "reason": error})
+                        continue
+                    transcribed = False
+                    if asr is not None and seg.transcript is None and seg.has_audio:
+                        text = asr.transcribe(seg.audio.reshape(-1), cfg["sample_rate"])
+                        seg.transcript = split_transcript(text, cfg["segments"]) if text else None
+                        transcribed = seg.transcript is not None
+                    store.write(clip.id, {"frames": seg.frames, "audio": seg.audio},
+                                {"has_audio": seg.has_audio, "transcript": seg.transcript, "labels": clip.labels,
+                                 "duration": seg.duration, "padded": seg.padded, "transcribed": transcribed})
+            for cid in sorted(store.clips):
+                attrs = read_clip_attrs(store.clips[cid])
+                entry = {"clip": cid, "split": split}
+                if not attrs["has_audio"]:
+                    report["no_audio"].append(entry)
+                if attrs["transcript"] is None:
+                    report["no_transcript"].append(entry)
+                if attrs["padded"]:
+                    report["padded"].append(entry)
+                if attrs.get("transcribed"):
+                    report["transcribed"].append(entry)
+            report["clips"][split] = len(store.clips)
+    if SEGMENT_SCRATCH.is_dir() and not any(SEGMENT_SCRATCH.iterdir()):
+        SEGMENT_SCRATCH.rmdir()
+    report["skipped"] = adapter.skipped + report["skipped"]
+    report["counts"] = {k: len(v) for k, v in report.items() if isinstance(v, list)}
+    write_json_atomic(SEGMENTS / "report.json", report)
+    log.info("segment: %s clips, %s", report["clips"], report["counts"])
+    return report
+
+
+def store_precomputed(store: ClipStore, fs: FeatureSet, split: str, report: dict) -> None:
+    """Keep a dataset's own features in the segment store; clips lacking audio / text entirely are reported."""
+    if PRECOMPUTED in store.file:
+        del store.file[PRECOMPUTED]
+    write_featureset(store.file.create_group(PRECOMPUTED), fs)
+    for modality, key in (("audio", "no_audio"), ("text", "no_transcript")):
+        if modality in fs.available:
+            missing = ~fs.available[modality].any(axis=1)
+            report[key] += [{"clip": cid, "split": split} for cid, m in zip(fs.ids, missing) if m]
+    report["clips"][split] = len(fs)

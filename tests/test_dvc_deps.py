@@ -1,0 +1,48 @@
+"""dvc.yaml makes every stage depend on exactly the code it runs (the import closure of its module)."""
+from pathlib import Path
+
+import yaml
+
+from remodiff.pipeline import STAGES
+from remodiff.pipeline.deps import closure, stage_code
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def dvc_stages() -> dict:
+    return yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+
+
+def test_every_stage_lists_exactly_the_code_it_imports():
+    stages = dvc_stages()
+    assert set(stages) == set(STAGES)
+    for name, stage in stages.items():
+        script = f"stages/{name}.py"
+        code = [d for d in stage["deps"] if d.startswith(("stages/", "remodiff/"))]
+        expected = stage_code(script)
+        assert sorted(code) == sorted(expected), (
+            f"dvc.yaml stage {name}: deps differ from the code it runs; missing {sorted(set(expected) - set(code))}, "
+            f"extra {sorted(set(code) - set(expected))} (python -m remodiff.pipeline.deps {script} prints the list)")
+
+
+def test_closure_follows_lazy_imports_and_parent_packages(tmp_path):
+    pkg = tmp_path / "remodiff"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("from remodiff.sub import registered  # noqa\n")
+    (pkg / "sub" / "registered.py").write_text("")
+    (pkg / "lazy.py").write_text("def f():\n    from remodiff.sub import thing\n")
+    (pkg / "unused.py").write_text("")
+    entry = tmp_path / "entry.py"
+    entry.write_text("import os\nfrom remodiff import lazy\n")
+    assert closure(entry, tmp_path) == ["remodiff/__init__.py", "remodiff/lazy.py", "remodiff/sub/__init__.py",
+                                        "remodiff/sub/registered.py"]
+
+
+def test_training_code_is_not_a_dependency_of_decoding_and_fusers_not_of_imputer_training():
+    deps = {name: set(stage["deps"]) for name, stage in dvc_stages().items()}
+    assert not any(d.startswith(("remodiff/imputers", "remodiff/fusion", "remodiff/diffusion")) for d in deps["segment"])
+    assert "remodiff/training.py" not in deps["extract"]
+    assert not any(d.startswith("remodiff/fusion") for d in deps["train_imputer"])
+    assert not any(d.startswith("remodiff/imputers") for d in deps["train_fuser"])
+    assert "remodiff/evaluation/report.py" in deps["report"] and "remodiff/evaluation/report.py" not in deps["evaluate"]
