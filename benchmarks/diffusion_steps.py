@@ -23,6 +23,7 @@ import torch
 
 from remodiff.diffusion.sampling import evaluations_per_step
 from remodiff.imputers import build_imputer
+from remodiff.evaluation.report import data_fingerprint
 from remodiff.store import FeatureSet, load_featureset, write_json_atomic
 
 STEPS = (1000, 200, 100, 50, 20, 10, 5)
@@ -113,7 +114,8 @@ def main() -> None:
         device = "GPU" if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} thread(s)"
         runs = [{"label": f"{sampler} ({grid})", "steps": steps, "seconds": seconds * items / 1000, "mse": error}
                 for sampler, grid, steps, _, seconds, error in rows]
-        write_json_atomic(args.json, {"quality": "mse", "higher_is_better": False, "device": device, "runs": runs})
+        write_json_atomic(args.json, {"quality": "mse", "higher_is_better": False, "device": device,
+                                      "data": data_fingerprint(test.ids), "runs": runs})
         print(f"runs: {args.json}")
 
     import matplotlib

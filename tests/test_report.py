@@ -10,7 +10,7 @@ from matplotlib.image import imread
 
 from conftest import toy_featureset
 from remodiff.pipeline import stage
-from remodiff.evaluation.report import BENCHMARK_FIGURE, FEATURE_FIGURE, FIGURES, TRAINING_FIGURE
+from remodiff.evaluation.report import BENCHMARK_FIGURE, FEATURE_FIGURE, FIGURES, TRAINING_FIGURE, data_fingerprint
 from remodiff.store import atomic_h5, save_featureset, write_featureset
 
 
@@ -77,10 +77,14 @@ BENCHMARK = {"quality": "frechet", "device": "cpu", "runs": [
 HISTORY = [{"epoch": e, "train_loss": 1.0 / (e + 1), "val_loss": 1.2 / (e + 1)} for e in range(5)]
 
 
+def measured_on_the_test_clips(benchmark: dict) -> dict:
+    return {**benchmark, "data": data_fingerprint(toy_featureset(8, seed=3).ids)}
+
+
 def test_every_figure_and_the_summary_tables_from_hand_made_inputs(tmp_path, monkeypatch):
     write_metrics(tmp_path, downstream=downstream(), reconstruction=reconstruction(), fuser_history=HISTORY,
                   imputer_history=[{"epoch": e, "train_loss": 5.0 / (e + 1)} for e in range(3)],
-                  diffusion_benchmark=BENCHMARK)
+                  diffusion_benchmark=measured_on_the_test_clips(BENCHMARK))
     write_stores(tmp_path)
     monkeypatch.chdir(tmp_path)
     stage("report")(params())
@@ -137,9 +141,20 @@ def test_an_absent_metric_fails_naming_the_available_ones(tmp_path, monkeypatch)
         stage("report")(params(metric="accuracy"))
 
 
+def test_a_benchmark_measured_on_other_data_is_not_shown(tmp_path, monkeypatch, caplog):
+    write_metrics(tmp_path, downstream=downstream(), diffusion_benchmark={**BENCHMARK, "data": "the sample"})
+    write_stores(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level("INFO"):
+        figures = stage("report")(params())
+    assert figures[BENCHMARK_FIGURE] is None and not (tmp_path / "reports" / BENCHMARK_FIGURE).exists()
+    assert "measured on other data" in caplog.text
+
+
 def test_a_malformed_benchmark_file_is_an_error_not_a_skip(tmp_path, monkeypatch):
-    write_metrics(tmp_path, downstream=downstream(),
-                  diffusion_benchmark={"quality": "frechet", "runs": [{"label": "ddim", "steps": 10}]})
+    write_metrics(tmp_path, downstream=downstream(), diffusion_benchmark=measured_on_the_test_clips(
+        {"quality": "frechet", "runs": [{"label": "ddim", "steps": 10}]}))
+    write_stores(tmp_path)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError, match="run 0 needs .*'seconds', 'frechet'"):
         stage("report")(params())

@@ -8,15 +8,19 @@ the summary says so.
 Diffusion benchmark file (``report.benchmark``; written by a sampler benchmark, read here)::
 
     {"quality": "frechet",          # the key of each run's quality measure
+     "data": "3f2a...",             # data_fingerprint() of the test clips it was measured on
      "higher_is_better": false,     # optional (default false: an error or a distance)
      "device": "1x H100",           # optional, shown in the title
      "runs": [{"label": "ddim", "steps": 10, "seconds": 0.84, "frechet": 12.3}, ...]}
 
+A benchmark is drawn only when its ``data`` matches the test clips of the run being reported, so a report never
+shows results measured on other data (e.g. the embedded sample's benchmark in a RAVDESS report).
 ``label`` groups runs into one curve (a sampler or a configuration), ``steps`` is the number of reverse-process
 steps and ``seconds`` the wall-clock time of one imputation pass over the benchmarked clips.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -103,9 +107,18 @@ def pattern_label(setting: str) -> str:
     return setting.removesuffix("_missing").replace("+", " + ")
 
 
-def read_benchmark(path: Path) -> dict | None:
+def data_fingerprint(ids: list[str]) -> str:
+    """Names the data a result was measured on: a hash of its test clip ids."""
+    return hashlib.sha1("\n".join(sorted(ids)).encode()).hexdigest()[:16]
+
+
+def read_benchmark(path: Path, test_ids: list[str] | None) -> dict | None:
+    """The benchmark file, or None when it is absent or was measured on other data than ``test_ids``."""
     benchmark = read_json(path)
     if benchmark is None:
+        return None
+    if not isinstance(benchmark, dict) or test_ids is None or benchmark.get("data") != data_fingerprint(test_ids):
+        log.info("report: %s was measured on other data than this run's test clips; its figure is skipped", path)
         return None
     quality = benchmark.get("quality") if isinstance(benchmark, dict) else None
     runs = benchmark.get("runs") if isinstance(benchmark, dict) else None
@@ -440,7 +453,11 @@ def write_report(out_dir: Path, metrics_dir: Path, test_store: Path, reconstruct
     reconstruction = read_json(metrics_dir / "reconstruction.json")
     histories = {"fuser (all modalities)": read_json(metrics_dir / "fuser_history.json"),
                  f"imputer ({downstream.get('imputer', '?')})": read_json(metrics_dir / "imputer_history.json")}
-    benchmark = read_benchmark(benchmark_path) if benchmark_path is not None else None
+    test_ids = None
+    if test_store.exists():
+        with h5py.File(test_store, "r") as f:
+            test_ids = [i.decode() if isinstance(i, bytes) else str(i) for i in f["ids"][()]]
+    benchmark = read_benchmark(benchmark_path, test_ids) if benchmark_path is not None else None
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in FIGURES:
         (out_dir / name).unlink(missing_ok=True)
