@@ -10,7 +10,7 @@ with a logged warning (rather than an error), so one params.yaml runs on GPU mac
 
 * CUDA: fp16 always; bf16 on compute capability 8.0 (Ampere) or newer, where it is native.
 * CPU: bf16 only where the CPU has native bf16 (AVX512-BF16 or AMX) *and* a trial forward / backward of a tiny
-  LSTM, linear and convolution layer under bf16 autocast succeeds (oneDNN has no bf16 LSTM otherwise, e.g. on
+  LSTM, transformer and convolution layer under bf16 autocast succeeds (oneDNN has no bf16 LSTM otherwise, e.g. on
   many AMD EPYC); fp16 never (no native fp16 CPU kernels for these models).
 """
 from __future__ import annotations
@@ -94,8 +94,8 @@ def cpu_has_native_bf16() -> bool:
 
 @functools.lru_cache(maxsize=None)
 def cpu_bf16_trial_runs() -> bool:
-    """A tiny LSTM + linear + convolution forward and backward under CPU bf16 autocast (cached per process):
-    the layers of this project's models whose bf16 kernels are missing on some CPUs."""
+    """A tiny LSTM + transformer layer + convolution forward and backward under CPU bf16 autocast (cached per
+    process): the kinds of layers of this project's models, whose bf16 kernels some CPUs lack."""
     try:
         with torch.random.fork_rng(devices=[]):  # leaves the seeded global random state as it was
             return bf16_trial()
@@ -105,9 +105,10 @@ def cpu_bf16_trial_runs() -> bool:
 
 
 def bf16_trial() -> bool:
-    lstm, linear, conv = torch.nn.LSTM(4, 4, batch_first=True), torch.nn.Linear(4, 2), torch.nn.Conv1d(4, 4, 3)
+    lstm, conv = torch.nn.LSTM(4, 4, batch_first=True), torch.nn.Conv1d(4, 4, 3)
+    attention = torch.nn.TransformerEncoderLayer(4, 1, 8, dropout=0.0, batch_first=True)  # linear, norm, softmax
     with torch.autocast("cpu", dtype=torch.bfloat16):
         states, _ = lstm(torch.randn(2, 5, 4))
-        loss = linear(states).float().sum() + conv(states.transpose(1, 2)).float().sum()
+        loss = attention(states).float().sum() + conv(states.transpose(1, 2)).float().sum()
     loss.backward()
     return bool(torch.isfinite(loss))

@@ -33,7 +33,7 @@ from remodiff.store import write_json_atomic
 
 log = logging.getLogger(__name__)
 Batch = dict[str, torch.Tensor]
-PRECISIONS = {"fp32": "no", "fp16": "fp16", "bf16": "bf16"}  # TrainConfig.precision -> Accelerate's name
+ACCELERATE_PRECISION = {"fp32": "no", "fp16": "fp16", "bf16": "bf16"}  # TrainConfig.precision -> Accelerate's name
 
 
 def launched_processes() -> tuple[int, int]:
@@ -115,7 +115,7 @@ def make_accelerator(cfg: TrainConfig, device: torch.device):
             raise RuntimeError(f"precision {cfg.precision} / {launched_processes()[1]} processes need 🤗 Accelerate: "
                                "pip install 'remodiff[scale]'") from None
         return None
-    mixed, cpu = PRECISIONS[usable_precision(cfg.precision, device, "training")], device.type == "cpu"
+    mixed, cpu = ACCELERATE_PRECISION[usable_precision(cfg.precision, device, "training")], device.type == "cpu"
     state = AcceleratorState._shared_state
     if state and launched_processes()[1] == 1 and (state["_mixed_precision"] != mixed or state["_cpu"] != cpu):
         # Accelerate keeps one process-wide state; a single process may train models with other settings in turn

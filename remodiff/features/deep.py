@@ -187,9 +187,10 @@ class HfAudio(TorchExtractor):
     of them; they are pooled over time by ``mean`` or ``mean_std`` (mean and standard deviation concatenated).
 
     Whisper's feature extractor pads (or cuts) audio to a fixed window (30 s), and its encoder always reads the
-    whole window. A segment is therefore cut into windows, each encoded padded as Whisper expects, and only the
-    encoder frames that cover the segment's own samples (one per ``window / max_source_positions`` samples,
-    20 ms) are pooled, over all of the segment's windows; the frames of the padding never are.
+    whole window. A segment is therefore cut into windows, each encoded padded with silence as Whisper was
+    trained, and only the encoder frames that cover the segment's own samples (one per
+    ``window / max_source_positions`` samples, 20 ms) are pooled, over all of the segment's windows; the frames of
+    the padding never are (its silence still reaches the own frames through self-attention, as in Whisper's own use).
     """
 
     modality = "audio"
