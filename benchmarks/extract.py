@@ -89,7 +89,7 @@ def bare_forward(extractor, clips: list[SegmentedClip]):
         waves = [s for c in clips for s in c.audio]
         batches = [extractor.feature_extractor(waves[i:i + bs], sampling_rate=16000, return_tensors="pt")
                    .to(extractor.device) for i in range(0, len(waves), bs)]
-        return lambda: [extractor.model(**b, output_hidden_states=True).hidden_states[extractor.layer] for b in batches]
+        return lambda: [extractor.encoder(**b, output_hidden_states=True).hidden_states[extractor.layer] for b in batches]
     frames = np.concatenate([seg for c in clips for seg in c.frames])
     batches = [extractor.preprocess(frames[i:i + bs]) for i in range(0, len(frames), bs)]
     return lambda: [extractor.embed_images(b) for b in batches]

@@ -96,29 +96,44 @@ def run(stage: str = typer.Argument(..., help="sample, segment, extract, masks, 
 @app.command("fetch-models")
 def fetch_models(params: Path = typer.Option(Path("params.yaml"), help="the params file"),
                  modality: list[str] = typer.Option(None, help="only these modalities (default: every one under "
-                                                               "`features`)")) -> None:
-    """Download the pretrained models that params.yaml's `features` section names (Hugging Face hub, open_clip),
-    for machines with internet access; with HF_HUB_OFFLINE set it checks that they are in the local cache."""
+                                                               "`features`; text includes dataset.asr)")) -> None:
+    """Download the pretrained models that params.yaml names (the `features` extractors and the speech
+    recogniser `dataset.asr`; Hugging Face hub, open_clip, timm), for machines with internet access; with
+    HF_HUB_OFFLINE set it checks that they are in the local cache. Tries every one, then fails if any is missing."""
+    from remodiff.data.asr import asr_backend
     from remodiff.features import EXTRACTORS
     from remodiff.features.deep import ModelUnavailableError
     from remodiff.params import load_params
 
     setup_logging()
-    features = load_params(params, required=("features",))["features"]
+    loaded = load_params(params, required=("features",))
+    features = loaded["features"]
     unknown = sorted(set(modality or []) - set(features))
     if unknown:
         raise typer.BadParameter(f"modalities {unknown} are not under `features` (has {sorted(features)})")
-    for name in modality or list(features):
-        cfg = {k: v for k, v in features[name].items() if k not in ("backend", "dtype")}
+    # (what, its fetch, its arguments): every chosen extractor, then the ASR that produces the text
+    wanted = [(f"{name} ({features[name]['backend']})", EXTRACTORS.get(features[name]["backend"]).fetch,
+               {k: v for k, v in features[name].items() if k not in ("backend", "dtype")})
+              for name in modality or list(features)]
+    asr = (loaded.get("dataset") or {}).get("asr")
+    if asr and (not modality or "text" in modality):
+        backend, arguments = asr_backend(asr)
+        wanted.append((f"dataset.asr ({asr['backend']})", backend.fetch, arguments))
+    failed = 0
+    for what, fetch, arguments in wanted:
         try:
-            paths = EXTRACTORS.get(features[name]["backend"]).fetch(**cfg)
+            paths = fetch(**arguments)
         except ModelUnavailableError as e:
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(1)
+            typer.echo(f"error: {what}: {e}", err=True)
+            failed += 1
+            continue
         for path in paths:
-            typer.echo(f"{name} ({features[name]['backend']}): {path}")
+            typer.echo(f"{what}: {path}")
         if not paths:
-            typer.echo(f"{name} ({features[name]['backend']}): nothing to fetch")
+            typer.echo(f"{what}: nothing to fetch")
+    if failed:
+        typer.echo(f"{failed} of {len(wanted)} models are not available", err=True)
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

@@ -12,3 +12,8 @@ def launched_processes() -> tuple[int, int]:
 def is_main_process() -> bool:
     """Whether this process writes shared outputs (models, histories): rank 0, or the only process."""
     return launched_processes()[0] == 0
+
+
+def local_rank() -> int:
+    """This process's index on its machine under a launcher (``LOCAL_RANK``); 0 alone."""
+    return int(os.environ.get("LOCAL_RANK", 0))

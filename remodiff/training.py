@@ -7,7 +7,9 @@ Scaling out goes through 🤗 Accelerate (the optional ``scale`` extra), which t
 under ``accelerate launch`` / ``torchrun`` (N processes) the loss is computed inside a DDP-wrapped module, each
 process trains on its shard of every epoch's batches (Accelerate's ``BatchSamplerShard`` over the one seeded
 permutation), losses are summed over processes and only the main process writes; ``precision`` picks mixed
-precision. With one process and fp32 the Accelerate path does exactly what the plain loop does.
+precision, which falls back to fp32 with a logged warning where the device cannot run it natively (bf16 on a CPU
+without native bf16, fp16 on any CPU; :mod:`remodiff.device`). With one process and fp32 the Accelerate path does
+exactly what the plain loop does.
 """
 from __future__ import annotations
 
@@ -26,12 +28,13 @@ from torch import nn
 from torch.utils.data import BatchSampler
 from tqdm.auto import tqdm
 
+from remodiff.device import check_precision_name, usable_precision
 from remodiff.launch import is_main_process, launched_processes
 from remodiff.store import write_json_atomic
 
 log = logging.getLogger(__name__)
 Batch = dict[str, torch.Tensor]
-PRECISIONS = {"fp32": "no", "fp16": "fp16", "bf16": "bf16"}  # TrainConfig.precision -> Accelerate's name
+ACCELERATE_PRECISION = {"fp32": "no", "fp16": "fp16", "bf16": "bf16"}  # TrainConfig.precision -> Accelerate's name
 
 
 @dataclass
@@ -46,12 +49,12 @@ class TrainConfig:
     # Intra-op CPU threads. The models here are small: one thread avoids thread-sync overhead that made
     # training 5x slower with two (measured on 2 cores); 0 keeps torch's default.
     cpu_threads: int = 1
-    # fp32, or Accelerate's mixed precision (autocast; fp16 adds loss scaling): fp16 | bf16
+    # fp32, or Accelerate's mixed precision (autocast; fp16 adds loss scaling): fp16 | bf16; where the device
+    # cannot run it natively, training falls back to fp32 with a warning (remodiff.device.usable_precision)
     precision: str = "fp32"
 
     def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"training precision {self.precision!r}; valid values: {', '.join(PRECISIONS)}")
+        check_precision_name(self.precision, "training precision")
 
     @classmethod
     def from_params(cls, params: Mapping) -> "TrainConfig":
@@ -60,17 +63,6 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown training params {unknown}; valid: {sorted(known)}")
         return cls(**params)
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        if not torch.cuda.is_available():
-            return torch.device("cpu")
-        # under a launcher every process on a machine gets its own GPU, as Accelerate places it
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} was asked for but CUDA is not available")
-    return torch.device(name)
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -104,8 +96,8 @@ class TrainingLoss(nn.Module):
 
 
 def make_accelerator(cfg: TrainConfig, device: torch.device):
-    """An ``accelerate.Accelerator`` for ``device`` and ``cfg.precision``, or None where Accelerate is not
-    installed (then the loop runs on one process in fp32, and refuses anything else)."""
+    """An ``accelerate.Accelerator`` for ``device`` and ``cfg.precision`` (fp32 where ``device`` cannot run it), or
+    None where Accelerate is not installed (then the loop runs on one process in fp32, and refuses anything else)."""
     try:
         from accelerate import Accelerator
         from accelerate.state import AcceleratorState
@@ -114,7 +106,7 @@ def make_accelerator(cfg: TrainConfig, device: torch.device):
             raise RuntimeError(f"precision {cfg.precision} / {launched_processes()[1]} processes need 🤗 Accelerate: "
                                "pip install 'remodiff[scale]'") from None
         return None
-    mixed, cpu = PRECISIONS[cfg.precision], device.type == "cpu"
+    mixed, cpu = ACCELERATE_PRECISION[usable_precision(cfg.precision, device, "training")], device.type == "cpu"
     state = AcceleratorState._shared_state
     if state and launched_processes()[1] == 1 and (state["_mixed_precision"] != mixed or state["_cpu"] != cpu):
         # Accelerate keeps one process-wide state; a single process may train models with other settings in turn

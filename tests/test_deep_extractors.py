@@ -82,18 +82,43 @@ def roberta_dir(tmp_path_factory) -> Path:
     return path
 
 
+# Tiny random speech encoders of each family hf_audio reads (the same small feature encoder for the wav2vec2 kin).
+SPEECH_CONFIG = dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+                     conv_dim=(8, 8), conv_stride=(5, 4), conv_kernel=(10, 4), num_conv_pos_embeddings=8,
+                     num_conv_pos_embedding_groups=2)
+WHISPER_WINDOW_SECONDS, WHISPER_FRAMES = 1, 50  # a 1-s window of 50 encoder frames: 320 samples (20 ms) each
+
+
+def save_speech_encoder(family: str, path: Path) -> Path:
+    """A tiny random ``family`` encoder and its feature extractor, saved as a local model directory."""
+    import transformers as tf
+
+    torch.manual_seed(0)
+    if family == "whisper":
+        config = tf.WhisperConfig(vocab_size=60, num_mel_bins=16, d_model=16, encoder_layers=2,
+                                  encoder_attention_heads=2, encoder_ffn_dim=32, decoder_layers=1,
+                                  decoder_attention_heads=2, decoder_ffn_dim=32, max_source_positions=WHISPER_FRAMES,
+                                  max_target_positions=16, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+                                  decoder_start_token_id=1)
+        tf.WhisperModel(config).save_pretrained(path)
+        tf.WhisperFeatureExtractor(feature_size=16, chunk_length=WHISPER_WINDOW_SECONDS).save_pretrained(path)
+        return path
+    configs = {"wav2vec2": tf.Wav2Vec2Config, "hubert": tf.HubertConfig, "wavlm": tf.WavLMConfig,
+               "data2vec-audio": tf.Data2VecAudioConfig}
+    config = configs[family](**SPEECH_CONFIG, feat_extract_norm="layer", do_stable_layer_norm=True)
+    tf.AutoModel.from_config(config).save_pretrained(path)
+    tf.Wav2Vec2FeatureExtractor(sampling_rate=SAMPLE_RATE, do_normalize=True).save_pretrained(path)
+    return path
+
+
 @pytest.fixture(scope="module")
 def wav2vec2_dir(tmp_path_factory) -> Path:
-    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+    return save_speech_encoder("wav2vec2", tmp_path_factory.mktemp("tiny-wav2vec2"))
 
-    path = tmp_path_factory.mktemp("tiny-wav2vec2")
-    torch.manual_seed(0)
-    config = Wav2Vec2Config(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
-                            conv_dim=(8, 8), conv_stride=(5, 4), conv_kernel=(10, 4), num_conv_pos_embeddings=8,
-                            num_conv_pos_embedding_groups=2, feat_extract_norm="layer", do_stable_layer_norm=True)
-    Wav2Vec2Model(config).save_pretrained(path)
-    Wav2Vec2FeatureExtractor(sampling_rate=SAMPLE_RATE, do_normalize=True).save_pretrained(path)
-    return path
+
+@pytest.fixture(scope="module")
+def whisper_dir(tmp_path_factory) -> Path:
+    return save_speech_encoder("whisper", tmp_path_factory.mktemp("tiny-whisper"))
 
 
 @pytest.fixture(scope="module")
@@ -128,6 +153,17 @@ def test_hf_text_tiny_roberta(roberta_dir: Path, clips):
     mean = build_extractor("text", {"backend": "hf_text", "model": str(roberta_dir), "pooling": "mean",
                                     "device": "cpu"})
     assert not np.allclose(mean.extract(clips[0]), one)
+
+
+def test_model_extractor_runs_on_its_launched_processs_gpu(roberta_dir: Path, monkeypatch):
+    """Under a launcher (process 1 of 2 on a machine of 2 GPUs) the model goes to cuda:1, not cuda:0."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    moved = []
+    monkeypatch.setattr(torch.nn.Module, "to", lambda module, *args, **kwargs: moved.append(args[0]) or module)
+    extractor = build_extractor("text", {"backend": "hf_text", "model": str(roberta_dir)})
+    assert extractor.device == torch.device("cuda", 1) and moved == [torch.device("cuda", 1)]
 
 
 def test_hf_text_real_minilm_weights():
@@ -169,6 +205,81 @@ def test_hf_audio_tiny_wav2vec2(wav2vec2_dir: Path, clips):
     resampled.sample_rate = 8000
     with pytest.raises(ValueError, match="8k has 8000 Hz"):
         extractor.extract(resampled)
+
+
+@pytest.mark.parametrize("family", ["hubert", "wavlm", "data2vec-audio", "whisper"])
+def test_hf_audio_speech_encoder_families(family: str, tmp_path: Path, clips):
+    path = save_speech_encoder(family, tmp_path / family)
+    params = {"backend": "hf_audio", "model": str(path), "device": "cpu"}
+    extractor = build_extractor("audio", params)
+    x = extractor.extract(clips[0])
+    assert extractor.dim == 16 and x.shape == (SEGMENTS, 16) and x.dtype == np.float32 and np.isfinite(x).all()
+    np.testing.assert_array_equal(x, extractor.extract(clips[0]))
+    assert not np.allclose(x[0], x[1])  # segments differ
+    for clip, batched in zip(clips, extractor.extract_batch(clips)):  # segment lengths 0.3 s and 0.25 s
+        np.testing.assert_allclose(batched, extractor.extract(clip), atol=1e-5)
+    # `layer: mean` averages the hidden states before pooling over time: with mean pooling, the mean of the
+    # features of every single layer (embeddings + 2 layers).
+    per_layer = [build_extractor("audio", {**params, "layer": i}).extract(clips[0]) for i in range(3)]
+    mean = build_extractor("audio", {**params, "layer": "mean"}).extract(clips[0])
+    np.testing.assert_allclose(mean, np.mean(per_layer, axis=0), atol=1e-5)
+    assert not np.allclose(mean, x)
+    for bad in (3, "max"):
+        with pytest.raises(ValueError, match="layer"):
+            build_extractor("audio", {**params, "layer": bad})
+
+
+def whisper_reference(path: Path, audio: np.ndarray, layer: int = -1) -> np.ndarray:
+    """The Whisper encoder's ``layer`` states of the segment's own frames: ``audio`` cut into windows, each padded
+    by the feature extractor, encoded directly, and the first ceil(samples / 320) frames of each kept."""
+    from transformers import WhisperFeatureExtractor, WhisperModel
+
+    feature_extractor = WhisperFeatureExtractor.from_pretrained(path)
+    encoder = WhisperModel.from_pretrained(path).get_encoder().eval()
+    window, kept = feature_extractor.n_samples, []
+    for start in range(0, len(audio), window):
+        piece = audio[start:start + window]
+        inputs = feature_extractor(piece, sampling_rate=SAMPLE_RATE, return_tensors="pt")
+        with torch.no_grad():
+            states = encoder(inputs.input_features, output_hidden_states=True).hidden_states[layer][0]
+        kept.append(states[:-(-len(piece) // 320)].numpy())
+    return np.concatenate(kept)
+
+
+def test_hf_audio_whisper_pools_only_the_segments_own_frames(whisper_dir: Path, clips):
+    extractor = build_extractor("audio", {"backend": "hf_audio", "model": str(whisper_dir), "device": "cpu",
+                                          "pool": "mean_std"})
+    audio = clips[0].audio[0]  # 0.3 s in a 1-s window: 15 of the window's 50 encoder frames are the segment's
+    own = whisper_reference(whisper_dir, audio)
+    assert len(own) == 15
+    x = extractor.extract(clips[0])[0]
+    np.testing.assert_allclose(x, np.concatenate([own.mean(0), own.std(0)]), atol=1e-5)
+    # Pooling the padding's frames too would give other features.
+    from transformers import WhisperFeatureExtractor, WhisperModel
+
+    inputs = WhisperFeatureExtractor.from_pretrained(whisper_dir)(audio, sampling_rate=SAMPLE_RATE,
+                                                                  return_tensors="pt")
+    with torch.no_grad():
+        whole_window = WhisperModel.from_pretrained(whisper_dir).get_encoder()(inputs.input_features)
+    assert len(whole_window.last_hidden_state[0]) == WHISPER_FRAMES
+    assert not np.allclose(x[:16], whole_window.last_hidden_state[0].mean(0).numpy(), atol=1e-3)
+
+    # A segment longer than the window (2.5 s: windows of 1, 1 and 0.5 s) pools the own frames of every window.
+    long_clip = make_clip(np.random.default_rng(7), "long", seconds_per_segment=2.5)
+    own = whisper_reference(whisper_dir, long_clip.audio[1], layer=1)
+    assert len(own) == 50 + 50 + 25
+    first_layer = build_extractor("audio", {"backend": "hf_audio", "model": str(whisper_dir), "device": "cpu",
+                                            "pool": "mean_std", "layer": 1})
+    np.testing.assert_allclose(first_layer.extract(long_clip)[1], np.concatenate([own.mean(0), own.std(0)]),
+                               atol=1e-5)
+    # Segments of different lengths share forward passes (all padded to the window) without changing a result.
+    for clip, batched in zip([*clips, long_clip], first_layer.extract_batch([*clips, long_clip])):
+        np.testing.assert_allclose(batched, first_layer.extract(clip), atol=1e-5)
+
+
+def test_hf_audio_rejects_models_that_are_not_speech_encoders(roberta_dir: Path):
+    with pytest.raises(ValueError, match="'roberta' model.*wav2vec2, hubert, wavlm, data2vec-audio, whisper"):
+        build_extractor("audio", {"backend": "hf_audio", "model": str(roberta_dir), "device": "cpu"})
 
 
 def test_missing_modality_is_not_extracted(roberta_dir: Path, wav2vec2_dir: Path):
@@ -229,6 +340,48 @@ def test_timm_from_checkpoint(tmp_path: Path, clips):
         build_extractor("video", {"backend": "timm", "model": "test_vit", "checkpoint": str(tmp_path / "no-such.safetensors")})
 
 
+def cache_timm_repo(cache: Path, repo: str, net: torch.nn.Module) -> None:
+    """``repo`` laid out in a Hugging Face hub cache as a download leaves it (config.json + model.safetensors)."""
+    from safetensors.torch import save_file
+
+    commit = "0" * 40
+    snapshot = cache / f"models--{repo.replace('/', '--')}" / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text(commit)
+    save_file(net.state_dict(), snapshot / "model.safetensors")
+    plain = {k: v for k, v in net.pretrained_cfg.items() if isinstance(v, (str, int, float, list, tuple))}
+    config = {"architecture": net.default_cfg["architecture"], "num_classes": net.num_classes, "pretrained_cfg": plain}
+    (snapshot / "config.json").write_text(json.dumps(config))
+
+
+def test_timm_hub_weights_from_the_cache_offline(tmp_path: Path, monkeypatch, clips):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    for model, extra in (("hf-hub:timm/test_vit.r160_in1k", {}), ("test_vit.r160_in1k", {"pretrained": True})):
+        with pytest.raises(ModelUnavailableError, match="test_vit.r160_in1k.*HF_HUB_OFFLINE.*fetch-models"):
+            build_extractor("video", {"backend": "timm", "model": model, "device": "cpu", **extra})
+
+    torch.manual_seed(0)
+    net = timm.create_model("test_vit", pretrained=False)
+    cache_timm_repo(tmp_path / "hub", "timm/test_vit.r160_in1k", net)
+    checkpoint = tmp_path / "test_vit.safetensors"
+    from safetensors.torch import save_file
+
+    save_file(net.state_dict(), checkpoint)
+    expected = build_extractor("video", {"backend": "timm", "model": "test_vit", "checkpoint": str(checkpoint),
+                                         "device": "cpu"}).extract(clips[0])
+    for model, extra in (("hf-hub:timm/test_vit.r160_in1k", {}), ("test_vit.r160_in1k", {"pretrained": True})):
+        extractor = build_extractor("video", {"backend": "timm", "model": model, "device": "cpu", **extra})
+        np.testing.assert_allclose(extractor.extract(clips[0]), expected, atol=1e-5)  # the cached weights
+        assert EXTRACTORS.get("timm").fetch(model=model, **extra) == ["hf-hub:timm/test_vit.r160_in1k"]
+    with pytest.raises(ValueError, match="no weights"):  # random weights would give meaningless features
+        build_extractor("video", {"backend": "timm", "model": "test_vit", "device": "cpu"})
+    with pytest.raises(ValueError, match="unknown model 'no_such_net'"):
+        build_extractor("video", {"backend": "timm", "model": "no_such_net", "pretrained": True, "device": "cpu"})
+
+
 def test_missing_model_fails_with_one_clear_message(tmp_path: Path):
     with pytest.raises(ModelUnavailableError) as error:
         build_extractor("text", {"backend": "hf_text", "model": "remodiff-tests/no-such-model", "device": "cpu"})
@@ -250,6 +403,34 @@ def test_missing_model_fails_with_one_clear_message(tmp_path: Path):
     assert result.exit_code == 1
     assert "audio (logmel): nothing to fetch" in result.output
     assert "remodiff-tests/no-such-model" in result.output and "not available" in result.output
+
+
+def test_fetch_models_includes_the_asr_model(tmp_path: Path, whisper_dir: Path):
+    from typer.testing import CliRunner
+
+    from remodiff.cli import app
+
+    def fetch(asr_model: str, *options: str):
+        params = tmp_path / "params.yaml"
+        params.write_text(f"dataset: {{asr: {{backend: whisper, model: {asr_model}}}}}\nfeatures:\n"
+                          f"  audio: {{backend: hf_audio, model: remodiff-tests/no-such-encoder}}\n"
+                          f"  text: {{backend: tfidf}}\n")
+        return CliRunner().invoke(app, ["fetch-models", "--params", str(params), *options])
+
+    result = fetch("remodiff-tests/no-such-asr")
+    assert result.exit_code == 1
+    # every model is tried: the missing audio encoder does not hide the missing ASR model
+    assert "audio (hf_audio)" in result.output and "remodiff-tests/no-such-encoder" in result.output
+    assert "text (tfidf): nothing to fetch" in result.output
+    assert "error: dataset.asr (whisper): text ASR model 'remodiff-tests/no-such-asr' is not available" in result.output
+    assert "set dataset.asr.model to its local directory" in result.output
+    assert "2 of 3 models are not available" in result.output
+
+    result = fetch(str(whisper_dir), "--modality", "text")  # a local ASR directory is there already
+    assert result.exit_code == 0, result.output
+    assert f"dataset.asr (whisper): {whisper_dir}" in result.output and "no-such-encoder" not in result.output
+    result = fetch("remodiff-tests/no-such-asr", "--modality", "audio")  # the ASR only produces the text
+    assert "no-such-asr" not in result.output
 
 
 # ------------------------------------------------------------------------------------------------------

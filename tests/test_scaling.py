@@ -1,6 +1,7 @@
 """Scaling out: the training loop through 🤗 Accelerate, sharded extraction, a DVC remote round trip."""
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -14,7 +15,8 @@ import torch
 import yaml
 
 from benchmarks.extract import synthetic_clips, write_segment_stores
-from remodiff import training
+from remodiff import device, training
+from remodiff.device import precision_supported
 from remodiff.pipeline import stage
 from remodiff.fusion import build_fuser
 from remodiff.imputers import build_imputer
@@ -70,15 +72,41 @@ def test_loop_works_without_accelerate_and_refuses_what_needs_it(monkeypatch):
         training.fit(model, loss_fn, data, None, TrainConfig(epochs=1))
 
 
-def test_mixed_precision_is_a_validated_training_param():
+def fit_bf16_fuser(monkeypatch, caplog) -> str:
+    """Fits a fuser with ``precision: bf16`` on the CPU; returns the mixed precision Accelerate trained with."""
+    used = []
+
+    def spy(cfg, device):
+        accelerator = make_accelerator(cfg, device)
+        used.append(accelerator.mixed_precision)
+        return accelerator
+
+    make_accelerator = training.make_accelerator
+    monkeypatch.setattr(training, "make_accelerator", spy)
+    train, val = toy_featureset(20, seed=0), toy_featureset(8, seed=1)
+    fuser = build_fuser("early", train.modalities, {"hidden": 8, "train": {"epochs": 2, "precision": "bf16",
+                                                                           "device": "cpu"}})
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="remodiff.device"):
+        fuser.fit(train, val)
+    # the weights stay float32 and the forward plain afterwards
+    assert all(p.dtype == torch.float32 for p in fuser.model.parameters())
+    assert np.all(np.isfinite(fuser.predict(val)))
+    return used[0]
+
+
+def test_mixed_precision_is_a_validated_training_param(monkeypatch, caplog):
     pytest.importorskip("accelerate")
     with pytest.raises(ValueError, match="precision"):
         TrainConfig.from_params({"precision": "fp8"})
-    train, val = toy_featureset(20, seed=0), toy_featureset(8, seed=1)
-    fuser = build_fuser("early", train.modalities, {"hidden": 8, "train": {"epochs": 2, "precision": "bf16"}})
-    fuser.fit(train, val)  # bf16 autocast on CPU; the weights stay float32 and the forward plain afterwards
-    assert all(p.dtype == torch.float32 for p in fuser.model.parameters())
-    assert np.all(np.isfinite(fuser.predict(val)))
+    # bf16 autocast where this CPU runs it natively; elsewhere (e.g. no AVX512-BF16: oneDNN has no bf16 LSTM)
+    # a logged fallback to fp32
+    native = precision_supported("bf16", torch.device("cpu"))
+    assert fit_bf16_fuser(monkeypatch, caplog) == ("bf16" if native else "no")
+    assert ("falling back to fp32" in caplog.text) is not native
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: False)  # the fallback, whatever this CPU is
+    assert fit_bf16_fuser(monkeypatch, caplog) == "no"
+    assert "training: precision bf16 is not supported on cpu (no native bf16 on this CPU)" in caplog.text
 
 
 def test_only_the_main_process_writes_histories(tmp_path, monkeypatch):

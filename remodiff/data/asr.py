@@ -13,11 +13,13 @@ import logging
 import numpy as np
 import torch
 
-from remodiff.features.deep import hf_offline, resolve_device, unavailable
+from remodiff.device import resolve_device
+from remodiff.features.deep import hf_offline, snapshot, unavailable
 
 log = logging.getLogger(__name__)
 WHISPER_RATE = 16000  # Hz: what Whisper's feature extractor expects
 WINDOW_SECONDS = 30
+ASR_LOCAL = "set dataset.asr.model to its local directory"
 
 
 class WhisperTranscriber:
@@ -31,11 +33,15 @@ class WhisperTranscriber:
             self.model = WhisperForConditionalGeneration.from_pretrained(
                 model, revision=revision, local_files_only=hf_offline()).to(self.device).eval()
         except (OSError, ValueError) as e:  # transformers' "not found" errors; HFValidationError is a ValueError
-            raise unavailable("text", "ASR model", model, revision, e,
-                              local="set dataset.asr.model to its local directory") from e
+            raise unavailable("text", "ASR model", model, revision, e, local=ASR_LOCAL) from e
         # language=None: the model's own default (English-only models have no language token)
         self.generate_kwargs = {"max_new_tokens": max_new_tokens, **({"language": language} if language else {})}
         log.info("asr: whisper %s on %s", model, self.device)
+
+    @classmethod
+    def fetch(cls, model: str, revision: str | None = None, **_) -> list[str]:
+        """Download the model (``remodiff fetch-models``) and return where it lies."""
+        return [snapshot("text", model, revision, "ASR model", ASR_LOCAL)]
 
     @torch.no_grad()
     def transcribe(self, audio: np.ndarray, sample_rate: int) -> str | None:
@@ -56,14 +62,20 @@ class WhisperTranscriber:
 ASR_BACKENDS = {"whisper": WhisperTranscriber}
 
 
-def build_asr(cfg: dict | None) -> WhisperTranscriber | None:
-    """The transcriber of ``params.dataset.asr`` (``{backend: whisper, model: ..., ...}``), or None for null."""
-    if not cfg:
-        return None
+def asr_backend(cfg: dict) -> tuple[type[WhisperTranscriber], dict]:
+    """The transcriber class of ``params.dataset.asr`` (not null) and its arguments, checked."""
     cfg = dict(cfg)
     backend = cfg.pop("backend", None)
     if backend not in ASR_BACKENDS:
         raise ValueError(f"dataset.asr.backend must be one of {sorted(ASR_BACKENDS)}, got {backend!r}")
     if not cfg.get("model"):
         raise ValueError("dataset.asr.model must name a Whisper model (hub id or local directory)")
-    return ASR_BACKENDS[backend](**cfg)
+    return ASR_BACKENDS[backend], cfg
+
+
+def build_asr(cfg: dict | None) -> WhisperTranscriber | None:
+    """The transcriber of ``params.dataset.asr`` (``{backend: whisper, model: ..., ...}``), or None for null."""
+    if not cfg:
+        return None
+    backend, arguments = asr_backend(cfg)
+    return backend(**arguments)

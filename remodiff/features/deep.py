@@ -3,16 +3,19 @@
 Every backend stores one vector per segment, so the feature store keeps its ``[N, S, D]`` layout:
 
 * ``hf_text``: the segment's transcript through a Hugging Face encoder, pooled over tokens (``cls`` or ``mean``).
-* ``hf_audio``: the hidden states of one encoder ``layer`` over the segment's audio, pooled over time
-  (``mean`` or ``mean_std``). The design's 149 x 1024 per-segment sequence becomes its temporal pooling, which
-  is what the downstream models read.
+* ``hf_audio``: the hidden states of a speech encoder (wav2vec2, HuBERT, WavLM, data2vec-audio or Whisper's
+  encoder) over the segment's audio, one ``layer`` or the mean of all, pooled over time (``mean`` or
+  ``mean_std``). The design's 149 x 1024 per-segment sequence becomes its temporal pooling, which is what the
+  downstream models read.
 * ``clip`` / ``timm``: one embedding per sampled frame (optionally L2-normalised), averaged over the segment's
   frames.
 
 Models load from a local directory / file or from the Hugging Face cache; ``HF_HUB_OFFLINE`` is honoured and a
 model that is not there fails with :class:`ModelUnavailableError`, which says what was tried and how to get it
 (``remodiff fetch-models`` on a machine with internet). ``transformers``, ``open_clip`` and ``timm`` (the
-``deep`` extra) are imported only when such a backend is built.
+``deep`` extra) are imported only when such a backend is built. ``device`` and ``precision`` resolve as in
+training (:mod:`remodiff.device`: each launched process its own GPU; a precision the device cannot run falls back
+to fp32 with a warning).
 """
 from __future__ import annotations
 
@@ -28,11 +31,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from remodiff.device import PRECISIONS, resolve_device, usable_precision
 from remodiff.features.base import EXTRACTORS, Extractor, SegmentedClip
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 # Weights of other frameworks that Hugging Face repositories often carry next to the PyTorch ones.
 FOREIGN_WEIGHTS = ["*.h5", "*.msgpack", "*.onnx", "onnx/*", "*.tflite", "*.ot", "tf_model*", "flax_model*",
                    "rust_model*", "coreml/*", "openvino/*"]
@@ -74,7 +77,7 @@ def load_pretrained(modality: str, loader, source: str, revision: str | None):
         raise unavailable(modality, "model", source, revision, e) from e
 
 
-def snapshot(modality: str, source: str, revision: str | None) -> str:
+def snapshot(modality: str, source: str, revision: str | None, what: str = "model", local: str = "") -> str:
     """Download (or, offline, find in the cache) a Hugging Face repository; a local directory is used as is."""
     if Path(source).expanduser().is_dir():
         return str(Path(source).expanduser())
@@ -84,13 +87,7 @@ def snapshot(modality: str, source: str, revision: str | None) -> str:
         return snapshot_download(source, revision=revision, local_files_only=hf_offline(),
                                  ignore_patterns=FOREIGN_WEIGHTS)
     except Exception as e:  # any failure (network, offline, unknown repo) means the model is not available
-        raise unavailable(modality, "model", source, revision, e) from e
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+        raise unavailable(modality, what, source, revision, e, local) from e
 
 
 def check_choice(backend: str, name: str, value: str, valid) -> None:
@@ -111,7 +108,7 @@ class TorchExtractor(Extractor):
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.device = resolve_device(device)
-        self.autocast_dtype = PRECISIONS[precision]
+        self.autocast_dtype = PRECISIONS[usable_precision(precision, self.device, type(self).__name__)]
         self.batch_size = batch_size
 
     def extract(self, clip: SegmentedClip) -> np.ndarray:
@@ -179,28 +176,50 @@ class HfText(TorchExtractor):
         return np.split(self.embed(texts), np.cumsum([len(c.transcript) for c in clips])[:-1])
 
 
+SPEECH_ENCODERS = ("wav2vec2", "hubert", "wavlm", "data2vec-audio", "whisper")  # transformers model_type
+
+
 @EXTRACTORS.register("hf_audio")
 class HfAudio(TorchExtractor):
-    """A Hugging Face speech encoder (the design: wav2vec2-large fine-tuned for speech emotion recognition) over
-    each segment's audio; the hidden states of ``layer`` (index into the embeddings + every layer's output,
-    -1 = last) pooled over time by ``mean`` or ``mean_std`` (mean and standard deviation concatenated)."""
+    """A Hugging Face speech encoder over each segment's audio (the design: wav2vec2-large fine-tuned for speech
+    emotion recognition): wav2vec2, HuBERT, WavLM, data2vec-audio, or the encoder of Whisper. ``layer`` picks the
+    hidden states: an index into (embeddings, layer 1, ..., layer L), -1 = last, or ``mean`` = the mean of all
+    of them; they are pooled over time by ``mean`` or ``mean_std`` (mean and standard deviation concatenated).
+
+    Whisper's feature extractor pads (or cuts) audio to a fixed window (30 s), and its encoder always reads the
+    whole window. A segment is therefore cut into windows, each encoded padded with silence as Whisper was
+    trained, and only the encoder frames that cover the segment's own samples (one per
+    ``window / max_source_positions`` samples, 20 ms) are pooled, over all of the segment's windows; the frames of
+    the padding never are (its silence still reaches the own frames through self-attention, as in Whisper's own use).
+    """
 
     modality = "audio"
 
     def __init__(self, model: str = "ehcalabres/wav2vec2-lg-xlsr-en-speech-emotion-recognition",
-                 revision: str | None = None, layer: int = -1, pool: str = "mean", batch_size: int = 8,
+                 revision: str | None = None, layer: int | str = -1, pool: str = "mean", batch_size: int = 8,
                  device: str = "auto", precision: str = "fp32"):
         super().__init__(device, precision, batch_size, model=model, revision=revision, layer=layer, pool=pool)
         check_choice("hf_audio", "pool", pool, {"mean", "mean_std"})
-        from transformers import AutoFeatureExtractor, AutoModel
+        from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
 
-        self.layer, self.pool = layer, pool
+        config = load_pretrained(self.modality, AutoConfig, model, revision)
+        if config.model_type not in SPEECH_ENCODERS:
+            raise ValueError(f"hf_audio: {model} is a {config.model_type!r} model; the speech encoders read are "
+                             f"{', '.join(SPEECH_ENCODERS)}")
+        n_states = config.num_hidden_layers + 1
+        if layer != "mean" and not (isinstance(layer, int) and not isinstance(layer, bool)
+                                    and -n_states <= layer < n_states):
+            raise ValueError(f"hf_audio: layer {layer!r} out of range for {model}: an index in "
+                             f"[{-n_states}, {n_states - 1}] ({n_states} hidden states) or 'mean'")
+        self.layer, self.pool, self.whisper = layer, pool, config.model_type == "whisper"
         self.feature_extractor = load_pretrained(self.modality, AutoFeatureExtractor, model, revision)
-        self.model = load_pretrained(self.modality, AutoModel, model, revision).to(self.device).eval()
-        n_states = self.model.config.num_hidden_layers + 1
-        if not -n_states <= layer < n_states:
-            raise ValueError(f"hf_audio: layer {layer} out of range for {model} ({n_states} hidden states)")
-        log.info("hf_audio: %s on %s, layer %d, %d-d", model, self.device, layer, self.dim)
+        network = load_pretrained(self.modality, AutoModel, model, revision)
+        self.encoder = (network.get_encoder() if self.whisper else network).to(self.device).eval()
+        self.hidden_size = config.hidden_size
+        if self.whisper:
+            self.window = self.feature_extractor.n_samples
+            self.samples_per_frame = self.window / config.max_source_positions
+        log.info("hf_audio: %s (%s) on %s, layer %s, %d-d", model, config.model_type, self.device, layer, self.dim)
 
     @classmethod
     def fetch(cls, model: str = "ehcalabres/wav2vec2-lg-xlsr-en-speech-emotion-recognition",
@@ -209,17 +228,30 @@ class HfAudio(TorchExtractor):
 
     @property
     def dim(self) -> int:
-        return self.model.config.hidden_size * (2 if self.pool == "mean_std" else 1)
+        return self.hidden_size * (2 if self.pool == "mean_std" else 1)
 
-    def embed(self, waves: list[np.ndarray], sample_rate: int) -> np.ndarray:
-        """Pooled features of equally long waveforms (so no padding can change a result)."""
+    def chunks(self, audio: np.ndarray) -> list[tuple[np.ndarray, int | None]]:
+        """A segment's model inputs and how many leading encoder frames of each are its own (None: all)."""
+        if not self.whisper:
+            return [(audio, None)]
+        frames_per_window = round(self.window / self.samples_per_frame)
+        pieces = [audio[start:start + self.window] for start in range(0, max(len(audio), 1), self.window)]
+        return [(piece, min(frames_per_window, max(1, math.ceil(len(piece) / self.samples_per_frame))))
+                for piece in pieces]
+
+    def moments(self, waves: list[np.ndarray], frames: list[int | None], sample_rate: int) -> np.ndarray:
+        """``[n, 2 * hidden]``: the mean and variance over time of each input's own frames (fp32 statistics
+        also under autocast). Inputs without a frame count are equally long, so no padding can change them."""
 
         def forward(batch: slice) -> torch.Tensor:
             inputs = self.feature_extractor(waves[batch], sampling_rate=sample_rate, return_tensors="pt")
-            states = self.model(**inputs.to(self.device), output_hidden_states=True).hidden_states[self.layer]
-            states = states.float()  # pooling statistics in fp32 also under autocast
-            mean = states.mean(dim=1)
-            return mean if self.pool == "mean" else torch.cat([mean, states.std(dim=1, correction=0)], 1)
+            inputs = {"input_features": inputs.input_features} if self.whisper else inputs
+            states = self.encoder(**{k: v.to(self.device) for k, v in inputs.items()},
+                                  output_hidden_states=True).hidden_states
+            states = (sum(state.float() for state in states) / len(states) if self.layer == "mean"
+                      else states[self.layer].float())
+            rows = [states[i, :n] for i, n in enumerate(frames[batch])]
+            return torch.stack([torch.cat([row.mean(0), row.var(0, correction=0)]) for row in rows])
 
         return self.run_batches(len(waves), forward)
 
@@ -229,14 +261,30 @@ class HfAudio(TorchExtractor):
             if clip.sample_rate != expected:
                 raise ValueError(f"hf_audio: clip {clip.id} has {clip.sample_rate} Hz audio, the model expects "
                                  f"{expected} Hz; set segment.sample_rate: {expected}")
-        # Segments of one clip are equally long; clips may differ, so batch by length instead of padding.
-        items = [(c, s) for c in range(len(clips)) for s in range(len(clips[c].audio))]
-        pooled: dict[tuple[int, int], np.ndarray] = {}
-        for length in sorted({clips[c].audio.shape[1] for c, _ in items}):
-            group = [(c, s) for c, s in items if clips[c].audio.shape[1] == length]
-            features = self.embed([clips[c].audio[s] for c, s in group], expected)
-            pooled.update(zip(group, features))
-        return [np.stack([pooled[c, s] for s in range(len(clip.audio))]) for c, clip in enumerate(clips)]
+        # (clip, segment, model input, own frames). Whisper pads every input to its window, so any inputs share
+        # a forward pass; the others batch equally long inputs (segments of one clip are; clips may differ).
+        items = [(c, s, wave, n) for c, clip in enumerate(clips) for s, audio in enumerate(clip.audio)
+                 for wave, n in self.chunks(audio)]
+        groups = [items] if self.whisper else [[item for item in items if len(item[2]) == length]
+                                                for length in sorted({len(item[2]) for item in items})]
+        per_segment: dict[tuple[int, int], list[tuple[np.ndarray, int]]] = {}
+        for group in groups:
+            stats = self.moments([wave for _, _, wave, _ in group], [n for *_, n in group], expected)
+            for (c, s, _, n), row in zip(group, stats):
+                per_segment.setdefault((c, s), []).append((row, n or 1))  # n is None: the one chunk
+        return [np.stack([self.pooled(per_segment[c, s]) for s in range(len(clip.audio))])
+                for c, clip in enumerate(clips)]
+
+    def pooled(self, parts: list[tuple[np.ndarray, int]]) -> np.ndarray:
+        """Mean (and standard deviation) over all frames of a segment from its chunks' moments and frame counts."""
+        weights = np.array([n for _, n in parts], np.float64)[:, None] / sum(n for _, n in parts)
+        means = np.stack([row[:self.hidden_size] for row, _ in parts]).astype(np.float64)
+        variances = np.stack([row[self.hidden_size:] for row, _ in parts]).astype(np.float64)
+        mean = (weights * means).sum(0)
+        if self.pool == "mean":
+            return mean.astype(np.float32)
+        variance = (weights * (variances + (means - mean) ** 2)).sum(0)  # within- plus between-chunk spread
+        return np.concatenate([mean, np.sqrt(variance)]).astype(np.float32)
 
 
 def sample_frames(n_frames: int, per_segment: int | None) -> np.ndarray:
@@ -381,44 +429,84 @@ class ClipVision(FrameEmbedder):
         return self.visual(images)
 
 
+TIMM_LOCAL = "set features.video.checkpoint to a local weights file of the model"
+
+
 @EXTRACTORS.register("timm")
 class TimmVision(FrameEmbedder):
-    """Any timm image model (classifier removed, its pooled features per frame), weights from a local
-    ``checkpoint`` file (.safetensors / .pth / .bin); the frame features are averaged over the segment."""
+    """Any timm image model (classifier removed, its pooled features per frame); the frame features are averaged
+    over the segment. Weights: a local ``checkpoint`` file (.safetensors / .pth / .bin) of the timm architecture
+    ``model``; or ``model: hf-hub:<id>`` (config and weights from that Hugging Face repository); or a timm name
+    (optionally with its tag, e.g. ``vit_base_patch16_224.augreg2_in21k_ft_in1k``) with ``pretrained: true``.
+    Hub weights are downloaded once into the Hugging Face cache (``remodiff fetch-models``) and read from there
+    offline; random weights are refused (meaningless features)."""
 
-    def __init__(self, model: str, checkpoint: str, frames_per_segment: int | None = None, normalize: bool = False,
-                 batch_size: int = 64, device: str = "auto", precision: str = "fp32"):
+    def __init__(self, model: str, checkpoint: str | None = None, pretrained: bool = False,
+                 frames_per_segment: int | None = None, normalize: bool = False, batch_size: int = 64,
+                 device: str = "auto", precision: str = "fp32"):
         super().__init__(frames_per_segment, normalize, batch_size, device, precision, model=model,
-                         checkpoint=checkpoint)
-        import timm
+                         checkpoint=checkpoint, pretrained=pretrained)
         from timm.data import resolve_model_data_config
-        from timm.models import load_state_dict
 
-        net = timm.create_model(model, pretrained=False, num_classes=0)
-        path = self.fetch(model, checkpoint)[0]
-        missing, unexpected = net.load_state_dict(load_state_dict(path), strict=False)
-        if missing:
-            raise ValueError(f"timm: checkpoint {path} does not fit {model}: missing {missing[:5]}"
-                             f"{' ...' if len(missing) > 5 else ''}")
-        if unexpected:
-            log.info("timm: ignoring %d checkpoint tensors the feature model lacks (the classifier): %s",
-                     len(unexpected), unexpected[:3])
+        net, source = self.create(model, checkpoint, pretrained)
         self.net = net.to(self.device).eval()
         data = resolve_model_data_config(net)
         crop = tuple(data["input_size"][1:])
         self.set_preprocessing(crop, math.floor(min(crop) / data.get("crop_pct", 1.0)),
                                data.get("interpolation", "bicubic"), data["mean"], data["std"])
-        log.info("timm: %s from %s on %s, %d-d", model, path, self.device, self.dim)
+        log.info("timm: %s from %s on %s, %d-d", model, source, self.device, self.dim)
 
     @classmethod
-    def fetch(cls, model: str = "", checkpoint: str = "", **_) -> list[str]:
+    def create(cls, model: str, checkpoint: str | None, pretrained: bool):
+        """The feature network (no classifier) with its weights, and where they came from."""
+        import timm
+        from huggingface_hub.errors import HFValidationError
+        from timm.models import load_state_dict
+
+        hub = model.startswith("hf-hub:")
+        if checkpoint and (hub or pretrained):
+            raise ValueError("timm: give either a checkpoint file or hub weights (model: hf-hub:<id> / "
+                             "pretrained: true), not both")
+        if not hub and not timm.is_model(model):
+            raise ValueError(f"timm: unknown model {model!r} (see timm.list_models(); or use hf-hub:<id>)")
+        if checkpoint:
+            path = cls.checkpoint_file(model, checkpoint)
+            net = timm.create_model(model, pretrained=False, num_classes=0)
+            missing, unexpected = net.load_state_dict(load_state_dict(path), strict=False)
+            if missing:
+                raise ValueError(f"timm: checkpoint {path} does not fit {model}: missing {missing[:5]}"
+                                 f"{' ...' if len(missing) > 5 else ''}")
+            if unexpected:
+                log.info("timm: ignoring %d checkpoint tensors the feature model lacks (the classifier): %s",
+                         len(unexpected), unexpected[:3])
+            return net, path
+        if not (hub or pretrained):
+            raise ValueError(f"timm: {model!r} has no weights: set features.video.checkpoint to a weights file, "
+                             "pretrained: true (timm's hub weights), or model: hf-hub:<id>")
+        if not hub and not timm.is_model_pretrained(model):
+            raise ValueError(f"timm: {model!r} has no pretrained weights in timm; set features.video.checkpoint")
+        try:
+            net = timm.create_model(model, pretrained=True, num_classes=0)
+        except (OSError, HFValidationError) as e:  # not in the cache offline, no network, unknown repository
+            raise unavailable(cls.modality, "timm model", model, None, e, TIMM_LOCAL) from e
+        cfg = net.pretrained_cfg
+        return net, (f"hf-hub:{cfg['hf_hub_id']}" if cfg.get("hf_hub_id") else cfg.get("url") or model)
+
+    @staticmethod
+    def checkpoint_file(model: str, checkpoint: str) -> str:
         path = Path(checkpoint).expanduser()
         if not path.is_file():
             raise ModelUnavailableError(
-                f"video timm checkpoint {checkpoint!r} (for model {model!r}) is not a file; timm weights are read "
-                f"from a local file only: download them (e.g. the model's model.safetensors from the Hugging Face "
-                f"hub) and set features.video.checkpoint to its path")
-        return [str(path)]
+                f"video timm checkpoint {checkpoint!r} (for model {model!r}) is not a file: download the weights "
+                f"(e.g. the model's model.safetensors from the Hugging Face hub) and set features.video.checkpoint "
+                f"to its path, or use model: hf-hub:<id> / pretrained: true")
+        return str(path)
+
+    @classmethod
+    def fetch(cls, model: str = "", checkpoint: str | None = None, pretrained: bool = False, **_) -> list[str]:
+        if checkpoint:
+            return [cls.checkpoint_file(model, checkpoint)]
+        return [cls.create(model, checkpoint, pretrained)[1]]  # building it downloads the weights into the cache
 
     @property
     def dim(self) -> int:

@@ -16,11 +16,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from remodiff.device import resolve_device
 from remodiff.fusion.base import Fuser
 from remodiff.scaling import Standardiser
 from remodiff.store import FeatureSet
 from remodiff.tasks import Task
-from remodiff.training import TrainConfig, batches, fit, resolve_device, seed_everything, to_tensors
+from remodiff.training import TrainConfig, batches, fit, seed_everything, to_tensors
 
 log = logging.getLogger(__name__)
 LOSSES = ("l1", "mse")

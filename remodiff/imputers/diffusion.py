@@ -26,13 +26,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from remodiff.device import resolve_device
 from remodiff.diffusion import (CONDITIONINGS, GRIDS, SAMPLERS, SDES, AveragedModel, ScoreModel, build_score_network,
                                 build_sde, dsm_loss, expand_mask, sample_condition_mask, time_grid)
 from remodiff.scaling import Standardiser
 from remodiff.imputers.base import IMPUTERS, Imputer
 from remodiff.registry import UnknownNameError
 from remodiff.store import FeatureSet
-from remodiff.training import Batch, TrainConfig, fit, resolve_device, seed_everything, to_tensors
+from remodiff.training import Batch, TrainConfig, fit, seed_everything, to_tensors
 
 log = logging.getLogger(__name__)
 

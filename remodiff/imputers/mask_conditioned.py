@@ -23,10 +23,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from remodiff.device import resolve_device
 from remodiff.imputers.base import Imputer, check_positive_int
 from remodiff.scaling import Standardiser
 from remodiff.store import FeatureSet
-from remodiff.training import Batch, TrainConfig, batches, resolve_device, seed_everything, to_tensors
+from remodiff.training import Batch, TrainConfig, batches, seed_everything, to_tensors
 
 log = logging.getLogger(__name__)
 
