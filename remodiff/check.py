@@ -33,6 +33,7 @@ from remodiff.fusion import FUSERS, build_fuser
 from remodiff.fusion.base import fuser_settings
 from remodiff.imputers import IMPUTERS, build_imputer
 from remodiff.imputers.base import imputer_settings
+from remodiff.params import REQUIRED
 from remodiff.registry import Settings
 from remodiff.store import FEATURE_DTYPES
 from remodiff.training import PRECISIONS, TrainConfig
@@ -137,8 +138,6 @@ SECTIONS: dict[str, dict[str, Key]] = {
                 "metric": Key(metric_name)},
     "report": {"metric": Key(metric_name), "benchmark": Key(text_or_null, False)},
 }
-# Sections a params file may leave out (their stages then cannot run).
-OPTIONAL_SECTIONS = ("sample", "compare", "report")
 AUTO = "auto"  # compare.metric / report.metric: the task's headline metric
 
 
@@ -366,7 +365,7 @@ def _check(params) -> list[str]:
         if section not in SECTIONS:
             raise SettingError(section, "unknown section", SECTIONS)
     for section in SECTIONS:
-        if section not in params and section not in OPTIONAL_SECTIONS:
+        if section not in params and section in REQUIRED:  # the others only their own stages need
             raise SettingError(section, "missing section")
     if "sample" in params:
         from remodiff.data.sample import generate_sample

@@ -40,6 +40,8 @@ def test_committed_params_pass_with_auto_metrics(params):
     summary = check_params(params)
     assert "compare 12 imputers by mean_acc" in summary and "report mean_acc" in summary
     assert any("written by the sample stage" in item for item in summary)
+    del params["eval"]
+    assert failure(params) == "params.yaml: eval: missing section"
 
 
 def set_key(params: dict, dotted: str, value) -> None:
