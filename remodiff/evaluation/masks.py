@@ -100,8 +100,11 @@ def fixed_settings(settings, modalities: list[str]) -> list[tuple[str, tuple[str
 @PROTOCOLS.register("fixed")
 def fixed(data: FeatureSet, seed: int, settings=None) -> Masks:
     mods = data.modalities
-    return {name: slot_mask(data, np.array([[m not in gone for m in mods]] * len(data)).reshape(len(data), len(mods)))
-            for name, gone in named_settings("fixed", settings, mods).items()}
+    out = {}
+    for name, gone in named_settings("fixed", settings, mods).items():
+        keep = np.array([[m not in gone for m in mods]] * len(data))
+        out[name] = slot_mask(data, keep.reshape(len(data), len(mods)))
+    return out
 
 
 def random_keep(data: FeatureSet, seed: int, rate: float) -> np.ndarray:
