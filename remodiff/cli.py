@@ -93,6 +93,19 @@ def run(stage: str = typer.Argument(..., help="sample, segment, extract, masks, 
     main(run_stage, *args, params_path=params)
 
 
+@app.command()
+def check(params: Path = typer.Option(Path("params.yaml"), help="the params file"),
+          debug: bool = typer.Option(False, "--debug", help="show the full traceback of an error (as REMODIFF_DEBUG=1)")
+          ) -> None:
+    """Check every setting of the params file in seconds, before any stage runs: prints `<file>: OK (summary)`,
+    or one line naming the bad key and exits with status 2."""
+    from remodiff.check import check_params, read_params, reported_errors
+
+    with reported_errors(debug or None):
+        summary = check_params(read_params(params), source=params.name)
+    typer.echo(f"{params.name}: OK ({'; '.join(summary)})")
+
+
 @app.command("fetch-models")
 def fetch_models(params: Path = typer.Option(Path("params.yaml"), help="the params file"),
                  modality: list[str] = typer.Option(None, help="only these modalities (default: every one under "

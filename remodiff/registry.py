@@ -1,6 +1,8 @@
 """A tiny name -> class registry, one per plug-in point (datasets, extractors, imputers, fusers)."""
 from __future__ import annotations
 
+import inspect
+from dataclasses import dataclass, field
 from typing import Callable, Generic, TypeVar
 
 T = TypeVar("T")
@@ -36,3 +38,34 @@ class Registry(Generic[T]):
 
     def __contains__(self, name: str) -> bool:
         return name in self._entries
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The keyword settings a plug-in's constructor takes: how params.yaml keys are checked before it is built."""
+
+    names: tuple[str, ...]
+    required: tuple[str, ...]  # the names without a default
+    open: bool = False  # it also takes **kwargs (and checks those keys itself)
+    types: dict = field(default_factory=dict)  # name -> its annotation as written ("int", "str | None")
+
+    @classmethod
+    def of(cls, constructor: Callable, skip: tuple[str, ...] = ()) -> "Settings":
+        """From ``constructor``'s signature (a class: its ``__init__``); ``skip``: arguments the code passes."""
+        params = [p for p in inspect.signature(constructor).parameters.values() if p.name not in skip]
+        named = [p for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+        return cls(tuple(p.name for p in named), tuple(p.name for p in named if p.default is p.empty),
+                   any(p.kind is p.VAR_KEYWORD for p in params),
+                   {p.name: annotation_text(p.annotation) for p in named if p.annotation is not p.empty})
+
+    def unknown(self, given) -> list[str]:
+        """The keys of ``given`` the constructor does not take (none when it is open)."""
+        return [] if self.open else sorted(set(given) - set(self.names))
+
+    def lacking(self, given) -> list[str]:
+        return [k for k in self.required if k not in given]
+
+
+def annotation_text(annotation) -> str:
+    """An annotation as source text (it already is one under ``from __future__ import annotations``)."""
+    return annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))

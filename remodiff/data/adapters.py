@@ -11,6 +11,8 @@ The protocol (every adapter subclasses :class:`DatasetAdapter` and is registered
   ``segment`` stage stores that feature set in its segment store instead of decoding anything, and the
   ``extract`` stage writes it to ``data/features/<split>.h5`` unchanged (no extractor runs; the keys of
   ``params.features`` choose which of the dataset's modalities to keep).
+* ``modalities()``: for datasets that ship features, the modalities they hold, read cheaply (``remodiff check``
+  compares them with ``params.features`` before any stage runs); ``transcripts``: False when no clip has one.
 * ``skipped``: clips the adapter left out because their files or labels are unusable, ``{clip, split, reason}``
   each (logged, counted and listed in ``data/segments/report.json``).
 
@@ -49,6 +51,7 @@ class DatasetAdapter(abc.ABC):
     task: str = "regression"
     classes: list[str] | None = None  # class names of a classification task, in label-index order
     precomputed: bool = False  # True: the dataset ships features (see :meth:`features`), not clips
+    transcripts: bool = True  # False: no clip comes with a transcript (text is missing unless dataset.asr runs)
 
     def __init__(self, root: str | Path, **params):
         self.root = Path(root)
@@ -63,6 +66,12 @@ class DatasetAdapter(abc.ABC):
 
     def features(self, split: str, segments: int) -> FeatureSet | None:
         """The dataset's own features of ``split`` as ``[N, segments, D]`` per modality; None = decode the clips."""
+        return None
+
+    def modalities(self) -> list[str] | None:
+        """Datasets that ship features: the modalities they hold, found without loading the features (and, where
+        the files define them, ``label_names`` set); None for datasets of clips, whose modalities are the
+        extractors'."""
         return None
 
     def skip(self, clip: str, split: str | None, reason: str) -> None:

@@ -20,6 +20,7 @@ class ActorSplitDataset(DatasetAdapter):
     """Shared by the adapters below: clips are assigned to splits by actor."""
 
     task = "classification"
+    transcripts = False
 
     def __init__(self, root: str | Path, val_actors: list[int], test_actors: list[int]):
         super().__init__(root)

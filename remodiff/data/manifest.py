@@ -44,6 +44,7 @@ class Manifest(DatasetAdapter):
             if lacking:
                 raise ValueError(f"manifest: {self.path} lacks the columns {lacking} (has {reader.fieldnames})")
             self.rows = list(reader)
+            self.transcripts = "transcript" in reader.fieldnames
         bad_splits = sorted({r["split"] for r in self.rows} - set(SPLITS))
         if bad_splits:
             raise ValueError(f"manifest: {self.path} has splits {bad_splits}; valid: {', '.join(SPLITS)}")

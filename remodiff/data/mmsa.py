@@ -46,6 +46,10 @@ class MMSA(DatasetAdapter):
     def clips(self, split: str) -> list[Clip]:
         raise TypeError("mmsa: this dataset ships features, not clips (use features())")
 
+    def modalities(self) -> list[str]:
+        self.expect_file(self.path, "an MMSA feature pickle")
+        return list(MODALITY_KEYS)
+
     def data(self) -> dict:
         if self._data is None:
             self.expect_file(self.path, "an MMSA feature pickle ({'train'|'valid'|'test': {'id', "

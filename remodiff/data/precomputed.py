@@ -93,6 +93,25 @@ class Precomputed(DatasetAdapter):
     def clips(self, split: str) -> list[Clip]:
         raise TypeError("precomputed: this dataset ships features, not clips (use features())")
 
+    def modalities(self) -> list[str]:
+        """The modality arrays of the training file, read without loading them (only ``labels``, whose column
+        count names the labels when ``label_names`` is not given)."""
+        path = self.expect_file(self.root / self.files["train"], "the train features (.npz or .h5)")
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as data:
+                names = list(data.files)
+                shape = data["labels"].shape if "labels" in names else None
+        elif path.suffix in (".h5", ".hdf5"):
+            with h5py.File(path, "r") as f:
+                names = [k for k in f if isinstance(f[k], h5py.Dataset)]
+                shape = f["labels"].shape if "labels" in names else None
+        else:
+            raise ValueError(f"precomputed: {path} is neither .npz nor .h5/.hdf5")
+        if shape is None:
+            raise ValueError(f"precomputed: {path} lacks labels (has {sorted(names)})")
+        self.label_names = list(self.given_label_names or [f"label_{j}" for j in range(int(np.prod(shape[1:])))])
+        return sorted(k for k in names if k not in ("ids", "labels") and not k.startswith(AVAILABLE_PREFIX))
+
     def read_arrays(self, path: Path) -> dict[str, np.ndarray]:
         if path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as data:

@@ -22,6 +22,10 @@ Protocols and their pattern names (``<protocol>/<setting>``):
   chosen at random. Pattern ``independent/pa_0.5-pv_0.0-pt_0.0``.
 * ``segments``: every modality loses each segment with probability p (at least one segment kept per clip and
   modality): what frame repetition is for. Pattern ``segments/p_0.4``.
+
+Setting names hold each number exactly (Python's shortest round-trip ``repr``: 0.25 -> ``0.25``, 0.3 -> ``0.3``),
+so two different settings never share a name; settings that repeat a name are refused (:func:`named_settings`,
+which ``remodiff check`` runs before any stage), as their masks would overwrite each other.
 """
 from __future__ import annotations
 
@@ -40,6 +44,39 @@ from remodiff.store import STRING, FeatureSet, atomic_h5
 Mask = dict[str, np.ndarray]  # modality -> [N, S] available
 Masks = dict[str, Mask]  # pattern name -> mask
 PROTOCOLS: Registry[Callable[..., Masks]] = Registry("missing-modality protocol")
+# protocol -> (its settings or None for the defaults, the run's modalities) -> [(setting name, value)]
+NAMERS: dict[str, Callable[[object, list[str]], list[tuple[str, object]]]] = {}
+
+
+def names_settings(protocol: str):
+    """Register how ``protocol`` checks and names its settings."""
+    def decorator(namer):
+        NAMERS[protocol] = namer
+        return namer
+
+    return decorator
+
+
+def named_settings(protocol: str, settings, modalities: list[str]) -> dict[str, object]:
+    """``{setting name: value}`` of ``protocol``'s ``settings`` (None: its defaults) for a run with ``modalities``;
+    bad values and settings that repeat a name are refused."""
+    PROTOCOLS.get(protocol)  # an unknown protocol fails listing the valid ones
+    pairs = NAMERS[protocol](settings, modalities)
+    names = [name for name, _ in pairs]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"{protocol} protocol: settings {repeated} are listed more than once")
+    return dict(pairs)
+
+
+def number_name(value: float) -> str:
+    """A probability as it appears in setting names: exact (shortest round-trip repr), ``0.5`` for 0.5 and 1/2."""
+    return repr(float(value))
+
+
+def check_probability(protocol: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{protocol} protocol: {value!r} is not a probability in [0, 1]")
 
 
 def clip_rng(seed: int, *keys: str) -> np.random.Generator:
@@ -52,23 +89,26 @@ def slot_mask(data: FeatureSet, keep: np.ndarray) -> Mask:
     return {m: np.repeat(keep[:, j, None], data.n_segments, axis=1) for j, m in enumerate(data.modalities)}
 
 
+@names_settings("fixed")
+def fixed_settings(settings, modalities: list[str]) -> list[tuple[str, tuple[str, ...]]]:
+    if settings is not None:
+        raise ValueError("fixed protocol: takes no settings (it hides every non-empty proper subset); set it to null")
+    return [("+".join(gone) + "_missing", gone)
+            for k in range(1, len(modalities)) for gone in itertools.combinations(modalities, k)]
+
+
 @PROTOCOLS.register("fixed")
 def fixed(data: FeatureSet, seed: int, settings=None) -> Masks:
     mods = data.modalities
     out = {}
-    for k in range(1, len(mods)):
-        for gone in itertools.combinations(mods, k):
-            keep = np.array([[m not in gone for m in mods]] * len(data))
-            out["+".join(gone) + "_missing"] = slot_mask(data, keep.reshape(len(data), len(mods)))
+    for name, gone in named_settings("fixed", settings, mods).items():
+        keep = np.array([[m not in gone for m in mods]] * len(data))
+        out[name] = slot_mask(data, keep.reshape(len(data), len(mods)))
     return out
 
 
 def random_keep(data: FeatureSet, seed: int, rate: float) -> np.ndarray:
     n, m = len(data), len(data.modalities)
-    most = (m - 1) / m
-    if not 0.0 <= rate <= most + 1e-9:
-        raise ValueError(f"missing rate {rate} is impossible with {m} modalities when every clip keeps one "
-                         f"(valid: 0 to {most:.3f})")
     draws = np.stack([clip_rng(seed, "random", cid).random(m) for cid in data.ids])  # [N, M]
     keep = np.ones((n, m), bool)
     target = round(rate * n * m)
@@ -83,21 +123,49 @@ def random_keep(data: FeatureSet, seed: int, rate: float) -> np.ndarray:
     return keep
 
 
+@names_settings("random")
+def random_settings(settings, modalities: list[str]) -> list[tuple[str, float]]:
+    rates = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6) if settings is None else settings
+    most = (len(modalities) - 1) / len(modalities)
+    for rate in rates:
+        check_probability("random", rate)
+        if rate > most + 1e-9:
+            raise ValueError(f"random protocol: missing rate {rate} is impossible with {len(modalities)} modalities "
+                             f"when every clip keeps one (valid: 0 to {most:.3f})")
+    return [(f"mr_{number_name(rate)}", rate) for rate in rates]
+
+
 @PROTOCOLS.register("random")
-def random_rate(data: FeatureSet, seed: int, settings=(0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)) -> Masks:
-    return {f"mr_{rate:.1f}": slot_mask(data, random_keep(data, seed, rate)) for rate in settings}
+def random_rate(data: FeatureSet, seed: int, settings=None) -> Masks:
+    return {name: slot_mask(data, random_keep(data, seed, rate))
+            for name, rate in named_settings("random", settings, data.modalities).items()}
+
+
+@names_settings("independent")
+def independent_settings(settings, modalities: list[str]) -> list[tuple[str, dict]]:
+    """Names ``pa_0.5-pv_0.0-pt_0.0``: each modality by its initial (its whole name where initials clash)."""
+    initials = [m[0] for m in modalities]
+    tags = {m: m[0] if initials.count(m[0]) == 1 else m for m in modalities}
+    out = []
+    for probs in settings or [{m: 0.5 for m in modalities}]:
+        if not isinstance(probs, dict):
+            raise ValueError(f"independent protocol: a setting maps modalities to drop probabilities, got {probs!r}")
+        unknown = sorted(set(probs) - set(modalities))
+        if unknown:
+            raise ValueError(f"independent protocol: probabilities for unknown modalities {unknown} "
+                             f"(have {modalities})")
+        for p in probs.values():
+            check_probability("independent", p)
+        out.append(("-".join(f"p{tags[m]}_{number_name(probs.get(m, 0.0))}" for m in modalities), probs))
+    return out
 
 
 @PROTOCOLS.register("independent")
 def independent(data: FeatureSet, seed: int, settings=None) -> Masks:
     mods = data.modalities
     out = {}
-    for probs in settings or [{m: 0.5 for m in mods}]:
-        unknown = sorted(set(probs) - set(mods))
-        if unknown:
-            raise ValueError(f"independent protocol: probabilities for unknown modalities {unknown} (have {mods})")
+    for name, probs in named_settings("independent", settings, mods).items():
         p = np.array([float(probs.get(m, 0.0)) for m in mods])
-        name = "-".join(f"p{m[0]}_{probs.get(m, 0.0):.1f}" for m in mods)
         keep = np.empty((len(data), len(mods)), bool)
         for i, cid in enumerate(data.ids):
             rng = clip_rng(seed, "independent", name, cid)
@@ -108,10 +176,18 @@ def independent(data: FeatureSet, seed: int, settings=None) -> Masks:
     return out
 
 
+@names_settings("segments")
+def segments_settings(settings, modalities: list[str]) -> list[tuple[str, float]]:
+    probs = (0.2, 0.4) if settings is None else settings
+    for p in probs:
+        check_probability("segments", p)
+    return [(f"p_{number_name(p)}", p) for p in probs]
+
+
 @PROTOCOLS.register("segments")
-def segments(data: FeatureSet, seed: int, settings=(0.2, 0.4)) -> Masks:
+def segments(data: FeatureSet, seed: int, settings=None) -> Masks:
     out = {}
-    for p in settings:
+    for name, p in named_settings("segments", settings, data.modalities).items():
         mask = {}
         for m in data.modalities:
             keep = np.empty((len(data), data.n_segments), bool)
@@ -121,7 +197,7 @@ def segments(data: FeatureSet, seed: int, settings=(0.2, 0.4)) -> Masks:
                 if not keep[i].any():
                     keep[i, rng.integers(data.n_segments)] = True
             mask[m] = keep
-        out[f"p_{p:.1f}"] = mask
+        out[name] = mask
     return out
 
 

@@ -160,3 +160,22 @@ def aggregate_predictions(task: str, predictions: list[np.ndarray]) -> np.ndarra
         votes = np.stack([np.eye(n_classes)[class_indices(p)] for p in stacked])  # [K, N, C] one-hot
         return votes.mean(axis=0)
     raise ValueError(f"unknown task {task!r}; valid values: {', '.join(TASKS)}")
+
+
+# The metric a task is judged by first (First Impressions, MOSI / MOSEI sentiment, classification): what
+# `metric: auto` means in params.yaml.
+HEADLINE_METRICS = ("mean_acc", "Has0_acc_2", "accuracy")
+
+
+def metric_names(task: str, label_names: list[str]) -> list[str]:
+    """The keys :func:`task_metrics` gives for ``task`` and ``label_names``, found by scoring two dummy clips (so
+    they cannot drift from what the metrics compute)."""
+    if task == "classification":
+        return sorted(classification_metrics(np.array([0, 1]), np.eye(2), ["a", "b"]))
+    labels = np.array([[0.0] * len(label_names), [1.0] * len(label_names)])
+    return sorted(task_metrics(task, labels, labels[::-1], label_names))
+
+
+def headline_metric(task: str, label_names: list[str]) -> str:
+    names = metric_names(task, label_names)
+    return next(k for k in HEADLINE_METRICS if k in names)

@@ -10,7 +10,7 @@ from typing import Collection, Iterator
 import h5py
 import numpy as np
 
-from remodiff.registry import Registry
+from remodiff.registry import Registry, Settings
 from remodiff.store import read_clip_attrs
 
 EXTRACTORS: Registry[type["Extractor"]] = Registry("extractor")
@@ -69,12 +69,22 @@ class Extractor(abc.ABC):
         """Feature size D (known after :meth:`fit`)."""
 
 
+def extractor_settings(backend: str) -> Settings:
+    """The settings of a ``features.<modality>`` section besides ``backend`` and ``dtype``, from the backend's
+    constructor (read without building it, so no model is loaded)."""
+    return Settings.of(EXTRACTORS.get(backend))
+
+
 def build_extractor(modality: str, params: dict) -> Extractor:
     params = dict(params)
     backend = params.pop("backend")
     cls = EXTRACTORS.get(backend)
     if cls.modality != modality:
         raise ValueError(f"extractor {backend!r} reads {cls.modality}, but is configured for {modality}")
+    unknown = extractor_settings(backend).unknown(params)
+    if unknown:
+        raise ValueError(f"features.{modality}: backend {backend!r} takes no settings {unknown}; its settings are: "
+                         f"{', '.join(extractor_settings(backend).names) or 'none'}")
     return cls(**params)
 
 

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import abc
-import inspect
 import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from remodiff.registry import Registry
+from remodiff.registry import Registry, Settings
 from remodiff.store import FeatureSet, write_json_atomic
 
 FUSERS: Registry[type["Fuser"]] = Registry("fuser")
@@ -52,12 +51,16 @@ class Fuser(abc.ABC):
 
 def build_fuser(name: str, modalities: list[str], params: dict | None = None) -> Fuser:
     """An unfitted fuser; a key its constructor does not take (a typo in params.yaml) is refused by name."""
-    cls, params = FUSERS.get(name), params or {}
-    takes = [p for p in inspect.signature(cls).parameters if p != "modalities"]
-    unknown = sorted(set(params) - set(takes))
+    params, settings = params or {}, fuser_settings(name)
+    unknown = settings.unknown(params)
     if unknown:
-        raise ValueError(f"fuser {name!r} got unknown params {unknown}; its params are: {', '.join(takes)}")
-    return cls(modalities, **params)
+        raise ValueError(f"fuser {name!r} got unknown params {unknown}; its params are: {', '.join(settings.names)}")
+    return FUSERS.get(name)(modalities, **params)
+
+
+def fuser_settings(name: str) -> Settings:
+    """The settings of ``fuser.<name>`` (the modalities come from the run, not from params.yaml)."""
+    return Settings.of(FUSERS.get(name), skip=("modalities",))
 
 
 def load_fuser(directory: str | Path) -> Fuser:

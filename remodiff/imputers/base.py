@@ -6,14 +6,13 @@ Adding an imputer = one module that subclasses :class:`Imputer` and decorates it
 from __future__ import annotations
 
 import abc
-import inspect
 import json
 import pickle
 from pathlib import Path
 
 import numpy as np
 
-from remodiff.registry import Registry
+from remodiff.registry import Registry, Settings
 from remodiff.scaling import masked_mean
 from remodiff.store import FeatureSet, write_json_atomic
 
@@ -80,15 +79,20 @@ class Imputer(abc.ABC):
         self.__dict__.update(state)
 
 
+def imputer_settings(name: str) -> Settings:
+    """The settings of ``imputer.<name>`` (an imputer without its own constructor takes none)."""
+    cls = IMPUTERS.get(name)
+    return Settings((), ()) if cls.__init__ is Imputer.__init__ else Settings.of(cls)
+
+
 def build_imputer(name: str, params: dict | None = None) -> Imputer:
     """An unfitted imputer; a key its constructor does not take (a typo in params.yaml) is refused by name."""
-    cls, params = IMPUTERS.get(name), params or {}
-    arguments = [] if cls.__init__ is Imputer.__init__ else list(inspect.signature(cls).parameters.values())
-    takes = [a.name for a in arguments if a.kind is not a.VAR_KEYWORD]
-    unknown = sorted(set(params) - set(takes))
-    if unknown and len(takes) == len(arguments):  # a constructor with **kwargs checks its own keys
-        raise ValueError(f"imputer {name!r} got unknown params {unknown}; its params are: {', '.join(takes) or 'none'}")
-    return cls(**params)
+    params, settings = params or {}, imputer_settings(name)
+    unknown = settings.unknown(params)  # a constructor with **kwargs checks its own keys
+    if unknown:
+        raise ValueError(f"imputer {name!r} got unknown params {unknown}; its params are: "
+                         f"{', '.join(settings.names) or 'none'}")
+    return IMPUTERS.get(name)(**params)
 
 
 def load_imputer(directory: str | Path) -> Imputer:

@@ -1,0 +1,439 @@
+"""One validation pass over ``params.yaml`` before any work, so a bad setting fails in seconds with one line naming
+its key (``remodiff check``; every stage's entry runs it too).
+
+What is known without data is checked: unknown sections and keys, value types, registry names (dataset,
+extractor backends, imputers, fusers, mask protocols), every imputer and fuser section by building it unfitted
+(the constructors' own checks), extractor settings against the backend's constructor signature (no model is
+loaded), metric names against the dataset's task, ``features`` keys against the dataset's modalities, mask
+setting names, seeds, precisions and that ``dataset.root`` exists.
+
+The keys of the stage-level sections are listed once, in :data:`SECTIONS`; the keys of plug-in sections come from
+the registries and constructors (:class:`remodiff.registry.Settings`).
+"""
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Callable, Iterator
+
+import yaml
+
+from remodiff.data import DATASETS, build_dataset
+from remodiff.data.adapters import STAGE_KEYS
+from remodiff.data.asr import ASR_BACKENDS
+from remodiff.evaluation.masks import PROTOCOLS, named_settings
+from remodiff.evaluation.metrics import headline_metric, metric_names
+from remodiff.features import EXTRACTORS, MODALITIES
+from remodiff.features.base import extractor_settings
+from remodiff.features.deep import ModelUnavailableError
+from remodiff.fusion import FUSERS, build_fuser
+from remodiff.fusion.base import fuser_settings
+from remodiff.imputers import IMPUTERS, build_imputer
+from remodiff.imputers.base import imputer_settings
+from remodiff.params import REQUIRED
+from remodiff.registry import Settings
+from remodiff.store import FEATURE_DTYPES
+from remodiff.training import PRECISIONS, TrainConfig
+
+
+class SettingError(ValueError):
+    """A bad setting: ``str`` is one line, ``<file>: <dotted.key>: <message> (valid: a, b, c)``."""
+
+    def __init__(self, key: str, message: str, valid=None, source: str = "params.yaml"):
+        self.key, self.message, self.source = key, message, source
+        self.valid = [str(v) for v in valid] if valid is not None else None
+        super().__init__(key, message)
+
+    def __str__(self) -> str:
+        valid = f" (valid: {', '.join(self.valid) or 'none'})" if self.valid is not None else ""
+        return f"{self.source}: {self.key}: {one_line(self.message)}{valid}"
+
+
+def one_line(text: str) -> str:
+    return "; ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+
+# ---- value checks: each takes (key, value) and raises SettingError ----
+
+def is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def positive_int(key: str, value) -> None:
+    if not is_int(value) or value < 1:
+        raise SettingError(key, f"must be a positive integer, got {value!r}")
+
+
+def positive_number(key: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise SettingError(key, f"must be a positive number, got {value!r}")
+
+
+def boolean(key: str, value) -> None:
+    if not isinstance(value, bool):
+        raise SettingError(key, f"must be true or false, got {value!r}")
+
+
+def integer(key: str, value) -> None:
+    if not is_int(value):
+        raise SettingError(key, f"must be an integer, got {value!r}")
+
+
+def text_or_null(key: str, value) -> None:
+    if value is not None and not isinstance(value, str):
+        raise SettingError(key, f"must be a string or null, got {value!r}")
+
+
+def seed_list(key: str, value) -> None:
+    if not isinstance(value, list) or not value or not all(is_int(s) for s in value):
+        raise SettingError(key, f"must be a non-empty list of integer seeds, got {value!r}")
+    repeated = sorted({s for s in value if value.count(s) > 1})
+    if repeated:
+        raise SettingError(key, f"seeds {repeated} are listed more than once (each seed is one training run)")
+
+
+def seed_list_or_null(key: str, value) -> None:
+    if value is not None:
+        seed_list(key, value)
+
+
+def metric_name(key: str, value) -> None:
+    if not isinstance(value, str):
+        raise SettingError(key, f"must be a metric name or auto, got {value!r}")
+
+
+def imputer_list(key: str, value) -> None:
+    if not isinstance(value, list) or not value:
+        raise SettingError(key, f"must be a non-empty list of imputer names, got {value!r}")
+    for name in value:
+        if name not in IMPUTERS:
+            raise SettingError(key, f"unknown imputer {name!r}", IMPUTERS.names())
+    repeated = sorted({n for n in value if value.count(n) > 1})
+    if repeated:
+        raise SettingError(key, f"imputers {repeated} are listed more than once")
+
+
+@dataclass(frozen=True)
+class Key:
+    check: Callable[[str, object], None] | None = None  # None: checked with the section's plug-ins
+    required: bool = True
+
+
+# The stage-level sections: key -> its check. Plug-in sections (dataset adapters, features, imputers, fusers,
+# mask protocols) add the keys of their registries and constructors.
+SECTIONS: dict[str, dict[str, Key]] = {
+    "sample": {},  # generate_sample's keyword arguments
+    "dataset": {k: Key(required=k != "asr") for k in STAGE_KEYS},  # name, root, asr; + one per adapter
+    "segment": {"segments": Key(positive_int), "fps": Key(positive_number), "frame_size": Key(positive_int),
+                "sample_rate": Key(positive_int), "workers": Key(positive_int, False)},
+    "features": {},  # one per modality
+    "masks": {"protocol": Key(), "seed": Key(integer)},  # + one per protocol
+    "eval": {"seeds": Key(seed_list), "samples": Key(positive_int), "lower_bound": Key(boolean)},
+    "imputer": {"type": Key()},  # + one per imputer
+    "fuser": {"type": Key()},  # + one per fuser
+    "compare": {"imputers": Key(imputer_list), "seeds": Key(seed_list_or_null, False),
+                "metric": Key(metric_name)},
+    "report": {"metric": Key(metric_name), "benchmark": Key(text_or_null, False)},
+}
+AUTO = "auto"  # compare.metric / report.metric: the task's headline metric
+
+
+def check_keys(key: str, section, known: dict[str, Key], extra: list[str] = ()) -> dict:
+    """``section`` as a dict whose keys are ``known`` (their checks run) or ``extra`` (checked by the caller)."""
+    if not isinstance(section, dict):
+        raise SettingError(key, f"must be a mapping of settings, got {section!r}", [*known, *extra])
+    for name in section:
+        if name not in known and name not in extra:
+            raise SettingError(f"{key}.{name}", "unknown setting", [*known, *extra])
+    for name, spec in known.items():
+        if name not in section:
+            if spec.required:
+                raise SettingError(f"{key}.{name}", "missing")
+        elif spec.check is not None:
+            spec.check(f"{key}.{name}", section[name])
+    return section
+
+
+def check_name(key: str, value, names: list[str], what: str = "name") -> None:
+    if value not in names:
+        raise SettingError(key, f"unknown {what} {value!r}", names)
+
+
+SCALAR_TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
+
+
+def check_type(key: str, value, annotation: str) -> None:
+    """``value`` against a constructor annotation made of ``int | float | bool | str | None``; other annotations
+    (lists, dicts) are left to the constructor."""
+    parts = [p.strip() for p in annotation.split("|")]
+    if not all(p in SCALAR_TYPES or p == "None" for p in parts):
+        return
+    if value is None:
+        if "None" not in parts:
+            raise SettingError(key, f"must be {' or '.join(parts)}, got null")
+        return
+    allowed = tuple(t for p in parts if p in SCALAR_TYPES for t in SCALAR_TYPES[p])
+    if not isinstance(value, allowed) or (isinstance(value, bool) and "bool" not in parts):
+        raise SettingError(key, f"must be {' or '.join(parts).replace('None', 'null')}, got {value!r}")
+
+
+def check_settings(key: str, section, settings: Settings, ignore: tuple[str, ...] = ()) -> dict:
+    """A plug-in's section against its constructor's ``settings``: unknown and lacking keys, scalar types."""
+    section = {} if section is None else section
+    if not isinstance(section, dict):
+        raise SettingError(key, f"must be a mapping of settings, got {section!r}", [*settings.names, *ignore])
+    for name in settings.unknown({k: v for k, v in section.items() if k not in ignore}):
+        raise SettingError(f"{key}.{name}", "unknown setting", [*settings.names, *ignore])
+    for name in settings.lacking(section):
+        raise SettingError(f"{key}.{name}", "missing (it has no default)")
+    for name, value in section.items():
+        if name in settings.types:
+            check_type(f"{key}.{name}", value, settings.types[name])
+    return section
+
+
+def check_precision(name, device: str = "auto") -> None:
+    """The precision names the training loop and the model backends take (fp32, fp16, bf16)."""
+    if name not in PRECISIONS:
+        raise ValueError(f"unknown precision {name!r} (for device {device!r}); valid values: "
+                         f"{', '.join(PRECISIONS)}")
+
+
+def check_precision_key(key: str, section: dict) -> None:
+    if "precision" in section:
+        try:
+            check_precision(section["precision"], section.get("device", "auto"))
+        except ValueError:
+            raise SettingError(f"{key}.precision", f"unknown precision {section['precision']!r}",
+                               list(PRECISIONS)) from None
+
+
+TRAIN_SETTINGS = Settings(tuple(f.name for f in fields(TrainConfig) if f.name != "seed"), (),
+                          types={f.name: f.type for f in fields(TrainConfig)})
+
+
+def check_train(key: str, section: dict) -> None:
+    """A model's ``train`` section: the training loop's settings, without ``seed`` (the one route for seeds is
+    eval.seeds, and compare.seeds for the comparison; the pipeline sets the loop's seed from them)."""
+    train = section.get("train")
+    if train is None:
+        return
+    if isinstance(train, dict) and "seed" in train:
+        raise SettingError(f"{key}.train.seed", "seeds come from eval.seeds (and compare.seeds for the comparison), "
+                                                "one model per seed; remove this key")
+    check_settings(f"{key}.train", train, TRAIN_SETTINGS)
+    check_precision_key(f"{key}.train", train)
+
+
+def built(key: str, build: Callable[[], object]) -> None:
+    """Run a plug-in's constructor for its own value checks; its refusal becomes a SettingError on ``key``."""
+    try:
+        build()
+    except (ValueError, TypeError) as e:
+        raise SettingError(key, str(e)) from None
+
+
+@dataclass
+class DatasetFacts:
+    """What the checks need to know about the dataset, found without reading its data."""
+
+    name: str
+    task: str
+    label_names: list[str]
+    modalities: list[str]  # those params.features may name
+    precomputed: bool  # it ships features: extractor settings do not apply
+    transcripts: bool
+    pending: bool  # the root is the synthetic sample, written by the `sample` stage
+
+
+def check_dataset(cfg) -> DatasetFacts:
+    from remodiff.pipeline import SAMPLE  # the sample stage's output
+
+    check_keys("dataset", cfg, SECTIONS["dataset"], DATASETS.names())
+    check_name("dataset.name", cfg["name"], DATASETS.names(), "dataset")
+    if not isinstance(cfg["root"], (str, Path)):
+        raise SettingError("dataset.root", f"must be a directory path, got {cfg['root']!r}")
+    for name in DATASETS.names():
+        if name in cfg:
+            check_settings(f"dataset.{name}", cfg[name], Settings.of(DATASETS.get(name), skip=("root",)))
+    check_asr(cfg.get("asr"))
+    cls, root = DATASETS.get(cfg["name"]), Path(cfg["root"])
+    if not root.is_dir() and root == SAMPLE and hasattr(cls, "label_names"):
+        return DatasetFacts(cfg["name"], cls.task, list(cls.label_names), list(MODALITIES), cls.precomputed,
+                            cls.transcripts, True)
+    if not root.is_dir():
+        raise SettingError("dataset.root", f"{root} does not exist or is not a directory")
+    try:  # adapters check their settings and expected files when built; precomputed ones read their arrays' names
+        adapter = build_dataset(cfg)
+        modalities = adapter.modalities()
+    except (ValueError, FileNotFoundError) as e:
+        raise SettingError(f"dataset.{cfg['name']}", str(e)) from None
+    return DatasetFacts(cfg["name"], adapter.task, list(adapter.label_names),
+                        list(MODALITIES) if modalities is None else modalities, adapter.precomputed,
+                        adapter.transcripts, False)
+
+
+def check_asr(cfg) -> None:
+    if cfg is None:
+        return
+    if not isinstance(cfg, dict):
+        raise SettingError("dataset.asr", f"must be null or a mapping with backend and model, got {cfg!r}")
+    check_name("dataset.asr.backend", cfg.get("backend"), sorted(ASR_BACKENDS), "ASR backend")
+    check_settings("dataset.asr", cfg, Settings.of(ASR_BACKENDS[cfg["backend"]]), ignore=("backend",))
+
+
+def check_features(cfg, dataset: DatasetFacts, asr) -> list[str]:
+    if not isinstance(cfg, dict) or not cfg:
+        raise SettingError("features", "must map each modality of the run to its extractor settings",
+                           dataset.modalities)
+    for m, section in cfg.items():
+        key = f"features.{m}"
+        if m not in dataset.modalities:
+            raise SettingError(key, f"not a modality of dataset {dataset.name}", dataset.modalities)
+        if not isinstance(section, dict):
+            raise SettingError(key, f"must be a mapping with backend (and its settings), got {section!r}")
+        if section.get("dtype", "float32") not in FEATURE_DTYPES:
+            raise SettingError(f"{key}.dtype", f"unknown dtype {section['dtype']!r}", FEATURE_DTYPES)
+        if dataset.precomputed and set(section) <= {"dtype"}:
+            continue  # a dataset that ships features needs no extractor; only dtype applies
+        backends = [b for b in EXTRACTORS.names() if EXTRACTORS.get(b).modality == m]
+        check_name(f"{key}.backend", section.get("backend"), backends, f"{m} extractor")
+        check_settings(key, section, extractor_settings(section["backend"]), ignore=("backend", "dtype"))
+        check_precision_key(key, section)
+    if "text" in cfg and not dataset.transcripts and not asr:
+        raise SettingError("features.text", f"dataset {dataset.name} has no transcripts: set dataset.asr to "
+                                            f"transcribe the clips, or remove features.text")
+    return list(cfg)
+
+
+def check_masks(cfg, modalities: list[str]) -> list[str]:
+    check_keys("masks", cfg, SECTIONS["masks"], PROTOCOLS.names())
+    check_name("masks.protocol", cfg["protocol"], ["all", *PROTOCOLS.names()], "protocol")
+    chosen = PROTOCOLS.names() if cfg["protocol"] == "all" else [cfg["protocol"]]
+    for protocol in PROTOCOLS.names():
+        if protocol in cfg or protocol in chosen:
+            try:
+                named_settings(protocol, cfg.get(protocol), modalities)
+            except ValueError as e:
+                raise SettingError(f"masks.{protocol}", str(e)) from None
+    return chosen
+
+
+def check_models(kind: str, cfg, registry, settings_of: Callable[[str], Settings],
+                 build: Callable[[str, dict], object]) -> str:
+    """``imputer`` / ``fuser``: the type, and every model section present, checked and built unfitted."""
+    check_keys(kind, cfg, SECTIONS[kind], registry.names())
+    check_name(f"{kind}.type", cfg["type"], registry.names(), kind)
+    for name in registry.names():
+        if name in cfg or name == cfg["type"]:  # the chosen type without a section runs on its defaults
+            key = f"{kind}.{name}"
+            section = check_settings(key, cfg.get(name), settings_of(name))
+            check_train(key, section)
+            built(key, lambda: build(name, section))
+    return cfg["type"]
+
+
+def resolve_metric(task: str, label_names: list[str], metric: str, key: str = "metric") -> str:
+    """``metric`` (``auto``: the task's headline, e.g. ``mean_acc`` for First Impressions, ``Has0_acc_2`` for
+    MOSI / MOSEI sentiment, ``accuracy`` for classification) after checking that the task's metrics have it."""
+    names = metric_names(task, list(label_names))
+    if metric == AUTO:
+        return headline_metric(task, list(label_names))
+    if metric not in names:
+        raise SettingError(key, f"{metric!r} is not a metric of this {task} dataset (labels "
+                                f"{', '.join(label_names)})", [AUTO, *names])
+    return metric
+
+
+def check_params(params: dict, source: str = "params.yaml") -> list[str]:
+    """Every setting of ``params`` (parsed params.yaml); returns a short summary of the run (one item per part),
+    or raises :class:`SettingError` naming the first bad key."""
+    try:
+        return _check(params)
+    except SettingError as e:
+        e.source = source
+        raise
+
+
+def _check(params) -> list[str]:
+    if not isinstance(params, dict):
+        raise SettingError("(top level)", "must be a mapping of sections", SECTIONS)
+    for section in params:
+        if section not in SECTIONS:
+            raise SettingError(section, "unknown section", SECTIONS)
+    for section in SECTIONS:
+        if section not in params and section in REQUIRED:  # the others only their own stages need
+            raise SettingError(section, "missing section")
+    if "sample" in params:
+        from remodiff.data.sample import generate_sample
+
+        check_settings("sample", params["sample"], Settings.of(generate_sample, skip=("root",)))
+    dataset = check_dataset(params["dataset"])
+    check_keys("segment", params["segment"], SECTIONS["segment"])
+    modalities = check_features(params["features"], dataset, params["dataset"].get("asr"))
+    protocols = check_masks(params["masks"], modalities)
+    check_keys("eval", params["eval"], SECTIONS["eval"])
+    imputer = check_models("imputer", params["imputer"], IMPUTERS, imputer_settings, build_imputer)
+    fuser = check_models("fuser", params["fuser"], FUSERS, fuser_settings,
+                         lambda name, section: build_fuser(name, modalities, section))
+    summary = [f"dataset {dataset.name} ({dataset.task}{', written by the sample stage' if dataset.pending else ''})",
+               f"modalities {'+'.join(modalities)}", f"masks {', '.join(protocols)}",
+               f"imputer {imputer}", f"fuser {fuser}", f"seeds {params['eval']['seeds']}"]
+    if "compare" in params:
+        check_keys("compare", params["compare"], SECTIONS["compare"])
+        metric = resolve_metric(dataset.task, dataset.label_names, params["compare"]["metric"], "compare.metric")
+        summary.append(f"compare {len(params['compare']['imputers'])} imputers by {metric}")
+    if "report" in params:
+        check_keys("report", params["report"], SECTIONS["report"])
+        metric = resolve_metric(dataset.task, dataset.label_names, params["report"]["metric"], "report.metric")
+        summary.append(f"report {metric}")
+    return summary
+
+
+def read_params(path: str | Path = "params.yaml") -> dict:
+    """The parsed params file (unchecked); a missing file or bad YAML is a one-line error."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run from the project root or pass --params")
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path} is not valid YAML: {one_line(e)}") from None
+
+
+def load_checked(path: str | Path = "params.yaml") -> dict:
+    """The parsed params file, after :func:`check_params` (what a stage entry reads its settings with)."""
+    params = read_params(path)
+    check_params(params, source=Path(path).name)
+    return params
+
+
+# Errors that mean a bad setting or input, not a bug: one line without a traceback (unless debugging).
+# SettingError and UnknownNameError (a registry name) are ValueErrors.
+USER_ERRORS = (ValueError, FileNotFoundError, ModelUnavailableError)
+
+
+def debugging() -> bool:
+    return os.environ.get("REMODIFF_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+@contextmanager
+def reported_errors(debug: bool | None = None) -> Iterator[None]:
+    """Around a command or stage: a user error prints ``error: <one line>`` to stderr and exits with status 2;
+    with ``debug`` (default: the environment variable ``REMODIFF_DEBUG=1``) it propagates with its traceback."""
+    try:
+        yield
+    except USER_ERRORS as e:
+        if debugging() if debug is None else debug:
+            raise
+        print(f"error: {one_line(e) or type(e).__name__}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def run_checked(fn: Callable, *args, debug: bool | None = None, **kwargs):
+    """``fn(*args, **kwargs)`` inside :func:`reported_errors`."""
+    with reported_errors(debug):
+        return fn(*args, **kwargs)
