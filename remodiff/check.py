@@ -25,7 +25,7 @@ from remodiff.data import DATASETS, build_dataset
 from remodiff.data.adapters import STAGE_KEYS
 from remodiff.data.asr import ASR_BACKENDS
 from remodiff.evaluation.masks import PROTOCOLS, named_settings
-from remodiff.evaluation.metrics import headline_metric, metric_names
+from remodiff.evaluation.metrics import AUTO, metric_names, resolve_metric
 from remodiff.features import EXTRACTORS, MODALITIES
 from remodiff.features.base import extractor_settings
 from remodiff.features.deep import ModelUnavailableError
@@ -34,26 +34,10 @@ from remodiff.fusion.base import fuser_settings
 from remodiff.imputers import IMPUTERS, build_imputer
 from remodiff.imputers.base import imputer_settings
 from remodiff.params import REQUIRED
-from remodiff.registry import Settings
+from remodiff.registry import SettingError, Settings, one_line
 from remodiff.store import FEATURE_DTYPES
-from remodiff.training import PRECISIONS, TrainConfig
-
-
-class SettingError(ValueError):
-    """A bad setting: ``str`` is one line, ``<file>: <dotted.key>: <message> (valid: a, b, c)``."""
-
-    def __init__(self, key: str, message: str, valid=None, source: str = "params.yaml"):
-        self.key, self.message, self.source = key, message, source
-        self.valid = [str(v) for v in valid] if valid is not None else None
-        super().__init__(key, message)
-
-    def __str__(self) -> str:
-        valid = f" (valid: {', '.join(self.valid) or 'none'})" if self.valid is not None else ""
-        return f"{self.source}: {self.key}: {one_line(self.message)}{valid}"
-
-
-def one_line(text: str) -> str:
-    return "; ".join(line.strip() for line in str(text).splitlines() if line.strip())
+from remodiff.device import PRECISIONS, check_precision_name
+from remodiff.training import TrainConfig
 
 
 # ---- value checks: each takes (key, value) and raises SettingError ----
@@ -133,12 +117,12 @@ SECTIONS: dict[str, dict[str, Key]] = {
     "masks": {"protocol": Key(), "seed": Key(integer)},  # + one per protocol
     "eval": {"seeds": Key(seed_list), "samples": Key(positive_int), "lower_bound": Key(boolean)},
     "imputer": {"type": Key()},  # + one per imputer
+    "sampling": {},  # one per imputer: how it draws reconstructions
     "fuser": {"type": Key()},  # + one per fuser
     "compare": {"imputers": Key(imputer_list), "seeds": Key(seed_list_or_null, False),
                 "metric": Key(metric_name)},
     "report": {"metric": Key(metric_name), "benchmark": Key(text_or_null, False)},
 }
-AUTO = "auto"  # compare.metric / report.metric: the task's headline metric
 
 
 def check_keys(key: str, section, known: dict[str, Key], extra: list[str] = ()) -> dict:
@@ -195,17 +179,10 @@ def check_settings(key: str, section, settings: Settings, ignore: tuple[str, ...
     return section
 
 
-def check_precision(name, device: str = "auto") -> None:
-    """The precision names the training loop and the model backends take (fp32, fp16, bf16)."""
-    if name not in PRECISIONS:
-        raise ValueError(f"unknown precision {name!r} (for device {device!r}); valid values: "
-                         f"{', '.join(PRECISIONS)}")
-
-
 def check_precision_key(key: str, section: dict) -> None:
     if "precision" in section:
         try:
-            check_precision(section["precision"], section.get("device", "auto"))
+            check_precision_name(section["precision"])
         except ValueError:
             raise SettingError(f"{key}.precision", f"unknown precision {section['precision']!r}",
                                list(PRECISIONS)) from None
@@ -250,7 +227,7 @@ class DatasetFacts:
 
 
 def check_dataset(cfg) -> DatasetFacts:
-    from remodiff.pipeline import SAMPLE  # the sample stage's output
+    from remodiff.pipeline.common import SAMPLE  # the sample stage's output
 
     check_keys("dataset", cfg, SECTIONS["dataset"], DATASETS.names())
     check_name("dataset.name", cfg["name"], DATASETS.names(), "dataset")
@@ -336,16 +313,11 @@ def check_models(kind: str, cfg, registry, settings_of: Callable[[str], Settings
     return cfg["type"]
 
 
-def resolve_metric(task: str, label_names: list[str], metric: str, key: str = "metric") -> str:
-    """``metric`` (``auto``: the task's headline, e.g. ``mean_acc`` for First Impressions, ``Has0_acc_2`` for
-    MOSI / MOSEI sentiment, ``accuracy`` for classification) after checking that the task's metrics have it."""
-    names = metric_names(task, list(label_names))
-    if metric == AUTO:
-        return headline_metric(task, list(label_names))
-    if metric not in names:
-        raise SettingError(key, f"{metric!r} is not a metric of this {task} dataset (labels "
-                                f"{', '.join(label_names)})", [AUTO, *names])
-    return metric
+def check_sampling(cfg) -> None:
+    """``sampling.<imputer>``: the sampling settings each imputer takes."""
+    check_keys("sampling", cfg, SECTIONS["sampling"], IMPUTERS.names())
+    for name, section in cfg.items():
+        check_keys(f"sampling.{name}", section if section is not None else {}, {})
 
 
 def check_params(params: dict, source: str = "params.yaml") -> list[str]:
@@ -382,6 +354,7 @@ def _check(params) -> list[str]:
     summary = [f"dataset {dataset.name} ({dataset.task}{', written by the sample stage' if dataset.pending else ''})",
                f"modalities {'+'.join(modalities)}", f"masks {', '.join(protocols)}",
                f"imputer {imputer}", f"fuser {fuser}", f"seeds {params['eval']['seeds']}"]
+    check_sampling(params.get("sampling", {}))
     if "compare" in params:
         check_keys("compare", params["compare"], SECTIONS["compare"])
         metric = resolve_metric(dataset.task, dataset.label_names, params["compare"]["metric"], "compare.metric")
@@ -390,6 +363,14 @@ def _check(params) -> list[str]:
         check_keys("report", params["report"], SECTIONS["report"])
         metric = resolve_metric(dataset.task, dataset.label_names, params["report"]["metric"], "report.metric")
         summary.append(f"report {metric}")
+    compared = params["compare"]["imputers"] if isinstance(params.get("compare"), dict) else []
+    for name in dict.fromkeys([imputer, *compared]):
+        for section in ("imputer", "sampling"):  # the stages' DVC params name these sections
+            if not isinstance(params.get(section), dict) or name not in params[section]:
+                raise SettingError(f"{section}.{name}", f"missing: the {name} imputer is used, so its section must "
+                                                        "exist ({} for no settings)")
+    if fuser not in params["fuser"]:
+        raise SettingError(f"fuser.{fuser}", "missing: the selected fuser's section must exist ({} for no settings)")
     return summary
 
 

@@ -69,3 +69,24 @@ class Settings:
 def annotation_text(annotation) -> str:
     """An annotation as source text (it already is one under ``from __future__ import annotations``)."""
     return annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+
+
+def one_line(text) -> str:
+    return "; ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+
+class SettingError(ValueError):
+    """A bad setting: ``str`` is one line, ``<file>: <dotted.key>: <message> (valid: a, b, c)``."""
+
+    def __init__(self, key: str, message: str, valid=None, source: str = "params.yaml"):
+        self.key, self.message, self.source = key, message, source
+        self.valid = [str(v) for v in valid] if valid is not None else None
+        super().__init__(key, message)
+
+    def __str__(self) -> str:
+        valid = f" (valid: {', '.join(self.valid) or 'none'})" if self.valid is not None else ""
+        return f"{self.source}: {self.key}: {one_line(self.message)}{valid}"
+
+
+def one_line(text: str) -> str:
+    return "; ".join(line.strip() for line in str(text).splitlines() if line.strip())

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+import sys
 import traceback
 from pathlib import Path
 
@@ -106,8 +109,9 @@ def test_a_leftover_key_of_the_previous_extractor_backend_is_named_without_loadi
     params["features"]["video"]["model"] = "vit_base_patch16_224"
     params["features"]["video"]["checkpoint"] = "/nowhere/model.safetensors"
     assert failure(params).startswith("params.yaml: features.video.thumb: unknown setting (valid: model, checkpoint,")
-    del params["features"]["video"]["thumb"], params["features"]["video"]["checkpoint"]
-    assert failure(params) == "params.yaml: features.video.checkpoint: missing (it has no default)"
+    del params["features"]["video"]["thumb"]
+    params["features"]["video"]["checkpoint"] = 3
+    assert failure(params).startswith("params.yaml: features.video.checkpoint: ")
     with pytest.raises(ValueError, match="backend 'frame_stats' takes no settings \\['model'\\]"):
         build_extractor("video", {"backend": "frame_stats", "model": "x"})  # a stage building it says the same
 
@@ -198,3 +202,16 @@ def test_mask_setting_names_are_exact_and_unique():
     # modalities sharing an initial are named in full
     assert list(named_settings("independent", [{"audio": 0.5}], ["audio", "acoustic"])) == \
         ["paudio_0.5-pacoustic_0.0"]
+
+
+def test_every_stage_checks_params_first_and_fails_in_one_line(params, tmp_path):
+    params["features"]["video"]["backend"] = "timm"  # `thumb: 4` of frame_stats is left over
+    write_params(tmp_path, params)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    env.pop("REMODIFF_DEBUG", None)
+    done = subprocess.run([sys.executable, str(ROOT / "stages" / "extract.py")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: params.yaml: features.video.thumb: unknown setting (valid:")
+    assert not (tmp_path / "data").exists()  # nothing ran

@@ -137,7 +137,7 @@ def test_missing_optional_inputs_are_skipped_and_stale_figures_removed(tmp_path,
 def test_an_absent_metric_fails_naming_the_available_ones(tmp_path, monkeypatch):
     write_metrics(tmp_path, downstream=downstream())
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ValueError, match="report.metric 'accuracy' is not in .*available metrics: mae, mean_acc"):
+    with pytest.raises(ValueError, match="report.metric: 'accuracy' is not among the metrics of this run \\(valid: auto, mae, mean_acc\\)"):
         stage("report")(params(metric="accuracy"))
 
 

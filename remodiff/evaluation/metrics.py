@@ -7,7 +7,8 @@ import logging
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
 
-from remodiff.tasks import TASKS, check_class_indices, class_indices
+from remodiff.registry import SettingError
+from remodiff.tasks import TASKS, Task, check_class_indices, class_indices
 
 log = logging.getLogger(__name__)
 BIG_FIVE = ("extraversion", "neuroticism", "agreeableness", "conscientiousness", "openness")
@@ -179,3 +180,30 @@ def metric_names(task: str, label_names: list[str]) -> list[str]:
 def headline_metric(task: str, label_names: list[str]) -> str:
     names = metric_names(task, label_names)
     return next(k for k in HEADLINE_METRICS if k in names)
+
+
+AUTO = "auto"  # compare.metric / report.metric: the task's headline metric
+
+
+def resolve_metric(task: str, label_names: list[str], metric: str, key: str = "metric") -> str:
+    """``metric`` (``auto``: the task's headline, e.g. ``mean_acc`` for First Impressions, ``Has0_acc_2`` for
+    MOSI / MOSEI sentiment, ``accuracy`` for classification) after checking that the task's metrics have it."""
+    names = metric_names(task, list(label_names))
+    if metric == AUTO:
+        return headline_metric(task, list(label_names))
+    if metric not in names:
+        raise SettingError(key, f"{metric!r} is not a metric of this {task} dataset (labels "
+                                f"{', '.join(label_names)})", [AUTO, *names])
+    return metric
+
+
+
+def metric_of_results(results: dict, setting: str, key: str) -> str:
+    """The metric a table or figure of ``results`` (a downstream.json: ``complete`` holds every metric) shows:
+    ``setting``, or for ``auto`` the headline metric among them."""
+    names = sorted(k for k in results.get("complete", {}) if not k.endswith("_ci95"))
+    if setting == AUTO:
+        return next((k for k in HEADLINE_METRICS if k in names), names[0] if names else AUTO)
+    if setting not in names:
+        raise SettingError(key, f"{setting!r} is not among the metrics of this run", [AUTO, *names])
+    return setting

@@ -35,6 +35,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.decomposition import PCA
 
+from remodiff.evaluation.metrics import metric_of_results
 from remodiff.scaling import Standardiser
 from remodiff.store import load_featureset, partial_path, read_featureset
 
@@ -71,13 +72,6 @@ def read_json(path: Path) -> object | None:
         log.info("report: %s is absent, skipping what needs it", path)
         return None
     return json.loads(path.read_text())
-
-
-def check_metric(downstream: dict, metric: str, source: Path) -> None:
-    complete = downstream.get("complete", {})
-    if metric not in complete:
-        available = sorted(k for k in complete if not k.endswith("_ci95"))
-        raise ValueError(f"report.metric {metric!r} is not in {source}; available metrics: {', '.join(available)}")
 
 
 def protocols_of(downstream: dict) -> dict[str, dict]:
@@ -449,7 +443,7 @@ def write_report(out_dir: Path, metrics_dir: Path, test_store: Path, reconstruct
     if not downstream_path.exists():
         raise FileNotFoundError(f"{downstream_path} does not exist; run the evaluate stage first")
     downstream = json.loads(downstream_path.read_text())
-    check_metric(downstream, metric, downstream_path)
+    metric = metric_of_results(downstream, metric, "report.metric")
     reconstruction = read_json(metrics_dir / "reconstruction.json")
     histories = {"fuser (all modalities)": read_json(metrics_dir / "fuser_history.json"),
                  f"imputer ({downstream.get('imputer', '?')})": read_json(metrics_dir / "imputer_history.json")}

@@ -7,13 +7,10 @@ deps against the import closure of its module.
 from __future__ import annotations
 
 import logging
-import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from remodiff.params import load_params
 
 log = logging.getLogger(__name__)
 
@@ -57,35 +54,14 @@ def compare_run(imputer: str) -> ImputerRun:
 
 PRECOMPUTED = "precomputed"  # the segment store's group holding a dataset's own feature set
 
-# Errors that mean "a setting or an input is wrong": shown as one line; anything else is a bug and keeps its traceback.
-USER_ERRORS = (ValueError, FileNotFoundError)
-
-
-def debugging() -> bool:
-    return os.environ.get("REMODIFF_DEBUG", "") not in ("", "0")
-
-
 def main(run: Callable[..., object], *args: str, params_path: str | Path = "params.yaml") -> None:
-    """Entry point of the thin ``stages/<stage>.py`` scripts and ``remodiff run``: log, read params.yaml, run.
+    """Entry point of the thin ``stages/<stage>.py`` scripts and ``remodiff run``: log, read and check params.yaml
+    (:func:`remodiff.check.check_params`, so a bad setting fails in seconds, before any work), run.
 
     A user error (a bad setting, a missing file) prints one line and exits with status 2; ``REMODIFF_DEBUG=1``
     shows the traceback instead."""
+    from remodiff.check import load_checked, reported_errors  # validation only: not a DVC dependency (deps.py)
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        run(load_params(params_path), *args)
-    except USER_ERRORS as e:
-        if debugging():
-            raise
-        print(f"error: {e} (REMODIFF_DEBUG=1 shows the traceback)", file=sys.stderr)
-        sys.exit(2)
-
-
-def compare_seeds(params: dict) -> list[int]:
-    """The comparison's seeds: ``compare.seeds``, or ``eval.seeds`` when that is null."""
-    return list(params["compare"].get("seeds") or seeds_of(params))
-
-
-def compared(params: dict, imputer: str) -> str:
-    if imputer not in params["compare"]["imputers"]:
-        raise ValueError(f"{imputer!r} is not in compare.imputers {params['compare']['imputers']}")
-    return imputer
+    with reported_errors():
+        run(load_checked(params_path), *args)

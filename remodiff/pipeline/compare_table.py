@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+from remodiff.evaluation.metrics import metric_of_results
 from remodiff.pipeline.common import METRICS, compare_run
 from remodiff.store import write_json_atomic, write_text_atomic
 
@@ -10,10 +11,10 @@ from remodiff.store import write_json_atomic, write_text_atomic
 def run(params: dict) -> dict:
     """Collect the comparison entries into ``metrics/comparison.json`` (``<protocol>.<setting>.<imputer>.<metric>``,
     plus ``upper_bound`` and ``train_mean``) and a Markdown table of the chosen metric."""
-    metric = params["compare"]["metric"]
     table: dict = {}
     for imputer in params["compare"]["imputers"]:
         result = json.loads(compare_run(imputer).downstream.read_text())
+        metric = metric_of_results(result, params["compare"]["metric"], "compare.metric")
         table.setdefault("upper_bound", result["complete"])
         table.setdefault("train_mean", result["train_mean"])
         for protocol, settings in result.items():

@@ -2,7 +2,8 @@
 
 Every ``import remodiff...`` / ``from remodiff... import ...`` anywhere in a module (also inside functions: a lazy
 import is code the stage may run) is followed, with the ``__init__.py`` of every package on the way, because
-importing a module runs them. ``python -m remodiff.pipeline.deps`` prints each stage's list for ``dvc.yaml``;
+importing a module runs them. The validation pass (``remodiff.check``) is not followed: see NOT_DEPENDENCIES.
+``python -m remodiff.pipeline.deps`` prints each stage's list for ``dvc.yaml``;
 ``tests/test_dvc_deps.py`` checks that ``dvc.yaml`` says exactly this.
 """
 from __future__ import annotations
@@ -13,6 +14,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = "remodiff"
+# Validation only: it refuses a run or lets it go and computes nothing a stage writes, so a change to it cannot
+# change an output; following it would make every stage depend on every plug-in.
+NOT_DEPENDENCIES = {"remodiff.check"}
 
 
 def module_file(module: str, root: Path = ROOT) -> Path | None:
@@ -49,7 +53,7 @@ def closure(entry: Path, root: Path = ROOT) -> list[str]:
     todo = [entry]
     while todo:
         path = todo.pop()
-        for module in imported_modules(path, root):
+        for module in imported_modules(path, root) - NOT_DEPENDENCIES:
             for name in with_parents(module):
                 file = module_file(name, root)
                 if file is not None and file not in seen:
