@@ -65,3 +65,14 @@ def main(run: Callable[..., object], *args: str, params_path: str | Path = "para
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with reported_errors():
         run(load_checked(params_path), *args)
+
+
+def compare_seeds(params: dict) -> list[int]:
+    """The comparison's seeds: ``compare.seeds``, or ``eval.seeds`` when that is null."""
+    return list(params["compare"].get("seeds") or seeds_of(params))
+
+
+def compared(params: dict, imputer: str) -> str:
+    if imputer not in params["compare"]["imputers"]:
+        raise ValueError(f"{imputer!r} is not in compare.imputers {params['compare']['imputers']}")
+    return imputer
