@@ -54,6 +54,7 @@ def compare_run(imputer: str) -> ImputerRun:
 
 PRECOMPUTED = "precomputed"  # the segment store's group holding a dataset's own feature set
 
+
 def main(run: Callable[..., object], *args: str, params_path: str | Path = "params.yaml") -> None:
     """Entry point of the thin ``stages/<stage>.py`` scripts and ``remodiff run``: log, read and check params.yaml
     (:func:`remodiff.check.check_params`, so a bad setting fails in seconds, before any work), run.
