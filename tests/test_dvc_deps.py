@@ -22,7 +22,7 @@ def test_every_stage_lists_exactly_the_code_it_imports():
         expected = stage_code(script)
         assert sorted(code) == sorted(expected), (
             f"dvc.yaml stage {name}: deps differ from the code it runs; missing {sorted(set(expected) - set(code))}, "
-            f"extra {sorted(set(code) - set(expected))} (python -m remodiff.pipeline.deps {script} prints the list)")
+            f"extra {sorted(set(code) - set(expected))} (python -m remodiff.pipeline.deps --write rewrites them)")
 
 
 def test_closure_follows_lazy_imports_and_parent_packages(tmp_path):

@@ -3,12 +3,14 @@
 Every ``import remodiff...`` / ``from remodiff... import ...`` anywhere in a module (also inside functions: a lazy
 import is code the stage may run) is followed, with the ``__init__.py`` of every package on the way, because
 importing a module runs them. The validation pass (``remodiff.check``) is not followed: see NOT_DEPENDENCIES.
-``python -m remodiff.pipeline.deps`` prints each stage's list for ``dvc.yaml``;
-``tests/test_dvc_deps.py`` checks that ``dvc.yaml`` says exactly this.
+``python -m remodiff.pipeline.deps`` prints each stage's list; ``python -m remodiff.pipeline.deps --write``
+rewrites the code deps of every stage of ``dvc.yaml`` in place (its other deps, params and outs are left as they
+are); ``tests/test_dvc_deps.py`` checks that ``dvc.yaml`` says exactly this.
 """
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from pathlib import Path
 
@@ -67,7 +69,24 @@ def stage_code(script: str, root: Path = ROOT) -> list[str]:
     return [script, *closure(root / script, root)]
 
 
+def with_code_deps(dvc_yaml: str, root: Path = ROOT) -> str:
+    """``dvc_yaml`` with each stage's ``stages/`` and ``remodiff/`` deps replaced by :func:`stage_code`."""
+    lines, stage = [], None
+    for line in dvc_yaml.splitlines():
+        if match := re.match(r"^  (\w+):\s*$", line):
+            stage = match.group(1)
+        if re.match(r"^ {6}- (stages|remodiff)/", line):
+            continue
+        lines.append(line)
+        if stage and re.match(r"^ {4}deps:", line):
+            lines += [f"      - {dep}" for dep in stage_code(f"stages/{stage}.py", root)]
+    return "\n".join(lines) + "\n"
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--write"]:
+        (ROOT / "dvc.yaml").write_text(with_code_deps((ROOT / "dvc.yaml").read_text()))
+        sys.exit()
     for script in sys.argv[1:] or sorted(str(p.relative_to(ROOT)) for p in (ROOT / "stages").glob("*.py")):
         print(f"{script}:")
         for dep in stage_code(script):
