@@ -3,9 +3,9 @@
     python benchmarks/real_fusers.py                      # all fusers, both sets, seeds 42 1 2 3 4
     python benchmarks/real_fusers.py --fusers early linear --sets ravdess
 
-Fusers run with their params.yaml sections (which equal the code defaults); ``early@old`` is the early fuser
-with main's settings before issue 12 (no input dropout or projection-free net aside, the old loop settings:
-validation-loss stopping, lr 2e-3, batch 16, weight decay 1e-4, dropout 0.1, patience 30, constant lr).
+Fusers run with their params.yaml sections (which equal the code defaults). ``early@old`` is today's early
+network (with its per-modality projection) under the settings main had before issue 12: validation-*loss*
+stopping, no input dropout, dropout 0.1, lr 2e-3, batch 16, weight decay 1e-4, patience 30, constant lr.
 Scores: RAVDESS test accuracy (%), FI ``mean_acc`` (1 - MAE over the Big Five). Results go to
 benchmarks/results/real_fusers.json. Torch runs on one thread.
 """
@@ -69,13 +69,34 @@ def fuser_params(fuser: str) -> dict:
     return json.loads(json.dumps(section))
 
 
+def markdown_table(results: dict) -> str:
+    """One row per fuser, one column per dev set, the references in the last row."""
+    names = list(dict.fromkeys(name for per_set in results.values() for name in per_set))
+    sets = [s for s in ("ravdess", "fi") if s in results]
+    heads = {"ravdess": "RAVDESS dev, accuracy %", "fi": "FI dev, mean_acc (1 − MAE)"}
+    lines = ["| fuser | " + " | ".join(heads[s] for s in sets) + " |", "|---" * (len(sets) + 1) + "|"]
+    for name in names:
+        cells = []
+        for s in sets:
+            row = results[s].get(name)
+            digits = 1 if s == "ravdess" else 4
+            cells.append(f"{row['mean']:.{digits}f} ± {row['ci95']:.{digits}f}" if row else "–")
+        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+    lines.append("| reference | " + " | ".join(REFERENCES[s] for s in sets) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fusers", nargs="+", default=FUSERS, help=f"of {FUSERS + ['early@old']}")
     parser.add_argument("--sets", nargs="+", default=["ravdess", "fi"])
     parser.add_argument("--seeds", nargs="+", type=int, default=SEEDS)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "real_fusers.json"))
+    parser.add_argument("--table", action="store_true", help="only print the saved results as a markdown table")
     args = parser.parse_args()
+    if args.table:
+        print(markdown_table(json.loads(Path(args.out).read_text())))
+        return
     torch.set_num_threads(1)
     loaders = {"ravdess": lambda: tuple(as_classification(fs) for fs in ravdess()), "fi": fi}
     results = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {}

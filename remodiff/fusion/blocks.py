@@ -31,7 +31,7 @@ MASKING_SEED_OFFSET = 1_000_003
 MONITORS = ("score", "loss")
 # The training loop's settings for fusers, sized on the real dev sets (README, "Fusers"); a fuser's `train`
 # section overrides them key by key. Kept equal to params.yaml's fuser sections.
-FUSER_TRAIN_DEFAULTS = {"epochs": 60, "batch_size": 64, "lr": 1e-3, "weight_decay": 0.05, "patience": 10,
+FUSER_TRAIN_DEFAULTS = {"epochs": 60, "batch_size": 64, "lr": 5e-4, "weight_decay": 0.05, "patience": 10,
                         "min_epochs": 10, "schedule": "cosine"}
 
 
