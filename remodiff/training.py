@@ -189,7 +189,6 @@ def fit(model: nn.Module, loss_fn: Callable[[nn.Module, Batch], torch.Tensor], t
         model.train()
         totals: dict[str, float] = {}
         count = 0
-        row: dict = {"epoch": epoch}
         order = BatchSampler(torch.randperm(n_train, generator=generator).tolist(), cfg.batch_size, drop_last=False)
         if data_parallel:
             from accelerate.data_loader import BatchSamplerShard
@@ -208,7 +207,7 @@ def fit(model: nn.Module, loss_fn: Callable[[nn.Module, Batch], torch.Tensor], t
             count += n
         if processes > 1:
             totals, count = sum_over_processes(accelerator, totals, count)
-        row.update({f"train_{k}": v / count for k, v in totals.items()})
+        row = {"epoch": epoch, **{f"train_{k}": v / count for k, v in totals.items()}}
         if val is not None:
             with autocast():
                 row["val_loss"] = evaluate_loss(model, loss_fn, val, cfg.batch_size,
@@ -221,8 +220,10 @@ def fit(model: nn.Module, loss_fn: Callable[[nn.Module, Batch], torch.Tensor], t
         bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k != "epoch"})
         # higher is better: the score, or the negated loss
         monitored = row["val_score"] if scored else -row.get("val_loss", row.get("train_loss", 0.0))
-        if scheduler is not None:
-            scheduler.step(monitored) if cfg.schedule == "plateau" else scheduler.step()
+        if cfg.schedule == "plateau":
+            scheduler.step(monitored)
+        elif scheduler is not None:
+            scheduler.step()
         if monitored > best + 1e-6:
             best, best_epoch, best_state, waited = monitored, epoch, copy.deepcopy(model.state_dict()), 0
         else:
