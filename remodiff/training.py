@@ -1,7 +1,11 @@
 """The one training loop and the one batching utility, shared by every neural imputer and fuser.
 
-Seeded, device-agnostic (CUDA when present), early stopping on the validation loss with the best
-weights restored, a tqdm bar over epochs and a per-epoch loss history written for ``dvc plots``.
+Seeded, device-agnostic (CUDA when present), early stopping with the best weights restored, a tqdm bar over
+epochs and a per-epoch history written for ``dvc plots``. Early stopping watches a validation *score* where the
+caller gives one (``val_score(model)``, higher is better: a fuser's accuracy or -MAE, since the validation loss
+of a classifier bottoms out epochs before its accuracy does), else the validation loss (else the training loss);
+it never stops before ``min_epochs``. ``schedule`` sets the learning rate per epoch: constant, cosine (annealed
+to 0 over ``epochs``) or plateau (halved after ``patience // 2`` epochs without improvement).
 
 Scaling out goes through 🤗 Accelerate (the optional ``scale`` extra), which the loop uses when it is installed:
 under ``accelerate launch`` / ``torchrun`` (N processes) the loss is computed inside a DDP-wrapped module, each
@@ -35,6 +39,7 @@ from remodiff.store import write_json_atomic
 log = logging.getLogger(__name__)
 Batch = dict[str, torch.Tensor]
 ACCELERATE_PRECISION = {"fp32": "no", "fp16": "fp16", "bf16": "bf16"}  # TrainConfig.precision -> Accelerate's name
+SCHEDULES = ("constant", "cosine", "plateau")
 
 
 @dataclass
@@ -52,9 +57,17 @@ class TrainConfig:
     # fp32, or Accelerate's mixed precision (autocast; fp16 adds loss scaling): fp16 | bf16; where the device
     # cannot run it natively, training falls back to fp32 with a warning (remodiff.device.usable_precision)
     precision: str = "fp32"
+    # no early stop before this many epochs (the best epoch is still picked from all of them)
+    min_epochs: int = 0
+    # the learning rate per epoch: constant | cosine | plateau (SCHEDULES)
+    schedule: str = "constant"
 
     def __post_init__(self) -> None:
         check_precision_name(self.precision, "training precision")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"training schedule {self.schedule!r}; valid values: {', '.join(SCHEDULES)}")
+        if self.min_epochs < 0:
+            raise ValueError(f"training min_epochs must be >= 0, got {self.min_epochs}")
 
     @classmethod
     def from_params(cls, params: Mapping) -> "TrainConfig":
@@ -117,14 +130,17 @@ def make_accelerator(cfg: TrainConfig, device: torch.device):
 def fit(model: nn.Module, loss_fn: Callable[[nn.Module, Batch], torch.Tensor], train: Batch,
         val: Batch | None, cfg: TrainConfig, history_path: str | Path | None = None,
         step: Callable[[Batch, int], dict[str, float]] | None = None, desc: str = "train",
-        after_step: Callable[[], None] | None = None) -> list[dict]:
-    """Train ``model`` on tensors ``train`` (already on the model's device) and return the loss history.
+        after_step: Callable[[], None] | None = None,
+        val_score: Callable[[nn.Module], float] | None = None) -> list[dict]:
+    """Train ``model`` on tensors ``train`` (already on the model's device) and return the history.
 
     ``loss_fn(model, batch)`` gives the loss to minimise (and the validation loss). Models that need more
     than one optimiser (GANs) pass ``step(batch, epoch) -> {name: value}`` instead, which does its own
     updates; the loop still batches, validates, stops early and logs. Such a step is not data-parallel: under
     N processes each one trains on all the data. ``after_step()`` runs after every training step (e.g. to
-    update an exponential moving average of the weights).
+    update an exponential moving average of the weights). ``val_score(model) -> float`` (higher is better), run
+    in eval mode after every epoch, is what early stopping and the restored weights follow where ``val`` is given.
+    History rows: ``epoch``, ``train_<loss>``, ``val_loss`` and ``val_score`` where there is a ``val``.
     """
     generator = seed_everything(cfg.seed)
     device = next(iter(train.values())).device
@@ -141,8 +157,10 @@ def fit(model: nn.Module, loss_fn: Callable[[nn.Module, Batch], torch.Tensor], t
         # the batch order stays shared (``generator``); the noise drawn inside losses differs between processes
         torch.manual_seed(cfg.seed + rank)
     autocast = accelerator.autocast if accelerator is not None else nullcontext
+    scheduler = None
     if step is None:
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        scheduler = make_scheduler(optimizer, cfg)
         training_loss = TrainingLoss(model, loss_fn)
         if accelerator is not None:
             training_loss, optimizer = accelerator.prepare(training_loss, optimizer)
@@ -158,9 +176,13 @@ def fit(model: nn.Module, loss_fn: Callable[[nn.Module, Batch], torch.Tensor], t
                 accelerator.clip_grad_norm_(model.parameters(), 5.0)
             optimizer.step()
             return {"loss": float(loss.detach())}
+    elif cfg.schedule != "constant":
+        raise ValueError(f"{desc}: a custom training step owns its optimisers; schedule {cfg.schedule!r} needs the "
+                         "loop's own (use schedule: constant)")
 
     history: list[dict] = []
-    best, best_state, waited = float("inf"), None, 0
+    scored = val is not None and val_score is not None
+    best, best_epoch, best_state, waited = -float("inf"), -1, None, 0
     n_train = len(next(iter(train.values())))
     bar = tqdm(range(cfg.epochs), desc=desc, leave=False, disable=rank > 0)
     for epoch in bar:
@@ -190,15 +212,24 @@ def fit(model: nn.Module, loss_fn: Callable[[nn.Module, Batch], torch.Tensor], t
             with autocast():
                 row["val_loss"] = evaluate_loss(model, loss_fn, val, cfg.batch_size,
                                                 accelerator if processes > 1 else None)
+                if scored:
+                    model.eval()
+                    with torch.no_grad():
+                        row["val_score"] = float(val_score(model))
         history.append(row)
         bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k != "epoch"})
-        monitored = row.get("val_loss", row.get("train_loss", 0.0))
-        if monitored < best - 1e-6:
-            best, best_state, waited = monitored, copy.deepcopy(model.state_dict()), 0
+        # higher is better: the score, or the negated loss
+        monitored = row["val_score"] if scored else -row.get("val_loss", row.get("train_loss", 0.0))
+        if cfg.schedule == "plateau":
+            scheduler.step(monitored)
+        elif scheduler is not None:
+            scheduler.step()
+        if monitored > best + 1e-6:
+            best, best_epoch, best_state, waited = monitored, epoch, copy.deepcopy(model.state_dict()), 0
         else:
             waited += 1
-            if waited >= cfg.patience:
-                log.info("%s: early stop at epoch %d (best %.5g)", desc, epoch, best)
+            if waited >= cfg.patience and epoch + 1 >= cfg.min_epochs:
+                log.info("%s: early stop at epoch %d", desc, epoch)
                 break
     if data_parallel:
         accelerator.unwrap_model(training_loss, keep_fp32_wrapper=False)  # restores the plain forward
@@ -207,8 +238,20 @@ def fit(model: nn.Module, loss_fn: Callable[[nn.Module, Batch], torch.Tensor], t
     model.eval()
     if history_path is not None and is_main_process():
         write_json_atomic(history_path, history)
-    log.info("%s: %d epochs, best monitored loss %.5g", desc, len(history), best)
+    log.info("%s: %d epochs, best epoch %d (%s %.5g)", desc, len(history), best_epoch,
+             "val score" if scored else "loss", best if scored else -best)
     return history
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig):
+    """The per-epoch learning-rate schedule of ``cfg.schedule`` (None for constant)."""
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(cfg.epochs, 1))
+    if cfg.schedule == "plateau":
+        # stepped with the monitored value, which is always higher-is-better here
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5,
+                                                          patience=max(cfg.patience // 2, 1))
+    return None
 
 
 def sum_over_processes(accelerator, totals: dict[str, float], count: int) -> tuple[dict[str, float], int]:

@@ -82,7 +82,10 @@ def set_key(params: dict, dotted: str, value) -> None:
     ("imputer.gan.train.precision", "fp8", "params.yaml: imputer.gan.train.precision: unknown precision 'fp8' "
                                            "(valid: fp32, fp16, bf16)"),
     ("imputer.diffusion.sampler", "heun", "params.yaml: imputer.diffusion: unknown sampler 'heun'"),
-    ("fuser.type", "mlp", "params.yaml: fuser.type: unknown fuser 'mlp' (valid: early, late, transformer)"),
+    ("fuser.type", "svm", "params.yaml: fuser.type: unknown fuser 'svm' (valid: early, late, linear, mlp, transformer)"),
+    ("fuser.early.train.schedule", "linear", "params.yaml: fuser.early: training schedule 'linear'; valid values: "
+                                             "constant, cosine, plateau"),
+    ("fuser.linear.refit_on_val", "yes", "params.yaml: fuser.linear.refit_on_val: must be bool, got 'yes'"),
     ("fuser.late.combine", "max", "params.yaml: fuser.late: late fusion combine 'max'"),
     ("fuser.early.train.seed", 0, "params.yaml: fuser.early.train.seed: seeds come from eval.seeds"),
     ("masks.protocol", "rand", "params.yaml: masks.protocol: unknown protocol 'rand' (valid: all, fixed,"),

@@ -1,14 +1,20 @@
-"""Fusers: they learn regression and classification, honour availability, mask while training, save and load."""
+"""Fusers: they learn regression and classification, honour availability, mask while training, save and load;
+the classical rows (linear, mlp) too, and every fuser's settings pass `remodiff check`."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from remodiff.check import check_params, read_params
+
 from remodiff.evaluation.matrix import lower_bound_predict
 from remodiff.evaluation.metrics import classification_metrics, regression_metrics
 from remodiff.fusion import FUSERS, build_fuser, load_fuser
 from remodiff.fusion.blocks import drop_modalities, split_inputs, standardised_inputs
+from remodiff.registry import SettingError
 from remodiff.store import FeatureSet
 from remodiff.tasks import class_indices
 from tests.conftest import toy_featureset
@@ -20,7 +26,10 @@ FAST = {
     "early": {"hidden": 16, "train": TRAIN},
     "late": {"hidden": 16, "combine": "learned", "train": TRAIN},
     "transformer": {"hidden": 16, "heads": 2, "layers": 1, "feedforward": 32, "train": TRAIN},
+    "linear": {"train": {"seed": 0}},  # the one train key the pipeline passes
+    "mlp": {"hidden": 32, "train": TRAIN},
 }
+ALL = ["early", "late", "linear", "mlp", "transformer"]
 
 
 def as_classification(fs: FeatureSet) -> FeatureSet:
@@ -66,10 +75,10 @@ def classification_fusers(classification_data):
 
 
 def test_every_fuser_is_registered():
-    assert FUSERS.names() == ["early", "late", "transformer"]
+    assert FUSERS.names() == ALL
 
 
-@pytest.mark.parametrize("name", ["early", "late", "transformer"])
+@pytest.mark.parametrize("name", ALL)
 def test_fuser_beats_the_label_mean_on_regression(name, regression_data, regression_fusers):
     train, _, test = regression_data
     prediction = regression_fusers[name].predict(test)
@@ -80,7 +89,7 @@ def test_fuser_beats_the_label_mean_on_regression(name, regression_data, regress
     assert fused_mae < 0.6 * floor_mae
 
 
-@pytest.mark.parametrize("name", ["early", "late", "transformer"])
+@pytest.mark.parametrize("name", ALL)
 def test_fuser_beats_chance_on_three_classes(name, classification_data, classification_fusers):
     _, _, test = classification_data
     probabilities = classification_fusers[name].predict(test)
@@ -131,7 +140,7 @@ def test_late_fusion_weights_sum_to_one(regression_data, regression_fusers):
     assert list(mean.combination_weights().values()) == pytest.approx([1 / 3] * 3)
 
 
-@pytest.mark.parametrize("name", ["early", "late", "transformer"])
+@pytest.mark.parametrize("name", ALL)
 def test_save_and_load_give_identical_predictions(name, tmp_path, regression_data, regression_fusers,
                                                   classification_data, classification_fusers):
     for fusers, test in ((regression_fusers, regression_data[2]), (classification_fusers, classification_data[2])):
@@ -208,3 +217,64 @@ def test_bad_inputs_and_params_fail_clearly(regression_data, regression_fusers):
                             {"task": "classification"})
     with pytest.raises(ValueError, match="at least two class names"):
         build_fuser("early", MODALITIES, FAST["early"]).fit(no_classes, None)
+
+
+@pytest.mark.parametrize("name", ["linear", "mlp"])
+@pytest.mark.parametrize("task", ["regression", "classification"])
+def test_classical_fusers_learn_with_a_modality_missing(name, task, tmp_path, regression_data):
+    """Video hidden for a third of the training clips and of the test clips: the fuser still learns, its
+    predictions ignore the values in the hidden slots, and save/load keeps them."""
+    train, val, test = regression_data if task == "regression" else tuple(as_classification(fs)
+                                                                          for fs in regression_data)
+    train, test = hide(train, "video", slice(0, 40)), hide(test, "video", slice(0, 15))
+    fuser = build_fuser(name, MODALITIES, FAST[name])
+    fuser.fit(train, val)
+    prediction = fuser.predict(test)
+    assert np.isfinite(prediction).all()
+    if task == "regression":
+        floor_mae = np.abs(test.labels - train.labels.mean(axis=0)).mean()
+        assert np.abs(test.labels - prediction).mean() < 0.7 * floor_mae
+    else:
+        np.testing.assert_allclose(prediction.sum(axis=1), 1.0, atol=1e-5)
+        assert classification_metrics(test.labels, prediction, CLASSES)["accuracy"] > 0.6
+    junk = np.where(test.available["video"][..., None], test.features["video"], 9.0).astype(np.float32)
+    np.testing.assert_allclose(fuser.predict(FeatureSet(test.ids, {**test.features, "video": junk}, test.available,
+                                                        test.labels, test.label_names, test.attrs)),
+                               prediction, atol=1e-5)
+    fuser.save(tmp_path / name)
+    np.testing.assert_array_equal(load_fuser(tmp_path / name).predict(test), prediction)
+
+
+def test_linear_fusion_picks_its_penalty_on_validation_and_is_seed_free(regression_data):
+    train, val, test = regression_data
+    picked = build_fuser("linear", MODALITIES, {"penalties": [1e6, 1.0], "refit_on_val": False})
+    picked.fit(train, val)
+    assert picked.state["penalty"] == 1.0  # a huge ridge penalty predicts the mean: validation refuses it
+    seeds = [build_fuser("linear", MODALITIES, {"train": {"seed": s}}) for s in (0, 1)]
+    for fuser in seeds:
+        fuser.fit(train, val)
+    np.testing.assert_array_equal(seeds[0].predict(test), seeds[1].predict(test))
+
+
+def test_neural_fusers_use_the_real_data_defaults_and_accept_overrides():
+    fuser = build_fuser("early", MODALITIES, {"train": {"epochs": 7, "seed": 3}})
+    cfg = fuser.train_cfg
+    assert (cfg.epochs, cfg.seed, cfg.batch_size, cfg.weight_decay, cfg.min_epochs, cfg.schedule) == (
+        7, 3, 64, 0.05, 10, "cosine")
+
+
+def test_committed_params_name_every_fuser_and_check_accepts_them(tmp_path, monkeypatch):
+    params = read_params(Path(__file__).resolve().parents[1] / "params.yaml")
+    assert sorted(set(params["fuser"]) - {"type"}) == ALL
+    monkeypatch.chdir(tmp_path)  # the sample dataset is not written yet: check reads no data
+    for name in ALL:
+        check_params({**params, "fuser": {**params["fuser"], "type": name}})
+    refused = {"linear": ({"penalties": [0.0]}, "positive numbers"),
+               "mlp": ({"input_dropout": 1.0}, "input_dropout must be a probability"),
+               "early": ({"monitor": "auc"}, "valid values: score, loss")}
+    for name, (setting, message) in refused.items():
+        bad = {**params, "fuser": {**params["fuser"], "type": name, name: {**params["fuser"][name], **setting}}}
+        with pytest.raises(SettingError, match=message):
+            check_params(bad)
+    with pytest.raises(SettingError, match="linear fusion has no training loop"):
+        check_params({**params, "fuser": {**params["fuser"], "type": "linear", "linear": {"train": {"epochs": 3}}}})

@@ -28,6 +28,11 @@ LOSSES = ("l1", "mse")
 PREDICT_BATCH = 512
 # The masking generator's seed is the training seed plus this, so its stream is apart from the batch order's.
 MASKING_SEED_OFFSET = 1_000_003
+MONITORS = ("score", "loss")
+# The training loop's settings for fusers, sized on the real dev sets (README, "Fusers"); a fuser's `train`
+# section overrides them key by key. Kept equal to params.yaml's fuser sections.
+FUSER_TRAIN_DEFAULTS = {"epochs": 60, "batch_size": 64, "lr": 5e-4, "weight_decay": 0.05, "patience": 10,
+                        "min_epochs": 10, "schedule": "cosine"}
 
 
 def standardised_inputs(scaler: Standardiser, data: FeatureSet, modalities: list[str]) -> dict[str, np.ndarray]:
@@ -94,6 +99,13 @@ class TaskOutput:
             return torch.softmax(torch.as_tensor(raw), dim=1).numpy().astype(np.float32)
         return (raw + self.label_mean).astype(np.float32)
 
+    def score(self, raw: torch.Tensor, labels: torch.Tensor) -> float:
+        """The validation score early stopping follows (higher is better): accuracy, or -MAE over the labels."""
+        if self.task.is_classification:
+            return float((raw.argmax(dim=1) == labels[:, 0].long()).float().mean())
+        prediction = raw + torch.as_tensor(self.label_mean, device=raw.device)
+        return -float((prediction - labels).abs().mean())
+
     def state(self) -> dict:
         return {"task": self.task.kind, "classes": list(self.task.classes), "loss": self.loss_name,
                 "label_mean": self.label_mean}
@@ -131,11 +143,14 @@ class NeuralFuser(Fuser):
     Subclasses implement :meth:`network` and pass their own params on to ``__init__``. The task comes from
     ``train.attrs["task"]`` (default regression); ``loss`` (l1 | mse) applies to regression, classification
     always uses cross-entropy. ``train_masking`` = p drops each (clip, modality) of a training batch with
-    probability p (:func:`drop_modalities`); 0 trains on the data as given.
+    probability p (:func:`drop_modalities`); 0 trains on the data as given. ``input_dropout`` zeroes single
+    standardised input values (sets them to the training mean) while training. ``monitor: score`` stops early on
+    the validation accuracy / -MAE (``loss``: on the validation loss). ``train`` overrides
+    :data:`FUSER_TRAIN_DEFAULTS` key by key.
     """
 
     def __init__(self, modalities: list[str], *, hidden: int, dropout: float, loss: str, train_masking: float,
-                 train: dict | None, **own):
+                 train: dict | None, input_dropout: float = 0.0, monitor: str = "score", **own):
         if not modalities:
             raise ValueError("a fuser needs at least one modality")
         if loss not in LOSSES:
@@ -144,9 +159,13 @@ class NeuralFuser(Fuser):
             raise ValueError(f"train_masking must be a probability in [0, 1), got {train_masking}")
         if hidden < 1 or not 0.0 <= dropout < 1.0:
             raise ValueError(f"fuser needs hidden >= 1 and dropout in [0, 1), got hidden={hidden}, dropout={dropout}")
+        if not 0.0 <= input_dropout < 1.0:
+            raise ValueError(f"input_dropout must be a probability in [0, 1), got {input_dropout}")
+        if monitor not in MONITORS:
+            raise ValueError(f"fuser monitor {monitor!r}; valid values: {', '.join(MONITORS)}")
         super().__init__(modalities, hidden=hidden, dropout=dropout, loss=loss, train_masking=train_masking,
-                         train=train or {}, **own)
-        self.train_cfg = TrainConfig.from_params(train or {})
+                         train=train or {}, input_dropout=input_dropout, monitor=monitor, **own)
+        self.train_cfg = TrainConfig.from_params({**FUSER_TRAIN_DEFAULTS, **(train or {})})
         self.model: nn.Module | None = None
 
     @abc.abstractmethod
@@ -181,22 +200,31 @@ class NeuralFuser(Fuser):
             task.check_labels(val.labels)
         device = resolve_device(self.train_cfg.device)
         self.model.to(device)
-        p = self.params["train_masking"]
+        p, p_input = self.params["train_masking"], self.params["input_dropout"]
         masking = torch.Generator().manual_seed(self.train_cfg.seed + MASKING_SEED_OFFSET)
 
         def loss_fn(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
             x, available = split_inputs(batch, self.modalities)
-            if model.training and p > 0:  # validation sees the data as given
-                x, available = drop_modalities(x, available, p, masking)
+            if model.training:  # validation sees the data as given
+                if p > 0:
+                    x, available = drop_modalities(x, available, p, masking)
+                if p_input > 0:
+                    x = {m: F.dropout(v, p_input) for m, v in x.items()}
             return self.output.loss(model(x, available), batch["y"])
 
         def tensors(data: FeatureSet) -> dict[str, torch.Tensor]:
             return to_tensors({**standardised_inputs(self.scaler, data, self.modalities), "y": data.labels}, device)
 
+        val_tensors = tensors(val) if val is not None else None
+
+        def val_score(model: nn.Module) -> float:
+            raw = torch.cat([model(*split_inputs(b, self.modalities)) for b in batches(val_tensors, PREDICT_BATCH)])
+            return self.output.score(raw, val_tensors["y"])
+
         log.info("fuser %s: %s task, %d training clips, modalities %s", self.name, task.kind, len(train),
                  self.modalities)
-        fit(self.model, loss_fn, tensors(train), tensors(val) if val is not None else None, self.train_cfg,
-            history_path=history_path, desc=f"fuser {self.name}")
+        fit(self.model, loss_fn, tensors(train), val_tensors, self.train_cfg, history_path=history_path,
+            desc=f"fuser {self.name}", val_score=val_score if self.params["monitor"] == "score" else None)
         self.model.cpu()
 
     @torch.no_grad()
