@@ -40,7 +40,8 @@ class CVAEImputer(MaskConditionedImputer):
         check_positive_int("cvae", "latent", latent)
         if kl_weight < 0:
             raise ValueError(f"cvae: kl_weight must be non-negative, got {kl_weight}")
-        super().__init__(hidden=hidden, dropout=dropout, train=train, mode=mode, draws=draws, latent=latent, kl_weight=kl_weight)
+        super().__init__(hidden=hidden, dropout=dropout, train=train, mode=mode, draws=draws, latent=latent,
+                         kl_weight=kl_weight)
 
     def build(self) -> ConditionalVAE:
         return ConditionalVAE(self.codec.width, self.codec.cond_dim, self.params["hidden"], self.params["latent"],

@@ -68,7 +68,7 @@ class DiffusionConfig:
     guidance: float = 0.0             # classifier-free guidance scale w: (1 + w) s(x|c) - w s(x); 0 = off
     sample_batch: int = 256           # clips per sampling batch
     mode: str = "mean"                # mean: average of `draws` samples | sample: one sample
-    draws: int = 8                    # samples averaged per slot in mode mean
+    draws: int = 16                   # samples averaged per slot in mode mean
     train: dict = field(default_factory=dict)  # the shared loop's TrainConfig (its seed is the imputer seed)
 
 
