@@ -25,6 +25,7 @@ import copy
 import json
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -209,6 +210,8 @@ def main() -> None:
     parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "real_imputers.json")
     parser.add_argument("--tables", action="store_true", help="only print the tables of the existing --json")
+    parser.add_argument("--mode", choices=["mean", "sample"], default=None,
+                        help="override sampling.<name>.mode of gmm, cvae, gan and diffusion (default: params.yaml)")
     args = parser.parse_args()
     if args.tables:
         for name, result in json.loads(args.json.read_text()).items():
@@ -219,13 +222,15 @@ def main() -> None:
     os.environ.setdefault("TQDM_DISABLE", "1")  # per-epoch progress bars of ~100 model fits
     torch.set_num_threads(1)
     params = yaml.safe_load(args.params.read_text())
+    if args.mode is not None:  # one draw per slot instead of the conditional mean, to compare the two
+        for name in ("gmm", *GENERATIVE):
+            params["sampling"][name] = {**(params["sampling"].get(name) or {}), "mode": args.mode}
     results = json.loads(args.json.read_text()) if args.json.exists() else {}
     for name in args.sets:
         start = time.perf_counter()
         results[name] = run_set(name, params, args.seeds)
         results[name]["seconds"] = time.perf_counter() - start
-        results[name]["command"] = (f"OMP_NUM_THREADS=1 python benchmarks/real_imputers.py --sets {name} "
-                                    f"--seeds {' '.join(map(str, args.seeds))}")
+        results[name]["command"] = "OMP_NUM_THREADS=1 python " + " ".join(sys.argv)
         print_tables(name, results[name])
         print_paired(name, results[name])
         print(f"\n{name}: {results[name]['seconds']:.0f}s on {torch.get_num_threads()} thread(s)")

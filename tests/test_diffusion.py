@@ -1,7 +1,6 @@
 """Score-based diffusion: SDE marginals, samplers, a trained conditional toy, and the imputer wrapper."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
