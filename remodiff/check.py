@@ -313,11 +313,24 @@ def check_models(kind: str, cfg, registry, settings_of: Callable[[str], Settings
     return cfg["type"]
 
 
-def check_sampling(cfg) -> None:
-    """``sampling.<imputer>``: the sampling settings each imputer takes."""
+def check_sampling(cfg, imputer_cfg: dict) -> None:
+    """``sampling.<imputer>``: only the imputer's sampling settings, values checked by building it unfitted with
+    them; and none of them under ``imputer.<name>`` (training would then depend on a sampling choice)."""
+    for name, section in imputer_cfg.items():
+        if name in IMPUTERS and isinstance(section, dict):
+            for key in section:
+                if key in IMPUTERS.get(name).sampling_settings:
+                    raise SettingError(f"imputer.{name}.{key}", f"a sampling setting: set it under sampling.{name}")
     check_keys("sampling", cfg, SECTIONS["sampling"], IMPUTERS.names())
     for name, section in cfg.items():
-        check_keys(f"sampling.{name}", section if section is not None else {}, {})
+        key = f"sampling.{name}"
+        section = check_keys(key, section if section is not None else {},
+                             {k: Key(required=False) for k in IMPUTERS.get(name).sampling_settings})
+        settings = imputer_settings(name)
+        for setting, value in section.items():
+            if setting in settings.types:
+                check_type(f"{key}.{setting}", value, settings.types[setting])
+        built(key, lambda: build_imputer(name, section))
 
 
 def check_params(params: dict, source: str = "params.yaml") -> list[str]:
@@ -354,7 +367,7 @@ def _check(params) -> list[str]:
     summary = [f"dataset {dataset.name} ({dataset.task}{', written by the sample stage' if dataset.pending else ''})",
                f"modalities {'+'.join(modalities)}", f"masks {', '.join(protocols)}",
                f"imputer {imputer}", f"fuser {fuser}", f"seeds {params['eval']['seeds']}"]
-    check_sampling(params.get("sampling", {}))
+    check_sampling(params.get("sampling", {}), params["imputer"])
     if "compare" in params:
         check_keys("compare", params["compare"], SECTIONS["compare"])
         metric = resolve_metric(dataset.task, dataset.label_names, params["compare"]["metric"], "compare.metric")

@@ -1,8 +1,6 @@
 """Score-based diffusion: SDE marginals, samplers, a trained conditional toy, and the imputer wrapper."""
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
@@ -115,13 +113,13 @@ def test_trained_model_recovers_conditional_mean(toy_imputer):
 def test_unconditional_generation_matches_marginals(toy_imputer):
     train = toy(2000, np.random.default_rng(3))
     nothing = train.with_mask({m: np.zeros((2000, 1), bool) for m in train.modalities})
-    # few-step DDIM under-disperses; the second-order ODE sampler on a Karras grid keeps the spread
-    few_step = toy_imputer.config
-    toy_imputer.config = dataclasses.replace(few_step, sampler="ode", steps=20, time_grid="karras")
+    # few-step DDIM under-disperses; the second-order ODE sampler on a Karras grid keeps the spread; one sample
+    # per slot (the conditional mean of mode mean has the spread of the mean, not of the data)
+    toy_imputer.set_sampling(sampler="ode", steps=20, time_grid="karras", mode="sample")
     try:
         generated = toy_imputer.impute(nothing, np.random.default_rng(4))
     finally:
-        toy_imputer.config = few_step
+        toy_imputer.set_sampling(sampler="ddim", steps=5, time_grid=None, mode="mean")
     for m in train.modalities:
         real, fake = train.features[m].ravel(), generated.features[m].ravel()
         assert abs(fake.mean() - real.mean()) < 0.15 * real.std()
@@ -170,7 +168,7 @@ def test_presets_construct_fit_and_impute(preset, tmp_path):
 def test_every_sampler_and_guidance_through_the_imputer(sampler):
     imputer = build_imputer("diffusion", {"preset": "none", "hidden": 16, "train": TINY_TRAIN})
     imputer.fit(tiny(12, 0), None, seed=0)
-    imputer.config = dataclasses.replace(imputer.config, sampler=sampler, steps=3, guidance=1.0)
+    imputer.set_sampling(sampler=sampler, steps=3, guidance=1.0)
     masked = tiny(4, 1).with_mask({m: np.full((4, 3), m == "text") for m in ("audio", "video", "text")})
     out = imputer.impute(masked, np.random.default_rng(0))
     assert all(np.isfinite(out.features[m]).all() for m in out.modalities)
@@ -185,5 +183,46 @@ def test_preset_precedence_and_unknown_values():
                        ({"conditioning": "film"}, "transformer"), ({"time_grid": "cosine"}, "karras")]:
         with pytest.raises(UnknownNameError, match=valid):
             resolve_config(bad)
-    with pytest.raises(ValueError, match="unknown imputer.diffusion params"):
+    with pytest.raises(ValueError, match="unknown diffusion params"):
         resolve_config({"sigma": 3})
+
+
+def gaussian_pair(n: int, rng: np.random.Generator) -> FeatureSet:
+    """b = 0.6 a + 0.8 noise: E[b | a] = 0.6 a, Var[b | a] = 0.64 (one sample's error is twice the mean's)."""
+    a = rng.normal(size=(n, 1, 1)).astype(np.float32)
+    return featureset({"a": a, "b": (0.6 * a + 0.8 * rng.normal(size=(n, 1, 1))).astype(np.float32)})
+
+
+def test_mean_mode_is_deterministic_and_beats_one_sample_on_a_gaussian(tmp_path):
+    rng = np.random.default_rng(0)
+    imputer = build_imputer("diffusion", {
+        "preset": "none", "conditioning": "mlp", "hidden": 32, "sampler": "ddim", "steps": 10,
+        "train": {"epochs": 30, "batch_size": 128, "lr": 3e-3, "patience": 1000, "device": "cpu"}})
+    imputer.fit(gaussian_pair(1000, rng), gaussian_pair(200, rng), seed=0)
+    test = gaussian_pair(400, np.random.default_rng(1))
+    masked = test.with_mask({"a": np.ones((400, 1), bool), "b": np.zeros((400, 1), bool)})
+    weights = {k: v.clone() for k, v in imputer.model.state_dict().items()}
+
+    def error(rng_seed: int) -> float:
+        restored = imputer.impute(masked, np.random.default_rng(rng_seed))
+        return float(np.mean((restored.features["b"] - test.features["b"]) ** 2))
+
+    assert imputer.config.mode == "mean" and not imputer.stochastic  # the default: one reconstruction
+    np.testing.assert_array_equal(imputer.impute(masked, np.random.default_rng(3)).features["b"],
+                                  imputer.impute(masked, np.random.default_rng(3)).features["b"])
+    mean_error = error(3)
+    imputer.set_sampling(mode="sample")
+    assert imputer.stochastic
+    sample_error = error(3)
+    assert mean_error < 0.8 * sample_error, (mean_error, sample_error)  # about 0.64 + 0.08 vs 1.28
+    # only sampling changed: the weights are those fitted
+    assert all(torch.equal(v, imputer.model.state_dict()[k]) for k, v in weights.items())
+
+    imputer.set_sampling(steps=7, draws=3)
+    imputer.save(tmp_path / "imputer")
+    loaded = load_imputer(tmp_path / "imputer")
+    assert (loaded.config.mode, loaded.config.steps, loaded.config.draws, loaded.stochastic) == ("sample", 7, 3, True)
+    np.testing.assert_array_equal(loaded.impute(masked, np.random.default_rng(4)).features["b"],
+                                  imputer.impute(masked, np.random.default_rng(4)).features["b"])
+    with pytest.raises(ValueError, match=r"unknown sampling settings \['hidden'\]; valid: sampler, steps"):
+        loaded.set_sampling(hidden=8)  # a training setting cannot change after fitting

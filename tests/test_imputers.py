@@ -1,13 +1,17 @@
 """Every registered imputer behind the one interface, plus what each one promises on its own."""
 from __future__ import annotations
 
+import copy
 import itertools
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
+from remodiff.check import SettingError, check_params
 from remodiff.evaluation.reconstruction import frechet_distance, reconstruction_metrics
 from remodiff.imputers import IMPUTERS, build_imputer, load_imputer
 from remodiff.store import FeatureSet
@@ -92,7 +96,10 @@ def test_same_seed_same_imputation(name):
     for m in DIMS:
         np.testing.assert_array_equal(first.features[m], again.features[m])
     differs = any(not np.array_equal(first.features[m], other.features[m]) for m in DIMS)
-    assert differs == imputer.stochastic  # a deterministic imputer ignores the generator, a stochastic one uses it
+    # a stochastic imputer draws from the generator; so does a Monte-Carlo conditional mean (mode mean with
+    # draws), which is one reconstruction (not stochastic) but an estimate; the others ignore the generator
+    monte_carlo = "draws" in imputer.sampling_settings and not imputer.stochastic
+    assert differs == (imputer.stochastic or monte_carlo)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -230,7 +237,9 @@ def test_knn_and_neural_imputers_learn_from_training_sets_with_natural_gaps():
 @pytest.mark.parametrize("name, params, message", [
     ("knn", {"k": 0}, "k must be a positive integer"),
     ("gmm", {"mode": "median"}, "valid values: mean, sample"),
-    ("cvae", {"mode": "median"}, "valid values: sample, mean"),
+    ("cvae", {"mode": "median"}, "valid values: mean, sample"),
+    ("gan", {"draws": 0}, "draws must be a positive integer"),
+    ("cvae", {"dropout": 1.0}, "dropout must be in"),
     ("cvae", {"train": {"epoch": 3}}, "unknown training params"),
     ("gan", {"recon_weight": -1.0}, "non-negative"),
     ("oracle_mean", {"k": 1.5}, "k must be a positive integer"),
@@ -277,3 +286,59 @@ def test_reconstruction_metrics_report_frechet_per_hidden_modality():
     assert set(metrics) == {"video"}
     perfect = reconstruction_metrics(truth, masked, truth)["video"]
     assert perfect["frechet"] == pytest.approx(0.0, abs=1e-6) and metrics["video"]["frechet"] > 0.1
+
+
+def test_set_sampling_changes_reconstructions_without_refitting_and_survives_save_load(tmp_path):
+    imputer = fitted("cvae")
+    masked = hide(learnable(8, seed=2, segments=3), {"video"})
+    weights = {k: v.clone() for k, v in imputer.generator.state_dict().items()}
+    history = list(imputer.history)
+    assert imputer.params["mode"] == "mean" and not imputer.stochastic
+    averaged = imputer.impute(masked, np.random.default_rng(1)).features["video"]
+    try:
+        imputer.set_sampling(mode="sample")
+        assert imputer.stochastic and imputer.params["draws"] == 16  # settings not given keep their value
+        one_draw = imputer.impute(masked, np.random.default_rng(1)).features["video"]
+        assert not np.allclose(one_draw, averaged)
+        assert all(torch.equal(v, imputer.generator.state_dict()[k]) for k, v in weights.items())
+        assert imputer.history == history
+        imputer.save(tmp_path / "cvae")
+        loaded = load_imputer(tmp_path / "cvae")
+        assert loaded.params["mode"] == "sample" and loaded.stochastic
+        np.testing.assert_array_equal(loaded.impute(masked, np.random.default_rng(1)).features["video"], one_draw)
+    finally:
+        imputer.set_sampling(mode="mean")
+    np.testing.assert_array_equal(imputer.impute(masked, np.random.default_rng(1)).features["video"], averaged)
+
+
+@pytest.mark.parametrize("name, settings, message", [
+    ("cvae", {"steps": 10}, r"imputer 'cvae': unknown sampling settings \['steps'\]; valid: mode, draws"),
+    ("gmm", {"draws": 4}, r"unknown sampling settings \['draws'\]; valid: mode$"),
+    ("mean", {"mode": "mean"}, r"unknown sampling settings \['mode'\]; valid: none"),
+    ("gan", {"mode": "median"}, "valid values: mean, sample"),
+])
+def test_set_sampling_refuses_unknown_keys_and_bad_values(name, settings, message):
+    with pytest.raises(ValueError, match=message):
+        build_imputer(name).set_sampling(**settings)
+
+
+PARAMS = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+
+
+@pytest.mark.parametrize("section, name, key, value, expected", [
+    ("sampling", "cvae", "steps", 10, "params.yaml: sampling.cvae.steps: unknown setting (valid: mode, draws)"),
+    ("sampling", "knn", "mode", "mean", "params.yaml: sampling.knn.mode: unknown setting"),
+    ("sampling", "diffusion", "draws", 0, "params.yaml: sampling.diffusion: diffusion: draws must be a positive"),
+    ("sampling", "gan", "mode", "median", "params.yaml: sampling.gan: gan: mode 'median'; valid values: mean, sample"),
+    ("imputer", "cvae", "mode", "mean", "params.yaml: imputer.cvae.mode: a sampling setting: set it under "
+                                        "sampling.cvae"),
+    ("imputer", "diffusion", "steps", 10, "params.yaml: imputer.diffusion.steps: a sampling setting"),
+])
+def test_check_keeps_sampling_settings_under_sampling(section, name, key, value, expected, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # data/sample is not written yet: the check says so, no data is read
+    params = copy.deepcopy(PARAMS)
+    check_params(params)
+    params[section][name][key] = value
+    with pytest.raises(SettingError) as caught:
+        check_params(params)
+    assert str(caught.value).startswith(expected)

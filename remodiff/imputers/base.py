@@ -20,15 +20,37 @@ IMPUTERS: Registry[type["Imputer"]] = Registry("imputer")
 
 
 class Imputer(abc.ABC):
-    """Base class. ``params`` are the imputer's own section of params.yaml (``imputer.<name>``)."""
+    """Base class. ``params`` are the constructor settings: the imputer's training section of params.yaml
+    (``imputer.<name>``) plus its sampling settings (``sampling.<name>``, the names in :attr:`sampling_settings`).
+
+    Sampling settings change how a fitted imputer draws reconstructions, never what it learns: the pipeline
+    fits with ``imputer.<name>`` and applies ``sampling.<name>`` to the loaded imputer (:meth:`set_sampling`), so
+    changing one re-runs reconstruction only. Both are saved with the imputer.
+    """
 
     name: str = ""
-    #: stochastic imputers draw from the generator given to :meth:`impute`
+    #: stochastic imputers draw from the generator given to :meth:`impute` (a reason to draw K reconstructions)
     stochastic: bool = False
+    #: the constructor settings that only affect drawing reconstructions (params.yaml ``sampling.<name>``)
+    sampling_settings: tuple[str, ...] = ()
 
     def __init__(self, **params):
         self.params = params
         self.modalities: list[str] = []
+
+    def set_sampling(self, **settings) -> None:
+        """Change sampling settings of this (fitted or unfitted) imputer without refitting; the settings not
+        given keep their value. A key that is not one of :attr:`sampling_settings` is refused by name."""
+        unknown = sorted(set(settings) - set(self.sampling_settings))
+        if unknown:
+            raise ValueError(f"imputer {self.name!r}: unknown sampling settings {unknown}; valid: "
+                             f"{', '.join(self.sampling_settings) or 'none'}")
+        self.params = {**self.params, **settings}
+        self.apply_sampling()
+
+    def apply_sampling(self) -> None:
+        """Check the sampling settings in ``self.params`` and derive what depends on them (e.g. ``stochastic``);
+        called by the constructor of an imputer with sampling settings and by :meth:`set_sampling`."""
 
     @abc.abstractmethod
     def fit(self, train: FeatureSet, val: FeatureSet | None = None, seed: int = 0) -> None:
@@ -108,6 +130,18 @@ def load_imputer(directory: str | Path) -> Imputer:
 def segment_means(train: FeatureSet) -> dict[str, np.ndarray]:
     """Per modality, the training mean at each segment position over available slots: ``{m: [S, D]}``."""
     return {m: masked_mean(train.features[m], train.available[m], axis=0).astype(np.float32) for m in train.modalities}
+
+
+#: how a generative imputer fills a slot: the conditional mean (the average of ``draws`` samples; one
+#: deterministic reconstruction given the rng) or one sample of the conditional distribution per call
+MODES = ("mean", "sample")
+
+
+def check_mode(owner: str, mode, draws) -> None:
+    """Refuse an unknown ``mode`` or a ``draws`` that is not a positive integer, naming the imputer."""
+    if mode not in MODES:
+        raise ValueError(f"{owner}: mode {mode!r}; valid values: {', '.join(MODES)}")
+    check_positive_int(owner, "draws", draws)
 
 
 def check_positive_int(owner: str, key: str, value) -> None:

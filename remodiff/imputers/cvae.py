@@ -3,8 +3,8 @@ subset by mask conditioning (see :mod:`remodiff.imputers.mask_conditioned`).
 
 The encoder q(z | row, condition) sees the complete row, the decoder p(hidden | z, condition) rebuilds it.
 Loss per batch = MSE on the hidden columns + ``kl_weight`` x KL(q || N(0, I)) per feature column (so the
-weight means the same whatever the feature width). Imputation decodes z ~ N(0, I) (``mode: sample``) or
-z = 0, the prior mode (``mode: mean``).
+weight means the same whatever the feature width). Imputation decodes z ~ N(0, I): one draw (``mode: sample``)
+or the average of ``draws`` draws (``mode: mean``, the conditional mean; see :mod:`mask_conditioned`).
 """
 from __future__ import annotations
 
@@ -14,15 +14,13 @@ from remodiff.imputers.base import IMPUTERS, check_positive_int
 from remodiff.imputers.mask_conditioned import ConditionalGenerator, MaskConditionedImputer, hidden_mse, mlp
 from remodiff.training import Batch, TrainConfig, fit
 
-MODES = ("sample", "mean")
-
 
 class ConditionalVAE(ConditionalGenerator):
-    def __init__(self, width: int, cond_dim: int, hidden: int, latent: int):
+    def __init__(self, width: int, cond_dim: int, hidden: int, latent: int, dropout: float):
         super().__init__()
         self.latent = latent
-        self.encoder = mlp(width + cond_dim, hidden, 2 * latent)
-        self.decoder = mlp(latent + cond_dim, hidden, width)
+        self.encoder = mlp(width + cond_dim, hidden, 2 * latent, dropout=dropout)
+        self.decoder = mlp(latent + cond_dim, hidden, width, dropout=dropout)
 
     def posterior(self, x: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean, log_var = self.encoder(torch.cat([x, cond], dim=1)).chunk(2, dim=1)
@@ -36,22 +34,18 @@ class ConditionalVAE(ConditionalGenerator):
 class CVAEImputer(MaskConditionedImputer):
     name = "cvae"
 
-    def __init__(self, hidden: int = 256, latent: int = 16, kl_weight: float = 1.0, mode: str = "sample",
-                 train: dict | None = None):
-        if mode not in MODES:
-            raise ValueError(f"cvae: mode {mode!r}; valid values: {', '.join(MODES)}")
+    def __init__(self, hidden: int = 128, latent: int = 16, kl_weight: float = 1.0, dropout: float = 0.1,
+                 train: dict | None = None,
+                 mode: str = "mean", draws: int = 16):
         check_positive_int("cvae", "latent", latent)
         if kl_weight < 0:
             raise ValueError(f"cvae: kl_weight must be non-negative, got {kl_weight}")
-        super().__init__(hidden=hidden, train=train, latent=latent, kl_weight=kl_weight, mode=mode)
-        self.stochastic = mode == "sample"
-
-    @property
-    def sample_latent(self) -> bool:
-        return self.params["mode"] == "sample"
+        super().__init__(hidden=hidden, dropout=dropout, train=train, mode=mode, draws=draws, latent=latent,
+                         kl_weight=kl_weight)
 
     def build(self) -> ConditionalVAE:
-        return ConditionalVAE(self.codec.width, self.codec.cond_dim, self.params["hidden"], self.params["latent"])
+        return ConditionalVAE(self.codec.width, self.codec.cond_dim, self.params["hidden"], self.params["latent"],
+                              self.params["dropout"])
 
     def train_generator(self, generator: ConditionalVAE, train: Batch, val: Batch | None,
                         cfg: TrainConfig) -> list[dict]:

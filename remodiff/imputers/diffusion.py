@@ -12,7 +12,12 @@ Design:
   forward kernel around the clean value, so the whole state (the network's input) stays on a correct noisy
   trajectory; only the missing slots are taken from the result.
 
-Settings (``imputer.diffusion`` in params.yaml) resolve with this precedence: an explicit non-null value >
+* **Conditional mean or sample.** ``mode: mean`` averages ``draws`` reverse-process samples per missing slot
+  (a Monte-Carlo conditional mean: lower squared error, one reconstruction per clip); ``mode: sample`` returns
+  one sample (a draw from the learned conditional distribution, for K-sample evaluation).
+
+Training settings live in ``imputer.diffusion``, sampling settings (:attr:`DiffusionImputer.sampling_settings`)
+in ``sampling.diffusion``; both resolve with this precedence: an explicit non-null value >
 the preset's value > the default below. ``preset: imder`` = VE (sigma_max 25), transformer conditioning,
 Euler-Maruyama 100 steps; ``preset: efficient`` = VP, transformer conditioning, DDIM 10 steps; ``preset: none``
 = defaults only.
@@ -30,7 +35,7 @@ from remodiff.device import resolve_device
 from remodiff.diffusion import (CONDITIONINGS, GRIDS, SAMPLERS, SDES, AveragedModel, ScoreModel, build_score_network,
                                 build_sde, dsm_loss, expand_mask, sample_condition_mask, time_grid)
 from remodiff.scaling import Standardiser
-from remodiff.imputers.base import IMPUTERS, Imputer
+from remodiff.imputers.base import IMPUTERS, Imputer, check_mode
 from remodiff.registry import UnknownNameError
 from remodiff.store import FeatureSet
 from remodiff.training import Batch, TrainConfig, fit, seed_everything, to_tensors
@@ -62,6 +67,8 @@ class DiffusionConfig:
     corrector_steps: int = 1          # pc
     guidance: float = 0.0             # classifier-free guidance scale w: (1 + w) s(x|c) - w s(x); 0 = off
     sample_batch: int = 256           # clips per sampling batch
+    mode: str = "mean"                # mean: average of `draws` samples | sample: one sample
+    draws: int = 16                   # samples averaged per slot in mode mean
     train: dict = field(default_factory=dict)  # the shared loop's TrainConfig (its seed is the imputer seed)
 
 
@@ -72,7 +79,7 @@ PRESETS: dict[str, dict] = {
                   "time_grid": "uniform"},
     "none": {},
 }
-TRAIN_DEFAULTS = {"epochs": 150, "batch_size": 32, "lr": 2e-3, "weight_decay": 0.0, "patience": 40}
+TRAIN_DEFAULTS = {"epochs": 100, "batch_size": 128, "lr": 2e-3, "weight_decay": 0.0, "patience": 20}
 
 
 def resolve_config(params: dict) -> DiffusionConfig:
@@ -84,7 +91,7 @@ def resolve_config(params: dict) -> DiffusionConfig:
     known = {f.name for f in dataclasses.fields(DiffusionConfig)}
     unknown = sorted(set(params) - known)
     if unknown:
-        raise ValueError(f"unknown imputer.diffusion params {unknown}; valid: {sorted(known | {'preset'})}")
+        raise ValueError(f"unknown diffusion params {unknown}; valid: {sorted(known | {'preset'})}")
     explicit = {k: v for k, v in params.items() if v is not None}
     config = DiffusionConfig(**{**PRESETS[preset], **explicit})
     config = dataclasses.replace(config, train={**TRAIN_DEFAULTS, **config.train})
@@ -93,8 +100,9 @@ def resolve_config(params: dict) -> DiffusionConfig:
     SAMPLERS.get(config.sampler)
     if config.time_grid not in GRIDS:
         raise UnknownNameError(f"unknown time grid {config.time_grid!r}; valid values: {', '.join(GRIDS)}")
-    if config.steps < 1:
-        raise ValueError(f"imputer.diffusion.steps must be >= 1, got {config.steps}")
+    if not isinstance(config.steps, int) or config.steps < 1:
+        raise ValueError(f"diffusion: steps must be a positive integer, got {config.steps!r}")
+    check_mode("diffusion", config.mode, config.draws)
     return config
 
 
@@ -103,17 +111,22 @@ class DiffusionImputer(Imputer):
     """Fills missing (clip, modality, segment) slots by sampling the conditional reverse SDE."""
 
     name = "diffusion"
-    stochastic = True
+    sampling_settings = ("sampler", "steps", "time_grid", "guidance", "snr", "corrector_steps", "eps", "mode",
+                         "draws", "sample_batch")
 
     def __init__(self, **params):
         super().__init__(**params)
-        self.config = resolve_config(params)
+        self.apply_sampling()
         self.train_config = TrainConfig.from_params(self.config.train)
         c = self.config
         self.sde = (build_sde("vp", beta_min=c.beta_min, beta_max=c.beta_max) if c.sde == "vp"
                     else build_sde("ve", sigma_min=c.sigma_min, sigma_max=c.sigma_max))
         self.history: list[dict] = []
         self.model: AveragedModel | None = None
+
+    def apply_sampling(self) -> None:
+        self.config = resolve_config(self.params)
+        self.stochastic = self.config.mode == "sample"
 
     def _build(self) -> AveragedModel:
         c = self.config
@@ -187,10 +200,12 @@ class DiffusionImputer(Imputer):
         x0, available = torch.as_tensor(arrays["x0"]), torch.as_tensor(arrays["real"])
         rows = torch.nonzero(~available.flatten(1).all(dim=1)).flatten()
         generator = torch.Generator(device).manual_seed(int(rng.integers(2 ** 63)))
+        draws = self.config.draws if self.config.mode == "mean" else 1
         filled = x0.clone()
         for start in range(0, len(rows), self.config.sample_batch):
             idx = rows[start:start + self.config.sample_batch]
-            filled[idx] = self.sample(x0[idx].to(device), available[idx].to(device), generator).cpu()
+            cond, cond_mask = x0[idx].to(device), available[idx].to(device)
+            filled[idx] = torch.stack([self.sample(cond, cond_mask, generator) for _ in range(draws)]).mean(0).cpu()
         self.model.cpu()
         parts = np.split(filled.numpy(), np.cumsum(self.dims)[:-1], axis=-1)
         return {m: self.scaler.inverse(part, m) for m, part in zip(self.modalities, parts)}

@@ -21,10 +21,10 @@ from remodiff.training import Batch, TrainConfig, fit
 
 
 class Generator(ConditionalGenerator):
-    def __init__(self, width: int, cond_dim: int, hidden: int, noise: int):
+    def __init__(self, width: int, cond_dim: int, hidden: int, noise: int, dropout: float):
         super().__init__()
         self.latent = noise
-        self.net = mlp(noise + cond_dim, hidden, width)
+        self.net = mlp(noise + cond_dim, hidden, width, dropout=dropout)
 
     def generate(self, latent: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([latent, cond], dim=1))
@@ -51,14 +51,18 @@ class AdversarialPair(nn.Module):
 class GANImputer(MaskConditionedImputer):
     name = "gan"
 
-    def __init__(self, hidden: int = 256, noise: int = 16, recon_weight: float = 10.0, train: dict | None = None):
+    def __init__(self, hidden: int = 128, noise: int = 16, recon_weight: float = 10.0, dropout: float = 0.1,
+                 train: dict | None = None,
+                 mode: str = "mean", draws: int = 16):
         check_positive_int("gan", "noise", noise)
         if recon_weight < 0:
             raise ValueError(f"gan: recon_weight must be non-negative, got {recon_weight}")
-        super().__init__(hidden=hidden, train=train, noise=noise, recon_weight=recon_weight)
+        super().__init__(hidden=hidden, dropout=dropout, train=train, mode=mode, draws=draws, noise=noise,
+                         recon_weight=recon_weight)
 
     def build(self) -> Generator:
-        return Generator(self.codec.width, self.codec.cond_dim, self.params["hidden"], self.params["noise"])
+        return Generator(self.codec.width, self.codec.cond_dim, self.params["hidden"], self.params["noise"],
+                         self.params["dropout"])
 
     def train_generator(self, generator: Generator, train: Batch, val: Batch | None, cfg: TrainConfig) -> list[dict]:
         device = next(generator.parameters()).device

@@ -19,25 +19,27 @@ from scipy.special import logsumexp
 from sklearn.decomposition import PCA
 from sklearn.mixture import BayesianGaussianMixture
 
-from remodiff.imputers.base import IMPUTERS, Imputer
+from remodiff.imputers.base import IMPUTERS, MODES, Imputer
 from remodiff.scaling import Standardiser
 from remodiff.store import FeatureSet
-
-MODES = ("mean", "sample")
 
 
 @IMPUTERS.register("gmm")
 class GMMImputer(Imputer):
     name = "gmm"
+    sampling_settings = ("mode",)
 
     def __init__(self, components: int = 2, pca_dims: int = 4, mode: str = "mean", max_iter: int = 500):
-        if mode not in MODES:
-            raise ValueError(f"gmm: mode {mode!r}; valid values: {', '.join(MODES)}")
         if components < 1 or pca_dims < 1 or max_iter < 1:
             raise ValueError(f"gmm: components, pca_dims and max_iter must be positive, got "
                              f"{components}, {pca_dims}, {max_iter}")
         super().__init__(components=components, pca_dims=pca_dims, mode=mode, max_iter=max_iter)
-        self.stochastic = mode == "sample"
+        self.apply_sampling()
+
+    def apply_sampling(self) -> None:
+        if self.params["mode"] not in MODES:
+            raise ValueError(f"gmm: mode {self.params['mode']!r}; valid values: {', '.join(MODES)}")
+        self.stochastic = self.params["mode"] == "sample"
 
     def fit(self, train: FeatureSet, val: FeatureSet | None = None, seed: int = 0) -> None:
         self.modalities = train.modalities

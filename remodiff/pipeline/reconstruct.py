@@ -21,6 +21,7 @@ def reconstruct_test(params: dict, seeds: list[int], run: ImputerRun) -> None:
     quality_runs = []
     for seed in seeds:
         imputer = load_imputer(run.models / f"seed_{seed}")
+        imputer.set_sampling(**(params["sampling"].get(imputer.name) or {}))  # sampling.<name>: no refit
         k = samples if imputer.stochastic else 1
         quality: dict = {}
         with atomic_h5(run.reconstructed / f"seed_{seed}.h5") as f:
