@@ -403,12 +403,12 @@ def plot_comparison(comparison: dict | None, imputers: list[str], metric: str, p
         ax.plot(percent, values, color="black", linestyle=":", linewidth=2, label="lower bound (available modalities only)")
     upper, upper_ci = value_ci(comparison.get("upper_bound"), metric)
     if not math.isnan(upper):
-        ax.axhline(upper, color=UPPER, linewidth=2, label="upper bound (complete data)")
+        ax.axhline(upper, color="black", linewidth=2, label="upper bound (complete data)")
         if not math.isnan(upper_ci):
-            ax.axhspan(upper - upper_ci, upper + upper_ci, color=UPPER, alpha=0.12)
+            ax.axhspan(upper - upper_ci, upper + upper_ci, color="black", alpha=0.06)
     ax.set_xlabel("missing rate (% of modality × segment slots hidden)")
     ax.set_ylabel(METRIC_LABELS.get(metric, metric))
-    ax.set_title(f"{metric} vs missing rate, every compared imputer (random protocol; bands: 95 % CI over runs)")
+    ax.set_title(f"{metric} vs missing rate, every compared imputer\n(random protocol; bands: 95 % CI over runs)")
     ax.grid(alpha=0.3)
     fig.legend(loc="outside lower center", ncols=4, fontsize="small")
     save_figure(fig, path)

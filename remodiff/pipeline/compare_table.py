@@ -44,10 +44,12 @@ def run(params: dict) -> dict:
                 table.setdefault(protocol, {}).setdefault(setting, {})[imputer] = dict(cell["imputed"])
     main = METRICS / "downstream.json"  # the lower bound does not depend on the imputer: the main chain's
     if main.exists():
-        for protocol, settings in json.loads(main.read_text()).items():
-            for setting, cell in (settings.items() if protocol in table and isinstance(settings, dict) else ()):
-                if LOWER_BOUND in cell and setting in table[protocol]:
-                    table[protocol][setting][LOWER_BOUND] = cell[LOWER_BOUND]
+        lower = json.loads(main.read_text())
+        for protocol, settings in table.items():
+            for setting, row in (settings.items() if protocol not in NOT_PROTOCOLS else ()):
+                cell = lower.get(protocol, {}).get(setting, {})
+                if LOWER_BOUND in cell:
+                    row[LOWER_BOUND] = cell[LOWER_BOUND]
     predictions = {i: [load_predictions(compare_run(i).predictions / f"{name}.h5") for name in names]
                    for i in imputers}
     mark_against_best_classical(table, predictions, metric, table["resamples"])
