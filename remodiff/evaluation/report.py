@@ -443,11 +443,13 @@ def table(header: list[str], rows: list[list[str]]) -> list[str]:
 def summary_markdown(downstream: dict, reconstruction: dict | None, benchmark: dict | None, metric: str,
                      figures: dict[str, str | None]) -> str:
     lines = ["# ReMoDiff report", "",
-             f"Imputer: `{downstream.get('imputer', '?')}`. Downstream metric: `{metric}`, the mean over seeds "
+             f"Imputer: `{downstream.get('imputer', '?')}`. Downstream metric: `{metric}`, the mean over runs (seeds, and folds) "
              "± the 95 % confidence half-width (none with one seed).", ""]
     lines += table(["reference", metric],
                    [["upper bound: complete test data", fmt(*value_ci(downstream.get("complete"), metric))],
-                    ["floor: predict the training mean", fmt(*value_ci(downstream.get("train_mean"), metric))]])
+                    ["floor: predict the training mean", fmt(*value_ci(downstream.get("train_mean"), metric))]]
+                   + ([["upper bound, pooled out-of-fold (CI over seeds)",
+                        fmt(*value_ci(downstream["pooled"].get("complete"), metric))]] if "pooled" in downstream else []))
     for protocol, settings in protocols_of(downstream).items():
         kinds = [k for k in ("imputed", "lower_bound") if any(k in cell for cell in settings.values())]
         order = sorted(settings, key=pattern_order) if protocol == "fixed" else list(settings)

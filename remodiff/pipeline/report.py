@@ -5,7 +5,7 @@ from pathlib import Path
 
 from remodiff.evaluation.report import write_report
 from remodiff.pipeline.common import FEATURES, METRICS, RECONSTRUCTED, REPORTS, seeds_of
-from remodiff.pipeline.runs import runs_of
+from remodiff.pipeline.runs import run_name, runs_of
 from remodiff.store import load_featureset
 
 
@@ -20,6 +20,7 @@ def run(params: dict) -> dict[str, str | None]:
         test, name = first.test, first.name
     else:  # the test split: the other splits need not be read (nor exist)
         test_store = FEATURES / "test.h5"
-        test, name = load_featureset(test_store) if test_store.exists() else None, f"seed_{seeds_of(params)[0]}"
+        test = load_featureset(test_store) if test_store.exists() else None
+        name = run_name(None, seeds_of(params)[0])
     compared = (params.get("compare") or {}).get("imputers", [])
     return write_report(REPORTS, METRICS, test, RECONSTRUCTED, name, cfg["metric"], benchmark, compared)
