@@ -381,6 +381,9 @@ def _check(params) -> list[str]:
     check_sampling(params.get("sampling", {}))
     if "compare" in params:
         check_keys("compare", params["compare"], SECTIONS["compare"])
+        foreign = sorted(set(params["compare"].get("seeds") or []) - set(params["eval"]["seeds"]))
+        if foreign:  # the comparison scores with the fusers trained per eval seed
+            raise SettingError("compare.seeds", f"seeds {foreign} are not in eval.seeds", params["eval"]["seeds"])
         metric = resolve_metric(dataset.task, dataset.label_names, params["compare"]["metric"], "compare.metric")
         summary.append(f"compare {len(params['compare']['imputers'])} imputers by {metric}")
     if "report" in params:

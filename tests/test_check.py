@@ -108,6 +108,7 @@ def set_key(params: dict, dotted: str, value) -> None:
     ("eval.folds", {"k": 5, "group": "regex:(["}, "params.yaml: eval.folds.group: 'regex:([': not a regular"),
     ("eval.folds", {"k": 5, "group": "clip", "shuffle": True}, "params.yaml: eval.folds.shuffle: unknown key"),
     ("compare.resamples", 0, "params.yaml: compare.resamples: must be a positive integer"),
+    ("compare.seeds", [0, 7], "params.yaml: compare.seeds: seeds [7] are not in eval.seeds (valid: 0, 1, 2)"),
 ])
 def test_each_bad_setting_fails_with_one_line_naming_its_key(params, dotted, value, expected):
     set_key(params, dotted, value)
