@@ -11,7 +11,7 @@ from remodiff.evaluation.matrix import hierarchical_bootstrap
 from remodiff.evaluation.metrics import (CLASSICAL_IMPUTERS, LOWER_BOUND, clip_scores, higher_is_better, imputer_label,
                                          metric_of_results, task_metrics)
 from remodiff.evaluation.predictions import Predictions, load_predictions
-from remodiff.pipeline.common import METRICS, compare_run, compare_seeds
+from remodiff.pipeline.common import MAIN_RUN, METRICS, compare_run, compare_seeds
 from remodiff.pipeline.runs import run_names
 from remodiff.store import write_json_atomic, write_text_atomic
 
@@ -52,6 +52,9 @@ def run(params: dict) -> dict:
                     row[LOWER_BOUND] = cell[LOWER_BOUND]
     predictions = {i: [load_predictions(compare_run(i).predictions / f"{name}.h5") for name in names]
                    for i in imputers}
+    if any(LOWER_BOUND in row for protocol, settings in table.items() if protocol not in NOT_PROTOCOLS
+           for row in settings.values()):  # is dropping the missing modality better than imputing it?
+        predictions[LOWER_BOUND] = [load_predictions(MAIN_RUN.predictions / f"{name}.h5") for name in names]
     mark_against_best_classical(table, predictions, metric, table["resamples"])
     write_json_atomic(METRICS / "comparison.json", table)
     write_text_atomic(METRICS / "comparison.md", comparison_markdown(table, imputers, metric))
@@ -69,7 +72,8 @@ def best_classical(row: dict, imputers: list[str], metric: str) -> str | None:
 def mark_against_best_classical(table: dict, predictions: dict[str, list[Predictions]], metric: str,
                                 resamples: int) -> None:
     """Per setting, each imputer's ``paired`` entry: the mean difference to the best classical imputer of that
-    setting (positive = better, whatever the metric's direction) and its 95 % bootstrap interval."""
+    setting (positive = better, whatever the metric's direction) and its 95 % bootstrap interval. An entry
+    ``lower_bound`` in ``predictions`` (the main chain's) is tested by its lower-bound predictions."""
     imputers = list(predictions)
     for protocol, settings in table.items():
         if protocol in NOT_PROTOCOLS:
@@ -82,7 +86,8 @@ def mark_against_best_classical(table: dict, predictions: dict[str, list[Predict
                 if imputer == reference:
                     continue
                 pairs = [(predictions[imputer][r], predictions[reference][r]) for r in range(len(predictions[imputer]))]
-                diffs = hierarchical_bootstrap([paired_difference(a, b, f"{protocol}/{setting}", metric)
+                kind = LOWER_BOUND if imputer == LOWER_BOUND else "imputed"
+                diffs = hierarchical_bootstrap([paired_difference(a, b, f"{protocol}/{setting}", metric, kind)
                                                 for a, b in pairs], [len(a.ids) for a, _ in pairs], resamples, seed=0)
                 low, high = np.percentile(diffs, [2.5, 97.5])
                 row[imputer]["paired"] = {"reference": reference, "metric": metric,
@@ -90,12 +95,13 @@ def mark_against_best_classical(table: dict, predictions: dict[str, list[Predict
                                           "ci95_high": float(high)}
 
 
-def paired_difference(a: Predictions, b: Predictions, pattern: str, metric: str):
-    """``clips -> metric(a) - metric(b)`` on those clips of one run (sign: positive = ``a`` better)."""
+def paired_difference(a: Predictions, b: Predictions, pattern: str, metric: str, kind: str = "imputed"):
+    """``clips -> metric(a) - metric(b)`` on those clips of one run (sign: positive = ``a`` better); ``kind``: which
+    of ``a``'s predictions (``imputed`` or ``lower_bound``) against ``b``'s imputed ones."""
     if a.ids != b.ids:
         raise ValueError(f"the compared imputers' predictions cover different clips ({pattern}); re-run compare")
     sign = 1.0 if higher_is_better(metric) else -1.0
-    pa, pb = a.cells[pattern]["imputed"], b.cells[pattern]["imputed"]
+    pa, pb = a.cells[pattern][kind], b.cells[pattern]["imputed"]
     per_clip = [clip_scores(a.task, metric, a.labels, p, a.label_names, a.classes) for p in (pa, pb)]
     if per_clip[0] is not None:
         delta = sign * (per_clip[0] - per_clip[1])
@@ -143,7 +149,8 @@ def comparison_markdown(table: dict, imputers: list[str], metric: str) -> str:
                                                                   for s in columns) + " |" for i in imputers]
         if any(LOWER_BOUND in settings[s] for s in columns):
             lines.append("| lower bound (available modalities only) | "
-                         + " | ".join(cell(settings[s].get(LOWER_BOUND)) for s in columns) + " |")
+                         + " | ".join(marked(settings[s][LOWER_BOUND], LOWER_BOUND, references[s])
+                                      if LOWER_BOUND in settings[s] else "—" for s in columns) + " |")
         lines.append("")
     lines += [f"**Bold**: the best classical imputer of the column ({', '.join(CLASSICAL_IMPUTERS)}; the oracles read the test "
               f"labels and are never the reference). {BETTER} better / {WORSE} worse than it: the 95 % interval of a "
@@ -151,5 +158,5 @@ def comparison_markdown(table: dict, imputers: list[str], metric: str) -> str:
               f"then of the clips within each run, the same clips for both imputers) excludes 0; unmarked: no "
               f"difference shown. `zero (raw 0)` writes raw zeros; the literature's zero-fill of standardised "
               f"features equals `mean`. The lower bound (each clip scored by the fuser trained on exactly its "
-              f"available modalities) comes from the main chain's runs (eval.seeds).", ""]
+              f"available modalities, marked by the same test) comes from the main chain (eval.seeds).", ""]
     return "\n".join(lines)
