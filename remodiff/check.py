@@ -24,6 +24,7 @@ import yaml
 from remodiff.data import DATASETS, build_dataset
 from remodiff.data.adapters import STAGE_KEYS
 from remodiff.data.asr import ASR_BACKENDS
+from remodiff.evaluation.folds import GROUP_RULES, REGEX, group_rule
 from remodiff.evaluation.masks import PROTOCOLS, named_settings
 from remodiff.evaluation.metrics import AUTO, metric_names, resolve_metric
 from remodiff.features import EXTRACTORS, MODALITIES
@@ -84,6 +85,28 @@ def seed_list_or_null(key: str, value) -> None:
         seed_list(key, value)
 
 
+def folds_setting(key: str, value) -> None:
+    """``eval.folds``: null (the dataset's own splits) or ``{k: >= 3, group: <rule>, seed: int}``."""
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        raise SettingError(key, f"must be null or {{k, group, seed}}, got {value!r}")
+    unknown = sorted(set(value) - {"k", "group", "seed"})
+    if unknown:
+        raise SettingError(f"{key}.{unknown[0]}", "unknown key", ["k", "group", "seed"])
+    for name in ("k", "group"):
+        if name not in value:
+            raise SettingError(f"{key}.{name}", "is required")
+    if not is_int(value["k"]) or value["k"] < 3:
+        raise SettingError(f"{key}.k", f"must be an integer >= 3 (test, val and train folds), got {value['k']!r}")
+    integer(f"{key}.seed", value.get("seed", 0))
+    try:
+        group_rule(value["group"])
+    except ValueError as e:
+        raise SettingError(f"{key}.group", str(e).removeprefix("eval.folds.group "),
+                           [*GROUP_RULES, f"{REGEX}<pattern>"]) from None
+
+
 def metric_name(key: str, value) -> None:
     if not isinstance(value, str):
         raise SettingError(key, f"must be a metric name or auto, got {value!r}")
@@ -115,12 +138,13 @@ SECTIONS: dict[str, dict[str, Key]] = {
                 "sample_rate": Key(positive_int), "workers": Key(positive_int, False)},
     "features": {},  # one per modality
     "masks": {"protocol": Key(), "seed": Key(integer)},  # + one per protocol
-    "eval": {"seeds": Key(seed_list), "samples": Key(positive_int), "lower_bound": Key(boolean)},
+    "eval": {"seeds": Key(seed_list), "samples": Key(positive_int), "lower_bound": Key(boolean),
+             "folds": Key(folds_setting, False)},
     "imputer": {"type": Key()},  # + one per imputer
     "sampling": {},  # one per imputer: how it draws reconstructions
     "fuser": {"type": Key()},  # + one per fuser
     "compare": {"imputers": Key(imputer_list), "seeds": Key(seed_list_or_null, False),
-                "metric": Key(metric_name)},
+                "metric": Key(metric_name), "resamples": Key(positive_int, False)},
     "report": {"metric": Key(metric_name), "benchmark": Key(text_or_null, False)},
 }
 
@@ -370,6 +394,9 @@ def _check(params) -> list[str]:
     check_sampling(params.get("sampling", {}), params["imputer"])
     if "compare" in params:
         check_keys("compare", params["compare"], SECTIONS["compare"])
+        foreign = sorted(set(params["compare"].get("seeds") or []) - set(params["eval"]["seeds"]))
+        if foreign:  # the comparison scores with the fusers trained per eval seed
+            raise SettingError("compare.seeds", f"seeds {foreign} are not in eval.seeds", params["eval"]["seeds"])
         metric = resolve_metric(dataset.task, dataset.label_names, params["compare"]["metric"], "compare.metric")
         summary.append(f"compare {len(params['compare']['imputers'])} imputers by {metric}")
     if "report" in params:

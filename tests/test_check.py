@@ -43,6 +43,8 @@ def test_committed_params_pass_with_auto_metrics(params):
     summary = check_params(params)
     assert "compare 12 imputers by mean_acc" in summary and "report mean_acc" in summary
     assert any("written by the sample stage" in item for item in summary)
+    params["eval"]["folds"] = {"k": 5, "group": r"regex:^(\w+)\.", "seed": 1}
+    check_params(params)
     del params["eval"]
     assert failure(params) == "params.yaml: eval: missing section"
 
@@ -101,6 +103,15 @@ def set_key(params: dict, dotted: str, value) -> None:
     ("compare.metric", "accuracy", "params.yaml: compare.metric: 'accuracy' is not a metric of this regression "
                                    "dataset"),
     ("report.metric", "mean_acc_ci95", "params.yaml: report.metric: 'mean_acc_ci95' is not a metric"),
+    ("eval.folds", 5, "params.yaml: eval.folds: must be null or {k, group, seed}"),
+    ("eval.folds", {"k": 2, "group": "clip"}, "params.yaml: eval.folds.k: must be an integer >= 3"),
+    ("eval.folds", {"k": 5}, "params.yaml: eval.folds.group: is required"),
+    ("eval.folds", {"k": 5, "group": "actor"}, "params.yaml: eval.folds.group: 'actor' is not a group rule; valid: "
+                                               "ravdess_actor, crema_d_actor, youtube_id, mmsa_video, clip"),
+    ("eval.folds", {"k": 5, "group": "regex:(["}, "params.yaml: eval.folds.group: 'regex:([': not a regular"),
+    ("eval.folds", {"k": 5, "group": "clip", "shuffle": True}, "params.yaml: eval.folds.shuffle: unknown key"),
+    ("compare.resamples", 0, "params.yaml: compare.resamples: must be a positive integer"),
+    ("compare.seeds", [0, 7], "params.yaml: compare.seeds: seeds [7] are not in eval.seeds (valid: 0, 1, 2)"),
 ])
 def test_each_bad_setting_fails_with_one_line_naming_its_key(params, dotted, value, expected):
     set_key(params, dotted, value)

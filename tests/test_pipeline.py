@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from remodiff.evaluation.predictions import load_predictions
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {
     "sample": {"n_train": 24, "n_val": 8, "n_test": 8, "duration": 2.0, "size": 32, "fps": 10, "seed": 3},
@@ -77,7 +79,12 @@ def test_repro_writes_finite_metrics_and_complete_data_beats_the_mean(project):
     assert (repo / "reports" / "fixed_patterns.png").is_file() and (repo / "reports" / "feature_space.png").is_file()
     assert "| video_missing |" in (repo / "reports" / "summary.md").read_text()
     comparison = json.loads((repo / "metrics" / "comparison.json").read_text())
-    assert set(comparison["fixed"]["audio_missing"]) == {"zero", "knn"}
+    row = comparison["fixed"]["audio_missing"]
+    assert set(row) == {"zero", "knn", "lower_bound"} and comparison["runs"] == 2  # compare.seeds null: eval's
+    tested = [name for name in ("zero", "knn") if "paired" in row[name]]  # the other one is the reference
+    assert len(tested) == 1 and row[tested[0]]["paired"]["ci95_low"] <= row[tested[0]]["paired"]["ci95_high"]
+    for path in ("data/predictions/main/seed_1.h5", "data/predictions/compare/knn/seed_0.h5"):
+        assert len(load_predictions(repo / path).ids) == 8  # every test clip
     assert comparison["upper_bound"]["mean_acc"] == pytest.approx(metrics["complete"]["mean_acc"], abs=0.02)
     assert "| audio_missing |" in (repo / "metrics" / "comparison.md").read_text()
 
@@ -125,7 +132,8 @@ def test_second_repro_is_up_to_date_and_imputer_switch_reruns_only_downstream(pr
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = run(["dvc", "repro"], repo)
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
-    assert ran == {"train_imputer", "reconstruct", "evaluate", "report"}
+    # compare_table reads the main chain's lower bound (imputer-independent: its table stays the same)
+    assert ran == {"train_imputer", "reconstruct", "evaluate", "compare_table", "report"}
     metrics = json.loads((repo / "metrics" / "downstream.json").read_text())
     assert metrics["imputer"] == "mean" and metrics["fixed"]["video_missing"]["imputed"]["mean_acc"] > 0
 

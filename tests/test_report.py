@@ -10,7 +10,7 @@ from matplotlib.image import imread
 
 from conftest import toy_featureset
 from remodiff.pipeline import stage
-from remodiff.evaluation.report import BENCHMARK_FIGURE, FEATURE_FIGURE, FIGURES, TRAINING_FIGURE, data_fingerprint
+from remodiff.evaluation.report import BENCHMARK_FIGURE, COMPARISON_FIGURE, FEATURE_FIGURE, FIGURES, TRAINING_FIGURE, data_fingerprint
 from remodiff.store import atomic_h5, save_featureset, write_featureset
 
 
@@ -65,7 +65,16 @@ def write_metrics(root: Path, **files) -> None:
 
 
 def params(metric: str = "mean_acc", benchmark: str | None = "metrics/diffusion_benchmark.json") -> dict:
-    return {"report": {"metric": metric, "benchmark": benchmark}, "eval": {"seeds": [0, 1]}}
+    return {"report": {"metric": metric, "benchmark": benchmark}, "eval": {"seeds": [0, 1]},
+            "compare": {"imputers": ["zero", "knn"]}}
+
+
+def comparison() -> dict:
+    """Two compared imputers, the lower bound, and `gan`: left over from a run where it was compared."""
+    return {"upper_bound": cell(0.93, 0.004), "train_mean": cell(0.86, None),
+            "random": {f"mr_{r}": {"zero": cell(0.93 - r / 2, 0.01), "knn": cell(0.93 - r / 5, 0.01),
+                                   "gan": cell(0.93 - r / 6, 0.01), "lower_bound": cell(0.93 - r / 4, 0.01)}
+                       for r in (0.0, 0.3, 0.6)}}
 
 
 BENCHMARK = {"quality": "frechet", "device": "cpu", "runs": [
@@ -84,10 +93,10 @@ def measured_on_the_test_clips(benchmark: dict) -> dict:
 def test_every_figure_and_the_summary_tables_from_hand_made_inputs(tmp_path, monkeypatch):
     write_metrics(tmp_path, downstream=downstream(), reconstruction=reconstruction(), fuser_history=HISTORY,
                   imputer_history=[{"epoch": e, "train_loss": 5.0 / (e + 1)} for e in range(3)],
-                  diffusion_benchmark=measured_on_the_test_clips(BENCHMARK))
+                  diffusion_benchmark=measured_on_the_test_clips(BENCHMARK), comparison=comparison())
     write_stores(tmp_path)
     monkeypatch.chdir(tmp_path)
-    stage("report")(params())
+    figures = stage("report")(params())
 
     for name in FIGURES:
         image = imread(tmp_path / "reports" / name)
@@ -110,6 +119,8 @@ def test_every_figure_and_the_summary_tables_from_hand_made_inputs(tmp_path, mon
     assert f"- `{FEATURE_FIGURE}`: " in summary and "per modality: audio, video" in summary
     assert "training loss per epoch: fuser (all modalities), imputer (knn)" in summary
     assert summary.count("![") == len(FIGURES)
+    # the comparison shows only the imputers compare.imputers lists, `zero` named for what it writes
+    assert "(zero, knn)" in figures[COMPARISON_FIGURE] and "gan" not in figures[COMPARISON_FIGURE]
 
 
 def test_missing_optional_inputs_are_skipped_and_stale_figures_removed(tmp_path, monkeypatch, caplog):

@@ -227,15 +227,21 @@ def save_masks(path: str | Path, masks: Masks, ids: list[str], meta: dict) -> No
 
 
 def load_masks(path: str | Path, ids: list[str]) -> Masks:
+    """The masks of clips ``ids`` (in that order): all the file's clips, or some (a cross-validation fold's test
+    clips; masks are drawn per clip, so a clip's mask does not depend on which others are in the file)."""
     with h5py.File(path, "r") as f:
         stored = [s.decode() if isinstance(s, bytes) else s for s in f["ids"][()]]
-        if stored != list(ids):
-            raise ValueError(f"{path} was made for other clips than the feature store's; re-run the masks stage")
+        row = {clip: i for i, clip in enumerate(stored)}
+        unknown = [clip for clip in ids if clip not in row]
+        if unknown:
+            raise ValueError(f"{path} was made for other clips than the feature store's (no masks for "
+                             f"{unknown[:3]}); re-run the masks stage")
+        rows = np.array([row[clip] for clip in ids], int)
         out = {}
 
         def visit(name, obj):
             if isinstance(obj, h5py.Group) and any(isinstance(v, h5py.Dataset) for v in obj.values()):
-                out[name] = {m: obj[m][()].astype(bool) for m in obj}
+                out[name] = {m: obj[m][()].astype(bool)[rows] for m in obj}
 
         f["patterns"].visititems(visit)
         return out

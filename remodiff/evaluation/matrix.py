@@ -4,6 +4,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+from typing import Callable
 
 import numpy as np
 from scipy import stats
@@ -67,4 +68,23 @@ def aggregate(runs: list[dict]) -> dict:
         values = [r[key] for r in runs if r[key] is not None]
         out[key] = float(np.mean(values)) if values else None
         out[f"{key}_ci95"] = ci95(values)
+    return out
+
+
+def hierarchical_bootstrap(differences: list[Callable[[np.ndarray], float]], sizes: list[int], resamples: int,
+                           seed: int) -> np.ndarray:
+    """Resampled mean metric differences of a paired comparison over runs and clips.
+
+    ``differences[r](clips)`` is the metric difference of the two models on run ``r``'s clips ``clips`` (indices,
+    with repeats), ``sizes[r]`` that run's number of clips. Each resample draws runs with replacement, then clips
+    within each drawn run with replacement (the same clips for both models: paired), and averages the drawn runs'
+    differences. Returns ``resamples`` values; their 2.5 and 97.5 percentiles bound the 95 % interval.
+    """
+    if not differences or len(differences) != len(sizes) or min(sizes) < 1:
+        raise ValueError(f"a bootstrap needs runs with clips, got clip counts {sizes}")
+    rng = np.random.default_rng(seed)
+    out = np.empty(resamples)
+    for b in range(resamples):
+        drawn = rng.integers(len(sizes), size=len(sizes))
+        out[b] = np.mean([differences[r](rng.integers(sizes[r], size=sizes[r])) for r in drawn])
     return out

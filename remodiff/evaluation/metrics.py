@@ -207,3 +207,52 @@ def metric_of_results(results: dict, setting: str, key: str) -> str:
     if setting not in names:
         raise SettingError(key, f"{setting!r} is not among the metrics of this run", [AUTO, *names])
     return setting
+
+
+LOWER_IS_BETTER = ("mae", "MAE")
+
+
+def higher_is_better(metric: str) -> bool:
+    return metric not in LOWER_IS_BETTER
+
+
+def clip_scores(task: str, metric: str, y_true: np.ndarray, y_pred: np.ndarray, label_names: list[str],
+                classes: list[str] | None = None) -> np.ndarray | None:
+    """Per-clip terms whose mean is ``metric`` (accuracies, MAE, ``<label>_acc``), so a bootstrap can resample
+    clips cheaply; None for metrics that are not a mean over clips (F1, UAR, Pearson r)."""
+    if task == "classification":
+        if metric != "accuracy":
+            return None
+        return (class_indices(np.asarray(y_pred)) == check_class_indices(y_true, len(classes))).astype(float)
+    y_true, y_pred = np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64)
+    if list(label_names) == ["sentiment"]:
+        t, p = y_true.reshape(-1), y_pred.reshape(-1)
+        bounds = {"Mult_acc_5": 2.0, "Mult_acc_7": 3.0}
+        if metric == "Has0_acc_2":
+            return ((t >= 0) == (p >= 0)).astype(float)
+        if metric == "MAE":
+            return np.abs(t - p)
+        if metric in bounds:
+            b = bounds[metric]
+            return (np.round(np.clip(t, -b, b)) == np.round(np.clip(p, -b, b))).astype(float)
+        return None
+    abs_err = np.abs(y_true - y_pred)
+    traits = [j for j, n in enumerate(label_names) if n in BIG_FIVE] or list(range(len(label_names)))
+    if metric == "mean_acc":
+        return 1.0 - abs_err[:, traits].mean(axis=1)
+    if metric == "mae":
+        return abs_err.mean(axis=1)
+    per_label = {f"{n}_acc": j for j, n in enumerate(label_names)}
+    return 1.0 - abs_err[:, per_label[metric]] if metric in per_label else None
+
+
+# The imputers a learned one must beat in the comparison (the oracles read the test labels: never references).
+CLASSICAL_IMPUTERS = ("zero", "mean", "repeat", "random", "knn", "gmm")
+LOWER_BOUND = "lower_bound"  # the lower bound's entry in downstream.json cells and beside the imputers in comparison.json
+# `zero` writes raw zeros, not the literature's zero-fill of standardised features (that equals `mean`)
+IMPUTER_LABELS = {"zero": "zero (raw 0)"}
+
+
+def imputer_label(imputer: str) -> str:
+    """How tables and figures name an imputer."""
+    return IMPUTER_LABELS.get(imputer, imputer)

@@ -35,9 +35,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.decomposition import PCA
 
-from remodiff.evaluation.metrics import metric_of_results
+from remodiff.evaluation.metrics import LOWER_BOUND, imputer_label, metric_of_results
 from remodiff.scaling import Standardiser
-from remodiff.store import load_featureset, partial_path, read_featureset
+from remodiff.store import FeatureSet, partial_path, read_featureset
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +48,16 @@ FEATURE_FIGURE = "feature_space.png"
 RECONSTRUCTION_FIGURE = "reconstruction_error.png"
 TRAINING_FIGURE = "training_loss.png"
 BENCHMARK_FIGURE = "diffusion_frontier.png"
-FIGURES = (FIXED_FIGURE, RATE_FIGURE, FEATURE_FIGURE, RECONSTRUCTION_FIGURE, TRAINING_FIGURE, BENCHMARK_FIGURE)
+COMPARISON_FIGURE = "comparison_missing_rate.png"
+FIGURES = (FIXED_FIGURE, RATE_FIGURE, FEATURE_FIGURE, RECONSTRUCTION_FIGURE, TRAINING_FIGURE, BENCHMARK_FIGURE,
+           COMPARISON_FIGURE)
 SUMMARY = "summary.md"
 
 # one colour per series, the same in every figure
 UPPER, IMPUTED, LOWER, FLOOR, REAL = "tab:green", "tab:blue", "tab:orange", "dimgray", "tab:blue"
 RECONSTRUCTED = "tab:red"
 # downstream.json keys that are not protocols
-REFERENCES = ("complete", "train_mean")
+REFERENCES = ("complete", "train_mean", "pooled")
 METRIC_LABELS = {"mean_acc": "mean accuracy (1 − MAE), higher is better", "mae": "MAE (label units), lower is better",
                  "pearson_r": "mean Pearson r, higher is better", "accuracy": "accuracy, higher is better"}
 SETTING_HEADERS = {"fixed": "missing modalities", "random": "missing rate", "independent": "drop probabilities",
@@ -239,12 +241,11 @@ def plot_missing_rate(downstream: dict, metric: str, path: Path) -> str | None:
     return f"{metric} vs missing rate (random protocol) for imputed and lower bound, with the bounds as lines"
 
 
-def plot_feature_space(test_store: Path, reconstructed_store: Path, seed: int, imputer: str,
+def plot_feature_space(test: FeatureSet | None, reconstructed_store: Path, run: str, imputer: str,
                        path: Path) -> str | None:
-    if not test_store.exists() or not reconstructed_store.exists():
-        log.info("report: %s or %s is absent, skipping %s", test_store, reconstructed_store, path.name)
+    if test is None or not reconstructed_store.exists():
+        log.info("report: the run's test clips or %s are absent, skipping %s", reconstructed_store, path.name)
         return None
-    test = load_featureset(test_store)
     panels = []
     with h5py.File(reconstructed_store, "r") as f:
         for m in test.modalities:
@@ -282,10 +283,10 @@ def plot_feature_space(test_store: Path, reconstructed_store: Path, seed: int, i
         ax.set_ylabel(f"PC 2 ({share[1]:.0%} of real variance)")
         ax.grid(alpha=0.3)
         ax.legend(loc="best", fontsize="small")
-    fig.suptitle(f"Real vs {imputer} reconstructions, pattern '<modality> missing', seed {seed}\n"
+    fig.suptitle(f"Real vs {imputer} reconstructions, pattern '<modality> missing', run {run}\n"
                  "(PCA of the z-scored real test features of each modality)")
     save_figure(fig, path)
-    return (f"hidden slots, real vs reconstructed by {imputer} (seed {seed}), in the 2-D PCA plane of the real "
+    return (f"hidden slots, real vs reconstructed by {imputer} (run {run}), in the 2-D PCA plane of the real "
             f"test features, per modality: {', '.join(m for m, *_ in panels)}")
 
 
@@ -377,6 +378,50 @@ def plot_benchmark(benchmark: dict | None, path: Path) -> str | None:
     return f"diffusion sampling frontier: {quality} vs steps and vs wall-clock time, {len(runs)} runs"
 
 
+def plot_comparison(comparison: dict | None, imputers: list[str], metric: str, path: Path) -> str | None:
+    """Every compared imputer's ``metric`` against the random protocol's missing rate (bands: 95 % CI over runs),
+    with the upper bound (complete data) and, where measured, the lower bound."""
+    random = (comparison or {}).get("random", {})
+    rates = {missing_rate(s): row for s, row in random.items()}
+    rates.pop(None, None)
+    shown = [i for i in imputers if any(i in row for row in rates.values())]
+    if not rates or not shown:
+        log.info("report: no random-protocol comparison (metrics/comparison.json), skipping %s", path.name)
+        return None
+    x = sorted(rates)
+    percent = [100 * r for r in x]
+    fig = new_figure(8.0, 5.2)
+    ax = fig.add_subplot()
+    colours = matplotlib_colours(len(shown))
+    for imputer, colour in zip(shown, colours):
+        values, cis = zip(*(value_ci(rates[r].get(imputer), metric) for r in x))
+        values, cis = np.array(values), np.nan_to_num(np.array(cis))
+        ax.plot(percent, values, marker="o", color=colour, label=imputer_label(imputer))
+        ax.fill_between(percent, values - cis, values + cis, color=colour, alpha=0.12)
+    if any(LOWER_BOUND in rates[r] for r in x):
+        values = np.array([value_ci(rates[r].get(LOWER_BOUND), metric)[0] for r in x])
+        ax.plot(percent, values, color="black", linestyle=":", linewidth=2, label="lower bound (available modalities only)")
+    upper, upper_ci = value_ci(comparison.get("upper_bound"), metric)
+    if not math.isnan(upper):
+        ax.axhline(upper, color="black", linewidth=2, label="upper bound (complete data)")
+        if not math.isnan(upper_ci):
+            ax.axhspan(upper - upper_ci, upper + upper_ci, color="black", alpha=0.06)
+    ax.set_xlabel("missing rate (% of modality × segment slots hidden)")
+    ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+    ax.set_title(f"{metric} vs missing rate, every compared imputer\n(random protocol; bands: 95 % CI over runs)")
+    ax.grid(alpha=0.3)
+    fig.legend(loc="outside lower center", ncols=4, fontsize="small")
+    save_figure(fig, path)
+    return (f"{metric} vs missing rate (random protocol) of every compared imputer ({', '.join(shown)}), with the "
+            f"upper and lower bounds")
+
+
+def matplotlib_colours(n: int) -> list:
+    from matplotlib import colormaps  # only the comparison figure needs more colours than the fixed series
+    cmap = colormaps["tab20" if n > 10 else "tab10"]
+    return [cmap(i) for i in range(n)]
+
+
 # --------------------------------------------------------------------------------------------
 # The Markdown summary
 # --------------------------------------------------------------------------------------------
@@ -398,11 +443,13 @@ def table(header: list[str], rows: list[list[str]]) -> list[str]:
 def summary_markdown(downstream: dict, reconstruction: dict | None, benchmark: dict | None, metric: str,
                      figures: dict[str, str | None]) -> str:
     lines = ["# ReMoDiff report", "",
-             f"Imputer: `{downstream.get('imputer', '?')}`. Downstream metric: `{metric}`, the mean over seeds "
+             f"Imputer: `{downstream.get('imputer', '?')}`. Downstream metric: `{metric}`, the mean over runs (seeds, and folds) "
              "± the 95 % confidence half-width (none with one seed).", ""]
     lines += table(["reference", metric],
                    [["upper bound: complete test data", fmt(*value_ci(downstream.get("complete"), metric))],
-                    ["floor: predict the training mean", fmt(*value_ci(downstream.get("train_mean"), metric))]])
+                    ["floor: predict the training mean", fmt(*value_ci(downstream.get("train_mean"), metric))]]
+                   + ([["upper bound, pooled out-of-fold (CI over seeds)",
+                        fmt(*value_ci(downstream["pooled"].get("complete"), metric))]] if "pooled" in downstream else []))
     for protocol, settings in protocols_of(downstream).items():
         kinds = [k for k in ("imputed", "lower_bound") if any(k in cell for cell in settings.values())]
         order = sorted(settings, key=pattern_order) if protocol == "fixed" else list(settings)
@@ -435,10 +482,12 @@ def summary_markdown(downstream: dict, reconstruction: dict | None, benchmark: d
     return "\n".join(lines) + "\n"
 
 
-def write_report(out_dir: Path, metrics_dir: Path, test_store: Path, reconstructed_dir: Path, seed: int,
-                 metric: str, benchmark_path: Path | None) -> dict[str, str | None]:
+def write_report(out_dir: Path, metrics_dir: Path, test: FeatureSet | None, reconstructed_dir: Path, run: str,
+                 metric: str, benchmark_path: Path | None, compared: list[str] = ()) -> dict[str, str | None]:
     """Every figure whose inputs exist, and ``summary.md``, into ``out_dir``; returns figure name -> caption
-    (None = skipped). Figures of an earlier run that are skipped now are removed, never left stale."""
+    (None = skipped). ``test`` / ``run``: the first run's test clips and name (its reconstructions are drawn);
+    ``compared``: the imputers of ``compare.imputers`` (the comparison figure shows only these). Figures of an
+    earlier run that are skipped now are removed, never left stale."""
     downstream_path = metrics_dir / "downstream.json"
     if not downstream_path.exists():
         raise FileNotFoundError(f"{downstream_path} does not exist; run the evaluate stage first")
@@ -447,10 +496,8 @@ def write_report(out_dir: Path, metrics_dir: Path, test_store: Path, reconstruct
     reconstruction = read_json(metrics_dir / "reconstruction.json")
     histories = {"fuser (all modalities)": read_json(metrics_dir / "fuser_history.json"),
                  f"imputer ({downstream.get('imputer', '?')})": read_json(metrics_dir / "imputer_history.json")}
-    test_ids = None
-    if test_store.exists():
-        with h5py.File(test_store, "r") as f:
-            test_ids = [i.decode() if isinstance(i, bytes) else str(i) for i in f["ids"][()]]
+    test_ids = None if test is None else list(test.ids)
+    comparison = read_json(metrics_dir / "comparison.json")
     benchmark = read_benchmark(benchmark_path, test_ids) if benchmark_path is not None else None
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in FIGURES:
@@ -458,11 +505,12 @@ def write_report(out_dir: Path, metrics_dir: Path, test_store: Path, reconstruct
     figures = {
         FIXED_FIGURE: plot_fixed(downstream, metric, out_dir / FIXED_FIGURE),
         RATE_FIGURE: plot_missing_rate(downstream, metric, out_dir / RATE_FIGURE),
-        FEATURE_FIGURE: plot_feature_space(test_store, reconstructed_dir / f"seed_{seed}.h5", seed,
+        FEATURE_FIGURE: plot_feature_space(test, reconstructed_dir / f"{run}.h5", run,
                                            downstream.get("imputer", "?"), out_dir / FEATURE_FIGURE),
         RECONSTRUCTION_FIGURE: plot_reconstruction_error(reconstruction, out_dir / RECONSTRUCTION_FIGURE),
         TRAINING_FIGURE: plot_training(histories, out_dir / TRAINING_FIGURE),
         BENCHMARK_FIGURE: plot_benchmark(benchmark, out_dir / BENCHMARK_FIGURE),
+        COMPARISON_FIGURE: plot_comparison(comparison, list(compared), metric, out_dir / COMPARISON_FIGURE),
     }
     summary = out_dir / SUMMARY
     partial_path(summary).write_text(summary_markdown(downstream, reconstruction, benchmark, metric, figures))

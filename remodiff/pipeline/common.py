@@ -40,16 +40,19 @@ class ImputerRun:
     reconstructed: Path
     quality: Path
     downstream: Path
+    predictions: Path  # per-clip predictions, one file per run (remodiff.evaluation.predictions)
     history: Path | None = None
 
 
+PREDICTIONS = DATA / "predictions"
 MAIN_RUN = ImputerRun(MODELS / "imputer", RECONSTRUCTED, METRICS / "reconstruction.json",
-                      METRICS / "downstream.json", METRICS / "imputer_history.json")
+                      METRICS / "downstream.json", PREDICTIONS / "main", METRICS / "imputer_history.json")
+
 
 def compare_run(imputer: str) -> ImputerRun:
     return ImputerRun(MODELS / "compare" / imputer, DATA / "compare" / imputer,
                       METRICS / "compare" / imputer / "reconstruction.json",
-                      METRICS / "compare" / imputer / "downstream.json")
+                      METRICS / "compare" / imputer / "downstream.json", PREDICTIONS / "compare" / imputer)
 
 
 PRECOMPUTED = "precomputed"  # the segment store's group holding a dataset's own feature set

@@ -5,9 +5,10 @@ from __future__ import annotations
 from remodiff.pipeline.common import compare_run, compare_seeds, compared
 from remodiff.pipeline.evaluate import score
 from remodiff.pipeline.reconstruct import reconstruct_test
+from remodiff.pipeline.runs import runs_of
 
 
 def run(params: dict, imputer: str) -> None:
-    seeds, entry = compare_seeds(params), compare_run(compared(params, imputer))
-    reconstruct_test(params, seeds, entry)
-    score(params, seeds, entry, imputer, lower_bound=False)
+    runs, entry = runs_of(params, compare_seeds(params)), compare_run(compared(params, imputer))
+    reconstruct_test(params, runs, entry)
+    score(params, runs, entry, imputer, lower_bound=False)

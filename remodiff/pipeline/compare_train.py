@@ -1,11 +1,12 @@
-"""Stage ``compare_train@<imputer>``: one entry of the all-imputer comparison, fitted once per comparison seed.
+"""Stage ``compare_train@<imputer>``: one entry of the all-imputer comparison, fitted once per comparison run.
 
 Training is its own stage so that sampling settings (``sampling``, ``eval.samples``) re-run only ``compare``."""
 from __future__ import annotations
 
 from remodiff.pipeline.common import compare_run, compare_seeds, compared
+from remodiff.pipeline.runs import runs_of
 from remodiff.pipeline.train_imputer import fit_imputers
 
 
 def run(params: dict, imputer: str) -> None:
-    fit_imputers(params, compared(params, imputer), compare_seeds(params), compare_run(imputer))
+    fit_imputers(params, compared(params, imputer), runs_of(params, compare_seeds(params)), compare_run(imputer))

@@ -1,5 +1,6 @@
 """Stage ``evaluate``: the downstream metrics of the main chain's imputer (upper bound, imputed, lower bound,
-training floor), mean and 95 % CI over seeds."""
+training floor), mean and 95 % CI over runs, pooled out-of-fold with ``eval.folds``; per-clip predictions of every
+run saved (``data/predictions/main/<run>.h5``)."""
 from __future__ import annotations
 
 import logging
@@ -9,54 +10,77 @@ import numpy as np
 
 from remodiff.evaluation.matrix import aggregate, lower_bound_predict, modality_subsets, subset_key
 from remodiff.evaluation.metrics import aggregate_predictions, task_metrics
+from remodiff.evaluation.predictions import Predictions, concatenate, save_predictions
 from remodiff.fusion import load_fuser
-from remodiff.pipeline.common import FEATURES, MAIN_RUN, MODELS, ImputerRun, seeds_of
-from remodiff.store import FeatureSet, load_featureset, read_featureset, write_json_atomic
+from remodiff.pipeline.common import MAIN_RUN, MODELS, ImputerRun
+from remodiff.pipeline.runs import Run, runs_of
+from remodiff.store import FeatureSet, read_featureset, write_json_atomic
 from remodiff.tasks import Task, check_class_indices
 
 log = logging.getLogger(__name__)
 
 
-def score(params: dict, seeds: list[int], run: ImputerRun, imputer: str, lower_bound: bool) -> dict:
-    """Upper bound (complete test data), the predict-the-training-mean floor, and per protocol setting the
-    imputer's reconstructions (mean prediction over its K samples) and, optionally, the lower bound; mean and
-    95 % CI over seeds."""
+def predict_run(params: dict, run: Run, paths: ImputerRun, lower_bound: bool) -> Predictions:
+    """The run's fuser on its complete test clips and, per mask pattern, on the imputer's reconstructions (its K
+    samples aggregated) and optionally the lower bound (each clip scored by the fuser of its available modalities)."""
     modalities = list(params["features"])
-    train = load_featureset(FEATURES / "train.h5")
-    test = load_featureset(FEATURES / "test.h5")
-    if len(test) == 0:
+    task = Task.from_attrs(run.test.attrs)
+    folder = MODELS / "fuser" / run.name
+    full = load_fuser(folder / subset_key(modalities))
+    lower = ({subset_key(s): load_fuser(folder / subset_key(s)) for s in modality_subsets(modalities)}
+             if lower_bound else None)
+    floor = training_floor(task, run.train, len(run.test))
+    cells = {}
+    with h5py.File(paths.reconstructed / f"{run.name}.h5", "r") as f:
+        for protocol in f:
+            for setting in f[protocol]:
+                group = f[protocol][setting]
+                samples = [k for k in group if k.startswith("sample_")]
+                # K stochastic reconstructions: mean prediction (regression) or majority vote (classification)
+                cell = {"imputed": aggregate_predictions(task.kind,
+                                                         [full.predict(read_featureset(group[k])) for k in samples])}
+                if lower is not None:
+                    cell["lower_bound"] = lower_bound_predict(lower, read_featureset(group["masked"]), floor)
+                cells[f"{protocol}/{setting}"] = cell
+    return Predictions(list(run.test.ids), run.test.labels, list(run.test.label_names), task.kind, list(task.classes),
+                       full.predict(run.test), cells)
+
+
+def metrics_of(predictions: Predictions) -> dict:
+    """``{complete: metrics, <protocol>: {<setting>: {imputed: metrics[, lower_bound: metrics]}}}``."""
+    def metrics(values: np.ndarray) -> dict:
+        return task_metrics(predictions.task, predictions.labels, values, predictions.label_names,
+                            predictions.classes or None)
+
+    result = {"complete": metrics(predictions.complete)}
+    for pattern, kinds in predictions.cells.items():
+        protocol, setting = pattern.split("/", 1)
+        result.setdefault(protocol, {})[setting] = {kind: metrics(values) for kind, values in kinds.items()}
+    return result
+
+
+def score(params: dict, runs: list[Run], paths: ImputerRun, imputer: str, lower_bound: bool) -> dict:
+    """Upper bound (complete test data), the predict-the-training-mean floor, and per protocol setting the
+    imputer's reconstructions and, optionally, the lower bound; mean and 95 % CI over runs, and with folds
+    ``pooled``: the out-of-fold predictions of each seed (every clip once) scored together, mean and CI over seeds."""
+    if any(len(run.test) == 0 for run in runs):
         raise ValueError("the test split has no clips: nothing to evaluate (check dataset.root and split_dirs)")
-    task = Task.from_attrs(test.attrs)
-    classes = list(task.classes) or None
-
-    def metrics(predictions: np.ndarray) -> dict:
-        return task_metrics(task.kind, test.labels, predictions, test.label_names, classes)
-
-    floor = training_floor(task, train, len(test))
-    runs = []
-    for seed in seeds:
-        folder = MODELS / "fuser" / f"seed_{seed}"
-        full = load_fuser(folder / subset_key(modalities))
-        lower = ({subset_key(s): load_fuser(folder / subset_key(s)) for s in modality_subsets(modalities)}
-                 if lower_bound else None)
-        result = {"complete": metrics(full.predict(test))}
-        with h5py.File(run.reconstructed / f"seed_{seed}.h5", "r") as f:
-            for protocol in f:
-                for setting in f[protocol]:
-                    group = f[protocol][setting]
-                    samples = [k for k in group if k.startswith("sample_")]
-                    # K stochastic reconstructions: mean prediction (regression) or majority vote (classification)
-                    predictions = aggregate_predictions(task.kind,
-                                                        [full.predict(read_featureset(group[k])) for k in samples])
-                    cell = {"imputed": metrics(predictions)}
-                    if lower is not None:
-                        cell["lower_bound"] = metrics(lower_bound_predict(lower, read_featureset(group["masked"]), floor))
-                    result.setdefault(protocol, {})[setting] = cell
-        runs.append(result)
-    results = aggregate(runs)
-    results["train_mean"] = metrics(floor)
+    task = Task.from_attrs(runs[0].test.attrs)
+    per_run, per_seed = [], {}
+    for run in runs:
+        predictions = predict_run(params, run, paths, lower_bound)
+        save_predictions(paths.predictions / f"{run.name}.h5", predictions)
+        result = metrics_of(predictions)
+        result["train_mean"] = task_metrics(task.kind, run.test.labels,
+                                            training_floor(task, run.train, len(run.test)),
+                                            run.test.label_names, list(task.classes) or None)
+        per_run.append(result)
+        per_seed.setdefault(run.seed, []).append(predictions)
+    results = aggregate(per_run)
+    if runs[0].fold is not None:
+        results["pooled"] = aggregate([metrics_of(concatenate(parts)) for parts in per_seed.values()])
     results["imputer"] = imputer
-    write_json_atomic(run.downstream, results)
+    write_json_atomic(paths.downstream, results)
     log.info("evaluate %s: complete %s, training floor %s", imputer, headline(results["complete"]),
              headline(results["train_mean"]))
     return results
@@ -76,4 +100,4 @@ def headline(metrics: dict) -> str:
 
 
 def run(params: dict) -> dict:
-    return score(params, seeds_of(params), MAIN_RUN, params["imputer"]["type"], params["eval"]["lower_bound"])
+    return score(params, runs_of(params), MAIN_RUN, params["imputer"]["type"], params["eval"]["lower_bound"])

@@ -4,16 +4,17 @@ from __future__ import annotations
 import logging
 
 from remodiff.evaluation.masks import PROTOCOLS, make_masks, save_masks
-from remodiff.pipeline.common import FEATURES, MASKS
-from remodiff.store import load_featureset
+from remodiff.pipeline.common import MASKS
+from remodiff.pipeline.runs import evaluated_clips
 
 log = logging.getLogger(__name__)
 
 
 def run(params: dict) -> None:
-    """Test-time missing-modality masks of every configured protocol, saved once for all imputers and fusers."""
+    """Test-time missing-modality masks of every configured protocol, saved once for all imputers and fusers:
+    over the test split, or with ``eval.folds`` over every clip (each fold's test clips read their own rows)."""
     cfg = params["masks"]
-    test = load_featureset(FEATURES / "test.h5")
+    test = evaluated_clips(params)
     chosen = list(PROTOCOLS.names()) if cfg["protocol"] == "all" else [cfg["protocol"]]
     made = make_masks(test, {name: cfg.get(name) for name in chosen}, cfg["seed"])
     save_masks(MASKS, made, test.ids, cfg)

@@ -1,4 +1,4 @@
-"""Stage ``train_fuser``: the downstream fuser per seed on complete data, and the lower bound's subset fusers."""
+"""Stage ``train_fuser``: the downstream fuser per run on complete data, and the lower bound's subset fusers."""
 from __future__ import annotations
 
 import logging
@@ -6,8 +6,8 @@ import time
 
 from remodiff.evaluation.matrix import modality_subsets, subset_key
 from remodiff.fusion import build_fuser
-from remodiff.pipeline.common import FEATURES, METRICS, MODELS, seeds_of
-from remodiff.store import load_featureset
+from remodiff.pipeline.common import METRICS, MODELS
+from remodiff.pipeline.runs import runs_of
 from remodiff.launch import is_main_process
 
 log = logging.getLogger(__name__)
@@ -21,20 +21,19 @@ def fuser_for_seed(params: dict, modalities: list[str], seed: int):
 
 
 def run(params: dict) -> None:
-    """Per seed: the fuser on complete data (upper bound, fed with reconstructions) and, for the lower bound,
-    one fuser per proper subset of the modalities, trained and tested on that subset only."""
+    """Per run (seed, and fold with ``eval.folds``): the fuser on complete data (upper bound, fed with
+    reconstructions) and, for the lower bound, one fuser per proper subset of the modalities, trained and tested
+    on that subset only."""
     modalities = list(params["features"])
-    train = load_featureset(FEATURES / "train.h5")
-    val = load_featureset(FEATURES / "val.h5")
     subsets = modality_subsets(modalities) if params["eval"]["lower_bound"] else [tuple(modalities)]
-    for seed in seeds_of(params):
+    runs = runs_of(params)
+    for run in runs:
         for subset in subsets:
             start = time.perf_counter()
-            fuser = fuser_for_seed(params, list(subset), seed)
-            history = METRICS / "fuser_history.json" if seed == seeds_of(params)[0] and len(subset) == len(
-                modalities) else None
-            fuser.fit(train.subset(list(subset)), val.subset(list(subset)), history_path=history)
+            fuser = fuser_for_seed(params, list(subset), run.seed)
+            history = METRICS / "fuser_history.json" if run is runs[0] and len(subset) == len(modalities) else None
+            fuser.fit(run.train.subset(list(subset)), run.val.subset(list(subset)), history_path=history)
             if is_main_process():  # under `accelerate launch` every process holds the same trained model
-                fuser.save(MODELS / "fuser" / f"seed_{seed}" / subset_key(subset))
-            log.info("train_fuser %s on %s, seed %d: %.1fs", params["fuser"]["type"], subset_key(subset), seed,
+                fuser.save(MODELS / "fuser" / run.name / subset_key(subset))
+            log.info("train_fuser %s on %s, %s: %.1fs", params["fuser"]["type"], subset_key(subset), run.name,
                      time.perf_counter() - start)

@@ -1,0 +1,59 @@
+"""The runs of the evaluation: what every stage that trains or scores models loops over.
+
+A run is one (fold, seed) pair with its train / val / test feature sets: with ``eval.folds: null`` the dataset's
+own splits and one run per seed (``seed_<s>``); with ``eval.folds: {k, group, seed}`` grouped k-fold
+cross-validation over the pooled clips (:mod:`remodiff.evaluation.folds`) and one run per fold and seed
+(``fold_<f>/seed_<s>``). The run's name is the path of its models, reconstructions and predictions.
+
+Its own module (not ``common``), so the stages that never loop over runs (sample, segment, extract) do not
+depend on the fold code.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from remodiff.evaluation.folds import cross_validation, pool
+from remodiff.pipeline.common import FEATURES, seeds_of
+from remodiff.store import FeatureSet, load_featureset
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Run:
+    name: str  # seed_0 | fold_2/seed_0
+    seed: int
+    fold: int | None
+    train: FeatureSet
+    val: FeatureSet
+    test: FeatureSet
+
+
+def runs_of(params: dict, seeds: list[int] | None = None) -> list[Run]:
+    """Every run of ``seeds`` (default ``eval.seeds``), fold by fold; the extracted features are read once and,
+    with ``eval.folds``, re-split in memory."""
+    seeds = seeds_of(params) if seeds is None else list(seeds)
+    splits = {s: load_featureset(FEATURES / f"{s}.h5") for s in SPLITS}
+    folds = params["eval"].get("folds")
+    if not folds:
+        return [Run(run_name(None, seed), seed, None, **splits) for seed in seeds]
+    parts = cross_validation(pool([splits[s] for s in SPLITS]), folds["k"], folds["group"], folds.get("seed", 0))
+    return [Run(run_name(f, seed), seed, f, **part) for f, part in enumerate(parts) for seed in seeds]
+
+
+def run_name(fold: int | None, seed: int) -> str:
+    return f"seed_{seed}" if fold is None else f"fold_{fold}/seed_{seed}"
+
+
+def run_names(params: dict, seeds: list[int] | None = None) -> list[str]:
+    """The names :func:`runs_of` gives, in its order, without reading any features."""
+    seeds = seeds_of(params) if seeds is None else list(seeds)
+    folds = params["eval"].get("folds")
+    return [run_name(f, seed) for f in (range(folds["k"]) if folds else [None]) for seed in seeds]
+
+
+def evaluated_clips(params: dict) -> FeatureSet:
+    """The clips some run tests: the test split, or with ``eval.folds`` every clip (each is test in one fold)."""
+    if not params["eval"].get("folds"):
+        return load_featureset(FEATURES / "test.h5")
+    return pool([load_featureset(FEATURES / f"{s}.h5") for s in SPLITS])
