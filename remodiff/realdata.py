@@ -110,7 +110,8 @@ def prepare_scratch(project: Path, name: str, shared: Path) -> tuple[Path, Switc
             continue  # the run writes its own metrics and lock
         (scratch / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(project / rel, scratch / rel)
-    (scratch / "metrics").mkdir(exist_ok=True)
+    for folder in ("metrics", ".dvc"):
+        (scratch / folder).mkdir(parents=True, exist_ok=True)
     (scratch / ".dvc" / "config").write_text("[core]\n    analytics = false\n    no_scm = true\n")
     params = yaml.safe_load((scratch / "params.yaml").read_text())
     for setting in switches.settings:
