@@ -10,9 +10,9 @@ A dev set's run is described by ``metrics/real/<name>/switches.yaml``::
 
 The run happens in a scratch copy of the project, ``.real/<name>/`` (git-ignored; its own DVC project without git,
 so the sample's ``dvc.lock`` and ``metrics/`` stay as they are): the project's files are copied there, the settings
-applied to its ``params.yaml``, and every stage reproduced in ``dvc.yaml`` order (one ``dvc repro --single-item`` per
-stage, timed). Then everything the pipeline wrote under ``metrics/`` is copied to ``metrics/real/<name>/`` with
-``run.json`` (the exact command and settings, git commit, wall time per stage). ``dvc.yaml`` declares those files as
+applied to its ``params.yaml``, and the pipeline reproduced (``dvc repro``, each stage timed). Then everything the
+pipeline wrote under ``metrics/`` is copied to ``metrics/real/<name>/`` with ``run.json`` (the exact command and
+settings, git commit, wall time per stage). ``dvc.yaml`` declares those files as
 metrics, so ``dvc metrics diff`` shows what a change does on real data.
 
 The shared data root is ``--shared``, else ``$REMODIFF_SHARED``, else ``../shared/data`` next to the project.
@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -40,6 +41,7 @@ REAL_METRICS = Path("metrics") / "real"
 SCRATCH = Path(".real")
 # Training curves are `dvc plots` of a run, not metrics to compare; they stay in the scratch copy.
 NOT_COPIED = ("fuser_history.json", "imputer_history.json")
+RUNNING = re.compile(r"Running stage '([^']+)'")
 
 
 @dataclass
@@ -125,22 +127,26 @@ def scratch_env(scratch: Path) -> dict:
             "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
 
 
-def stage_names(scratch: Path) -> list[str]:
-    """Every stage of the scratch's pipeline in ``dvc.yaml`` order (upstream first), matrix entries expanded."""
-    out = subprocess.run(["dvc", "stage", "list", "--name-only"], cwd=scratch, env=scratch_env(scratch),
-                         check=True, capture_output=True, text=True).stdout
-    return out.split()
-
-
-def reproduce(scratch: Path, stages: list[str]) -> dict[str, float]:
-    """``dvc repro`` of each stage in turn; returns the wall seconds of each (DVC's own start-up included)."""
-    seconds = {}
-    for stage in stages:
-        log.info("real-data: dvc repro %s", stage)
-        start = time.perf_counter()
-        subprocess.run(["dvc", "repro", "--single-item", "--no-commit", stage], cwd=scratch,
-                       env=scratch_env(scratch), check=True)
-        seconds[stage] = round(time.perf_counter() - start, 1)
+def reproduce(scratch: Path, stages: list[str] | None = None) -> dict[str, float]:
+    """One ``dvc repro`` of the whole pipeline (or ``stages`` and what they need); returns the wall seconds of each
+    stage that ran, from DVC's ``Running stage`` lines (each stage's time includes writing its lock entry)."""
+    env = {**scratch_env(scratch), "PYTHONUNBUFFERED": "1"}  # lines arrive when printed, so the times are right
+    command = ["dvc", "repro", "--no-commit", *(stages or [])]
+    seconds: dict[str, float] = {}
+    current, started = None, time.perf_counter()
+    with subprocess.Popen(command, cwd=scratch, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True) as dvc:
+        for line in dvc.stdout:
+            sys.stdout.write(line)
+            running = RUNNING.match(line)
+            if running:
+                if current is not None:
+                    seconds[current] = round(time.perf_counter() - started, 1)
+                current, started = running.group(1), time.perf_counter()
+    if current is not None:
+        seconds[current] = round(time.perf_counter() - started, 1)
+    if dvc.returncode:
+        raise RuntimeError(f"dvc repro failed in {scratch} (exit {dvc.returncode}) during stage {current}")
     return seconds
 
 
@@ -171,7 +177,7 @@ def real_data(name: str, project: Path = Path("."), shared: str | Path | None = 
     project = project.resolve()
     started = time.perf_counter()
     scratch, switches = prepare_scratch(project, name, shared_root(shared, project))
-    seconds = reproduce(scratch, stages or stage_names(scratch))
+    seconds = reproduce(scratch, stages)
     dest = project / REAL_METRICS / name
     copied = collect_metrics(scratch, dest)
     segments_report = scratch / "data" / "segments" / "report.json"

@@ -68,7 +68,8 @@ def test_real_data_runs_dvc_and_commits_metrics_with_the_command(tiny_project):
     assert json.loads((dest / "score.json").read_text()) == {"score": 30}  # 3 files x scale 10
     recorded = json.loads((dest / "run.json").read_text())
     assert recorded == run and recorded["command"] == "remodiff real-data tiny"
-    assert recorded["settings"] == ["dataset.root={data}", "x.scale=10"] and list(recorded["stage_seconds"]) == ["score"]
+    assert recorded["settings"] == ["dataset.root={data}", "x.scale=10"]
+    assert list(recorded["stage_seconds"]) == ["score"]
     assert json.loads((project / "metrics" / "score.json").read_text()) == {"score": -1}  # the sample's stays
 
 
