@@ -123,3 +123,26 @@ def test_given_audio_and_extracted_text_through_segment_and_extract(tmp_path, mo
     assert test.features["text"].any(axis=2).all()  # words in every segment of these transcripts
     first = load_featureset(f"data/features/{first_split}.h5")
     assert first.available["audio"].all() and not first.available["text"][first.ids.index(TRAIN[0])].any()
+
+
+def test_remodiff_check_accepts_the_fi_switches_and_refuses_bad_given_settings_in_one_line(tmp_path, monkeypatch):
+    """The committed metrics/real/fi/switches.yaml on a fake dev set pass `remodiff check`; bad values fail."""
+    import copy
+
+    from remodiff.check import SettingError, check_params
+    from remodiff.realdata import apply_setting, read_switches
+    from tests.test_check import COMMITTED, ROOT
+
+    write_fi_without_videos(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    params = copy.deepcopy(COMMITTED)
+    for setting in read_switches(ROOT / "metrics" / "real" / "fi" / "switches.yaml").settings:
+        apply_setting(params, setting.replace("{data}", str(tmp_path)))
+    check_params(params)
+    for given, message in [({"audio": {"file": "nope.csv"}}, "given_features.audio: no file"),
+                           ({"audio": {"file": "audio_features.csv", "idcol": "x"}}, r"unknown settings \['idcol'\]")]:
+        with pytest.raises(SettingError, match=message) as caught:
+            check_params({**params, "dataset": {**params["dataset"], "given_features": given}})
+        assert "\n" not in str(caught.value)
+    with pytest.raises(SettingError, match="val_every"):
+        check_params({**params, "dataset": {**params["dataset"], "first_impressions": {"val_every": 0}}})
