@@ -175,14 +175,14 @@ def real_data(name: str, project: Path = Path("."), shared: str | Path | None = 
               stages: list[str] | None = None) -> dict:
     """Run the pipeline on dev set ``name`` (all stages, or ``stages``) and record the results; returns run.json."""
     project = project.resolve()
-    started = time.perf_counter()
+    started, code = time.perf_counter(), git_commit(project)  # the code copied into the scratch
     scratch, switches = prepare_scratch(project, name, shared_root(shared, project))
     seconds = reproduce(scratch, stages)
     dest = project / REAL_METRICS / name
     copied = collect_metrics(scratch, dest)
     segments_report = scratch / "data" / "segments" / "report.json"
     run = {"command": f"remodiff real-data {name}", "data": switches.data, "settings": switches.settings,
-           **git_commit(project), "stage_seconds": seconds,
+           **code, "stage_seconds": seconds,
            "wall_seconds": round(time.perf_counter() - started, 1), "cpus": os.cpu_count(),
            "python": sys.version.split()[0], "platform": platform.platform(), "metrics": copied,
            "segment_counts": (json.loads(segments_report.read_text()).get("counts")
