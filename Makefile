@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE ?= 1
 export DVC_NO_ANALYTICS := 1
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup repro test
+.PHONY: setup repro test real-ravdess real-fi
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -21,3 +21,11 @@ repro: setup
 
 test: setup
 	pytest -q
+
+# The real dev sets of ../shared/data (REMODIFF_SHARED overrides) through the whole pipeline in .real/<name>/;
+# results land in metrics/real/<name>/ (README, "Real data"). Uses the active environment, installs nothing.
+real-ravdess:
+	remodiff real-data ravdess
+
+real-fi:
+	remodiff real-data fi

@@ -133,7 +133,8 @@ class Key:
 # mask protocols) add the keys of their registries and constructors.
 SECTIONS: dict[str, dict[str, Key]] = {
     "sample": {},  # generate_sample's keyword arguments
-    "dataset": {k: Key(required=k != "asr") for k in STAGE_KEYS},  # name, root, asr; + one per adapter
+    "dataset": {k: Key(required=k in ("name", "root")) for k in STAGE_KEYS},  # name, root, asr,
+               # given_features; + one per adapter
     "segment": {"segments": Key(positive_int), "fps": Key(positive_number), "frame_size": Key(positive_int),
                 "sample_rate": Key(positive_int), "workers": Key(positive_int, False)},
     "features": {},  # one per modality
@@ -300,7 +301,7 @@ def check_features(cfg, dataset: DatasetFacts, asr) -> list[str]:
             raise SettingError(f"{key}.dtype", f"unknown dtype {section['dtype']!r}", FEATURE_DTYPES)
         if dataset.precomputed and set(section) <= {"dtype"}:
             continue  # a dataset that ships features needs no extractor; only dtype applies
-        backends = [b for b in EXTRACTORS.names() if EXTRACTORS.get(b).modality == m]
+        backends = [b for b in EXTRACTORS.names() if EXTRACTORS.get(b).modality in ("", m)]  # "": any (given)
         check_name(f"{key}.backend", section.get("backend"), backends, f"{m} extractor")
         check_settings(key, section, extractor_settings(section["backend"]), ignore=("backend", "dtype"))
         check_precision_key(key, section)

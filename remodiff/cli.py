@@ -149,5 +149,23 @@ def fetch_models(params: Path = typer.Option(Path("params.yaml"), help="the para
         raise typer.Exit(1)
 
 
+@app.command("real-data")
+def real_data(name: str = typer.Argument(..., help="a dev set with metrics/real/NAME/switches.yaml (ravdess, fi)"),
+              shared: Path = typer.Option(None, help="the shared data root (default: $REMODIFF_SHARED, else "
+                                                     "../shared/data next to the project)"),
+              stage: list[str] = typer.Option(None, help="only these stages (default: the whole pipeline)")) -> None:
+    """Run the whole DVC pipeline on a real dev set in a scratch copy (.real/NAME) with the settings of
+    metrics/real/NAME/switches.yaml, then copy its metrics and run.json (command, commit, stage times) to
+    metrics/real/NAME/ for `dvc metrics diff`."""
+    from remodiff.realdata import real_data as run_real_data
+
+    setup_logging()
+    try:
+        run_real_data(name, shared=shared, stages=stage or None)
+    except (FileNotFoundError, ValueError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2)
+
+
 if __name__ == "__main__":
     app()

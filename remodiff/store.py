@@ -219,7 +219,9 @@ class ClipStore:
     def done(self, clip_id: str) -> bool:
         return clip_id in self.clips and bool(self.clips[clip_id].attrs.get("complete", False))
 
-    def write(self, clip_id: str, arrays: dict[str, np.ndarray], attrs: dict) -> None:
+    def write(self, clip_id: str, arrays: dict[str, np.ndarray], attrs: dict, flush: bool = True) -> None:
+        """Store one clip; ``flush=False`` leaves flushing to the caller (many cheap clips: a flush each costs
+        more than writing them)."""
         if clip_id in self.clips:
             del self.clips[clip_id]
         g = self.clips.create_group(clip_id)
@@ -228,7 +230,8 @@ class ClipStore:
         for key, value in attrs.items():
             g.attrs[key] = json.dumps(value)
         g.attrs["complete"] = True  # set last: a clip cut off mid-write is redone
-        self.file.flush()
+        if flush:
+            self.file.flush()
 
 
 def collect_featureset(store: ClipStore, ids: list[str], dims: dict[str, int], n_segments: int,

@@ -67,9 +67,9 @@ def set_key(params: dict, dotted: str, value) -> None:
     ("dataset.root", "no/such/dir", "params.yaml: dataset.root: no/such/dir does not exist"),
     ("dataset.ravdess.val", [1], "params.yaml: dataset.ravdess.val: unknown setting (valid: val_actors, test_actors)"),
     ("features.video.backend", "clip_vit", "params.yaml: features.video.backend: unknown video extractor 'clip_vit' "
-                                           "(valid: clip, frame_stats, timm)"),
+                                           "(valid: clip, frame_stats, given, timm)"),
     ("features.audio.backend", "tfidf", "params.yaml: features.audio.backend: unknown audio extractor 'tfidf' "
-                                        "(valid: hf_audio, logmel)"),
+                                        "(valid: given, hf_audio, logmel)"),
     ("features.depth", {"backend": "logmel"}, "params.yaml: features.depth: not a modality of dataset "
                                               "first_impressions (valid: audio, video, text)"),
     ("features.audio.n_mels", 32.5, "params.yaml: features.audio.n_mels: must be int, got 32.5"),

@@ -15,6 +15,10 @@ The protocol (every adapter subclasses :class:`DatasetAdapter` and is registered
   compares them with ``params.features`` before any stage runs); ``transcripts``: False when no clip has one.
 * ``skipped``: clips the adapter left out because their files or labels are unusable, ``{clip, split, reason}``
   each (logged, counted and listed in ``data/segments/report.json``).
+* ``given``: the dataset's given features (``dataset.given_features``, :mod:`remodiff.data.given`);
+  :meth:`DatasetAdapter.clips_with_given` attaches each clip's rows (:attr:`Clip.given`), skipping clips without
+  one, and :meth:`DatasetAdapter.skip_unlabelled_given` counts the rows no labelled clip claimed. A clip with
+  ``path`` None has no video: the ``segment`` stage stores its transcript and given features without decoding.
 
 Adapter settings come from ``params.dataset.<name>`` (see :func:`build_dataset`); a missing root or an expected
 file that is not there is an error saying what was expected where.
@@ -22,11 +26,16 @@ file that is not there is an error saying what was expected where.
 from __future__ import annotations
 
 import abc
+import dataclasses
 import logging
 import pickle
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
+from remodiff.data.given import GivenFeatures, read_all_given
 from remodiff.registry import Registry
 from remodiff.store import FeatureSet
 
@@ -39,11 +48,12 @@ TASKS = ("regression", "classification")
 @dataclass
 class Clip:
     id: str
-    path: Path
+    path: Path | None  # None: no video file (the clip's modalities are its transcript and given features)
     split: str
     labels: list[float]
     transcript: str | None  # None = no transcript for this clip (text modality missing)
     audio_path: Path | None = None  # audio file used when the video file has no audio stream
+    given: dict[str, np.ndarray] = field(default_factory=dict)  # modality -> its given [D] feature row
 
 
 class DatasetAdapter(abc.ABC):
@@ -59,6 +69,7 @@ class DatasetAdapter(abc.ABC):
             raise FileNotFoundError(f"dataset root {self.root} does not exist or is not a directory")
         self.params = params
         self.skipped: list[dict] = []
+        self.given: dict[str, GivenFeatures] = {}  # set by build_dataset from dataset.given_features
 
     @abc.abstractmethod
     def clips(self, split: str) -> list[Clip]:
@@ -73,6 +84,23 @@ class DatasetAdapter(abc.ABC):
         the files define them, ``label_names`` set); None for datasets of clips, whose modalities are the
         extractors'."""
         return None
+
+    def clips_with_given(self, split: str) -> list[Clip]:
+        """:meth:`clips` with each clip's given feature rows attached; a clip lacking a row is skipped."""
+        clips = []
+        for clip in self.clips(split):
+            lacking = [m for m, given in self.given.items() if clip.id not in given.rows]
+            if lacking:
+                self.skip(clip.id, split, f"no row in the given features {[str(self.given[m].path) for m in lacking]}")
+                continue
+            clips.append(dataclasses.replace(clip, given={m: g.rows[clip.id] for m, g in self.given.items()}))
+        return clips
+
+    def skip_unlabelled_given(self, listed: set[str]) -> None:
+        """Count the given-feature rows of clips that no split listed (no labels)."""
+        for m, given in self.given.items():
+            for clip in sorted(set(given.rows) - listed):
+                self.skip(clip, None, f"a row in {given.path} ({m}) but no labelled clip")
 
     def skip(self, clip: str, split: str | None, reason: str) -> None:
         """Leave a clip out (``split`` None: not known, e.g. for a file name that does not parse)."""
@@ -105,28 +133,45 @@ class FirstImpressions(DatasetAdapter):
     annotation and transcription files.
     A clip without a label is an error; a missing transcript file or entry, or an empty transcript,
     makes the text modality missing for that clip.
+
+    Without videos (a split's folder missing or empty) the split's clips are those of its annotation file, with no
+    video: their modalities are the transcripts and ``dataset.given_features``. ``val_every: n`` makes the val
+    split the training split's clips of every n-th YouTube video (crc32 of the id before the clip's last two dots
+    modulo n is 0; grouped, so no speaker is in both) and trains on the rest.
     """
 
     label_names = ["extraversion", "neuroticism", "agreeableness", "conscientiousness", "openness", "interview"]
     annotation_names = {"train": "training", "val": "validation", "test": "test"}
 
-    def __init__(self, root: str | Path, split_dirs: dict | None = None):
+    def __init__(self, root: str | Path, split_dirs: dict | None = None, val_every: int | None = None):
         super().__init__(root)
         self.split_dirs = {**{s: s for s in SPLITS}, **(split_dirs or {})}
+        if val_every is not None and (not isinstance(val_every, int) or isinstance(val_every, bool) or val_every < 2):
+            raise ValueError(f"val_every must be null or an integer >= 2, got {val_every!r}")
+        self.val_every = val_every
 
     def clips(self, split: str) -> list[Clip]:
         check_split(split)
+        if self.val_every is None or split == "test":
+            return self.split_clips(split)
+        held_out = [c for c in self.split_clips("train") if (split == "val") == self.in_val(c.id)]
+        return [dataclasses.replace(c, split=split) for c in held_out]
+
+    def in_val(self, clip_id: str) -> bool:
+        youtube_id = clip_id.rsplit(".", 2)[0]
+        return zlib.crc32(youtube_id.encode()) % self.val_every == 0
+
+    def split_clips(self, split: str) -> list[Clip]:
         folder = self.root / self.split_dirs[split]
-        if not folder.is_dir():
-            log.warning("first_impressions: no %s folder %s; split %s is empty", split, folder, split)
-            return []
-        videos = sorted(folder.rglob("*.mp4"), key=lambda p: p.name)
-        if not videos:
-            return []
+        videos = sorted(folder.rglob("*.mp4"), key=lambda p: p.name) if folder.is_dir() else []
         # a split read from another split's folder (e.g. {test: val}) reads that split's label files too
         source = self.split_dirs[split] if self.split_dirs[split] in self.annotation_names else split
         tag = self.annotation_names[source]
         annotation_file = self.root / f"annotation_{tag}.pkl"
+        if not videos and not annotation_file.exists():
+            log.warning("first_impressions: no videos in %s and no %s; split %s is empty", folder,
+                        annotation_file.name, split)
+            return []
         if not annotation_file.exists():
             raise FileNotFoundError(f"first_impressions: {len(videos)} clips in {folder} but no labels file "
                                     f"{annotation_file} (expected {{trait: {{video_file: score}}}})")
@@ -134,20 +179,25 @@ class FirstImpressions(DatasetAdapter):
         missing_traits = [t for t in self.label_names if t not in annotation]
         if missing_traits:
             raise ValueError(f"{annotation_file} lacks traits {missing_traits}")
+        if not videos:
+            log.info("first_impressions: no videos in %s; the %s clips are those of %s, without video", folder,
+                     split, annotation_file.name)
+        names = [v.name for v in videos] or sorted(annotation[self.label_names[0]])
+        paths = [*videos] or [None] * len(names)
         transcript_file = self.root / f"transcription_{tag}.pkl"
         transcripts = load_pickle(transcript_file) if transcript_file.exists() else {}
         if not transcript_file.exists():
             log.warning("first_impressions: no %s; text is missing for all %d %s clips", transcript_file.name,
-                        len(videos), split)
+                        len(names), split)
         clips = []
-        for video in videos:
-            unlabelled = [t for t in self.label_names if video.name not in annotation[t]]
+        for name, video in zip(names, paths):
+            unlabelled = [t for t in self.label_names if name not in annotation[t]]
             if unlabelled:
-                raise ValueError(f"clip {video.name} ({video}) has no label for {unlabelled} in {annotation_file}")
-            text = transcripts.get(video.name)
+                raise ValueError(f"clip {name} ({video or 'no video'}) has no label for {unlabelled} in "
+                                 f"{annotation_file}")
+            text = transcripts.get(name)
             text = text.strip() if isinstance(text, str) and text.strip() else None
-            clips.append(Clip(video.name, video, split, [float(annotation[t][video.name]) for t in self.label_names],
-                              text))
+            clips.append(Clip(name, video, split, [float(annotation[t][name]) for t in self.label_names], text))
         no_text = sum(c.transcript is None for c in clips)
         if no_text and transcripts:
             log.warning("first_impressions: %d of %d %s clips have no transcript (text missing for them)",
@@ -156,15 +206,21 @@ class FirstImpressions(DatasetAdapter):
 
 
 # Keys of params.dataset that are not an adapter's own section.
-STAGE_KEYS = ("name", "root", "asr")
+STAGE_KEYS = ("name", "root", "asr", "given_features")
 
 
 def build_dataset(params: dict) -> DatasetAdapter:
-    """The adapter ``params.name`` at ``params.root`` with its own settings ``params[<name>]``; the sections of
-    the other datasets are ignored, anything else is an error (a misplaced setting would silently do nothing)."""
+    """The adapter ``params.name`` at ``params.root`` with its own settings ``params[<name>]`` and the given
+    features ``params.given_features``; the sections of the other datasets are ignored, anything else is an error
+    (a misplaced setting would silently do nothing)."""
     cls = DATASETS.get(params["name"])
     stray = [k for k in params if k not in STAGE_KEYS and k not in DATASETS]
     if stray:
         raise ValueError(f"dataset settings {stray} are not understood: an adapter's settings go under "
                          f"dataset.{params['name']} (other keys: {', '.join(STAGE_KEYS)})")
-    return cls(params["root"], **(params.get(params["name"]) or {}))
+    adapter = cls(params["root"], **(params.get(params["name"]) or {}))
+    adapter.given = read_all_given(adapter.root, params.get("given_features"))
+    if adapter.given and adapter.precomputed:
+        raise ValueError(f"dataset.given_features: dataset {params['name']} ships all its features already; given "
+                         "features are for datasets of clips")
+    return adapter

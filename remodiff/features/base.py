@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import abc
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Collection, Iterator
 
@@ -29,10 +29,12 @@ class SegmentedClip:
     labels: list[float]
     fps: float
     sample_rate: int
+    has_video: bool = True  # False: a clip without a video file (frames empty)
+    given: dict[str, np.ndarray] = field(default_factory=dict)  # modality -> the dataset's given [D] features
 
 
 class Extractor(abc.ABC):
-    """``modality`` says which part of a :class:`SegmentedClip` it reads."""
+    """``modality`` says which part of a :class:`SegmentedClip` it reads (``""``: any, set per instance)."""
 
     modality: str = ""
 
@@ -47,7 +49,7 @@ class Extractor(abc.ABC):
             return clip.has_audio
         if self.modality == "text":
             return clip.transcript is not None
-        return True
+        return clip.has_video
 
     @abc.abstractmethod
     def extract(self, clip: SegmentedClip) -> np.ndarray:
@@ -79,13 +81,15 @@ def build_extractor(modality: str, params: dict) -> Extractor:
     params = dict(params)
     backend = params.pop("backend")
     cls = EXTRACTORS.get(backend)
-    if cls.modality != modality:
+    if cls.modality not in ("", modality):
         raise ValueError(f"extractor {backend!r} reads {cls.modality}, but is configured for {modality}")
     unknown = extractor_settings(backend).unknown(params)
     if unknown:
         raise ValueError(f"features.{modality}: backend {backend!r} takes no settings {unknown}; its settings are: "
                          f"{', '.join(extractor_settings(backend).names) or 'none'}")
-    return cls(**params)
+    extractor = cls(**params)
+    extractor.modality = modality
+    return extractor
 
 
 def iter_segment_store(path: str | Path, with_media: bool = True,
@@ -108,4 +112,6 @@ def iter_segment_store(path: str | Path, with_media: bool = True,
                 labels=attrs["labels"],
                 fps=config["fps"],
                 sample_rate=config["sample_rate"],
+                has_video=attrs.get("has_video", True),
+                given={m: row[()] for m, row in g["given"].items()} if "given" in g else {},
             )

@@ -153,7 +153,8 @@ def extract_split(split: str, extractors: dict, dtypes: dict[str, str], params: 
                     x, present = per_clip[i]
                     arrays[f"features/{m}"] = storage_array(x[None], dtypes[m], m, [clip.id])[0]
                     arrays[f"available/{m}"] = np.full(len(x), present)
-                store.write(clip.id, arrays, {"labels": clip.labels})
+                store.write(clip.id, arrays, {"labels": clip.labels}, flush=False)
+            store.file.flush()  # once per chunk: an interruption loses at most one chunk's work
         for bar in bars.values():
             bar.close()
         if shard is None:  # a shard's scratch is renamed into place on exit, for a merge to collect

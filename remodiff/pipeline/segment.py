@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from remodiff.data import SPLITS, build_dataset
@@ -24,14 +25,18 @@ def run(params: dict) -> dict:
     """Decode every clip of every split into ``segments`` equal parts; undecodable clips are skipped and listed.
 
     A dataset that ships features (``adapter.precomputed``) is not decoded: its feature set of each split is
-    stored in the segment store (group ``precomputed``) for the extract stage to write out."""
+    stored in the segment store (group ``precomputed``) for the extract stage to write out. A clip without a video
+    file (``path`` None) is not decoded either: its transcript and given features are stored with empty media.
+    Given features (``dataset.given_features``) are stored per clip as ``given/<modality>``."""
     cfg = params["segment"]
     adapter = build_dataset(params["dataset"])
     asr = None if adapter.precomputed else build_asr(params["dataset"].get("asr"))
     report: dict = {"clips": {}, "skipped": [], "no_audio": [], "no_transcript": [], "padded": [], "transcribed": []}
+    listed: set[str] = set()
     for split in SPLITS:
         precomputed = adapter.features(split, cfg["segments"])
-        clips = adapter.clips(split) if precomputed is None else []
+        clips = adapter.clips_with_given(split) if precomputed is None else []
+        listed.update(c.id for c in clips)
         # label names of precomputed files are known once a split is read
         store_config = {"segments": cfg["segments"], "fps": cfg["fps"], "frame_size": cfg["frame_size"],
                         "sample_rate": cfg["sample_rate"], "label_names": adapter.label_names,
@@ -44,6 +49,10 @@ def run(params: dict) -> dict:
             todo = [c for c in clips if not store.done(c.id)]
             if len(todo) < len(clips):
                 log.info("segment %s: resuming, %d of %d clips already done", split, len(clips) - len(todo), len(clips))
+            for clip in [c for c in todo if c.path is None]:
+                store_undecoded(store, clip, cfg["segments"])
+            store.file.flush()
+            todo = [c for c in todo if c.path is not None]
 
             def work(clip):
                 try:
@@ -63,13 +72,13 @@ def run(params: dict) -> dict:
                         text = asr.transcribe(seg.audio.reshape(-1), cfg["sample_rate"])
                         seg.transcript = split_transcript(text, cfg["segments"]) if text else None
                         transcribed = seg.transcript is not None
-                    store.write(clip.id, {"frames": seg.frames, "audio": seg.audio},
+                    store.write(clip.id, {"frames": seg.frames, "audio": seg.audio, **given_arrays(clip)},
                                 {"has_audio": seg.has_audio, "transcript": seg.transcript, "labels": clip.labels,
                                  "duration": seg.duration, "padded": seg.padded, "transcribed": transcribed})
             for cid in sorted(store.clips):
                 attrs = read_clip_attrs(store.clips[cid])
                 entry = {"clip": cid, "split": split}
-                if not attrs["has_audio"]:
+                if not attrs["has_audio"] and "audio" not in store.clips[cid].get("given", {}):
                     report["no_audio"].append(entry)
                 if attrs["transcript"] is None:
                     report["no_transcript"].append(entry)
@@ -80,11 +89,26 @@ def run(params: dict) -> dict:
             report["clips"][split] = len(store.clips)
     if SEGMENT_SCRATCH.is_dir() and not any(SEGMENT_SCRATCH.iterdir()):
         SEGMENT_SCRATCH.rmdir()
+    adapter.skip_unlabelled_given(listed)
     report["skipped"] = adapter.skipped + report["skipped"]
     report["counts"] = {k: len(v) for k, v in report.items() if isinstance(v, list)}
     write_json_atomic(SEGMENTS / "report.json", report)
     log.info("segment: %s clips, %s", report["clips"], report["counts"])
     return report
+
+
+def given_arrays(clip) -> dict:
+    return {f"given/{m}": row for m, row in clip.given.items()}
+
+
+def store_undecoded(store: ClipStore, clip, segments: int) -> None:
+    """A clip without video: empty frames and audio (its audio is missing unless given), the transcript's words
+    per segment, its given features."""
+    store.write(clip.id, {"frames": np.zeros((segments, 0, 0, 0, 3), np.uint8),
+                          "audio": np.zeros((segments, 0), np.float32), **given_arrays(clip)},
+                {"has_audio": False, "has_video": False, "labels": clip.labels, "duration": 0.0, "padded": False,
+                 "transcript": split_transcript(clip.transcript, segments) if clip.transcript else None,
+                 "transcribed": False}, flush=False)  # nothing to decode: one flush for all of them
 
 
 def store_precomputed(store: ClipStore, fs: FeatureSet, split: str, report: dict) -> None:

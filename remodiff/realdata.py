@@ -1,0 +1,192 @@
+"""``remodiff real-data NAME``: the whole DVC pipeline on a real development set, results committed beside the code.
+
+A dev set's run is described by ``metrics/real/<name>/switches.yaml``::
+
+    data: ravdess-au-mfcc-dev          # its folder under the shared data root
+    set:                               # `dvc exp run -S` settings; {data} is that folder's absolute path
+      - dataset.name=precomputed
+      - dataset.root={data}
+      - '~features.text'
+
+The run happens in a scratch copy of the project, ``.real/<name>/`` (git-ignored; its own DVC project without git,
+so the sample's ``dvc.lock`` and ``metrics/`` stay as they are): the project's files are copied there, the settings
+applied to its ``params.yaml``, and the pipeline reproduced (``dvc repro``, each stage timed). Then everything the
+pipeline wrote under ``metrics/`` is copied to ``metrics/real/<name>/`` with ``run.json`` (the exact command and
+settings, git commit, wall time per stage). ``dvc.yaml`` declares those files as
+metrics, so ``dvc metrics diff`` shows what a change does on real data.
+
+The shared data root is ``--shared``, else ``$REMODIFF_SHARED``, else ``../shared/data`` next to the project.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from remodiff.store import write_json_atomic
+
+log = logging.getLogger(__name__)
+
+REAL_METRICS = Path("metrics") / "real"
+SCRATCH = Path(".real")
+# Training curves are `dvc plots` of a run, not metrics to compare; they stay in the scratch copy.
+NOT_COPIED = ("fuser_history.json", "imputer_history.json")
+RUNNING = re.compile(r"Running stage '([^']+)'")
+
+
+@dataclass
+class Switches:
+    data: str  # folder of the dev set under the shared data root
+    settings: list[str]  # `-S` settings, {data} standing for the dev set's absolute path
+
+
+def shared_root(option: str | Path | None, project: Path) -> Path:
+    root = Path(option or os.environ.get("REMODIFF_SHARED") or project.resolve().parent / "shared" / "data")
+    if not root.is_dir():
+        raise FileNotFoundError(f"shared data root {root} does not exist (pass --shared or set REMODIFF_SHARED)")
+    return root.resolve()
+
+
+def read_switches(path: Path) -> Switches:
+    if not path.is_file():
+        raise FileNotFoundError(f"no switches file {path}: a dev set NAME needs metrics/real/NAME/switches.yaml")
+    doc = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(doc.get("data"), str) or not isinstance(doc.get("set"), list) \
+            or not all(isinstance(s, str) for s in doc["set"]):
+        raise ValueError(f"{path}: expected `data: <folder>` and `set: [<-S setting>, ...]` (strings)")
+    return Switches(doc["data"], list(doc["set"]))
+
+
+def apply_setting(params: dict, setting: str) -> None:
+    """One ``dvc exp run -S`` setting: ``key=value`` replaces an existing key, ``+key=value`` adds a new one,
+    ``~key`` removes one (the value is YAML)."""
+    remove, add = setting.startswith("~"), setting.startswith("+")
+    key, sep, text = setting.lstrip("~+").partition("=")
+    if remove == bool(sep):
+        raise ValueError(f"setting {setting!r}: expected key=value, +key=value or ~key")
+    *parents, last = key.split(".")
+    node = params
+    for i, part in enumerate(parents):
+        if not isinstance(node.get(part), dict):
+            raise ValueError(f"setting {setting!r}: {'.'.join(parents[:i + 1])} is not a section of params.yaml")
+        node = node[part]
+    exists = last in node
+    if (remove or not add) and not exists:
+        raise ValueError(f"setting {setting!r}: params.yaml has no key {key} (use +{key}=... to add one)")
+    if add and exists:
+        raise ValueError(f"setting {setting!r}: params.yaml already has {key} (use {key}=... to replace it)")
+    if remove:
+        del node[last]
+    else:
+        node[last] = yaml.safe_load(text)
+
+
+def project_files(project: Path) -> list[Path]:
+    """The project's files as git sees them: tracked plus new ones not ignored (what a commit would hold)."""
+    out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=project,
+                         check=True, capture_output=True, text=True).stdout
+    return [Path(p) for p in out.split("\0") if p and (project / p).is_file()]
+
+
+def prepare_scratch(project: Path, name: str, shared: Path) -> tuple[Path, Switches]:
+    """``.real/<name>/``: a fresh DVC project (no git) with the project's code and the dev set's params."""
+    switches = read_switches(project / REAL_METRICS / name / "switches.yaml")
+    data = shared / switches.data
+    if not data.is_dir():
+        raise FileNotFoundError(f"dev set {name}: {data} does not exist")
+    scratch = project / SCRATCH / name
+    if scratch.exists():
+        shutil.rmtree(scratch)
+    for rel in project_files(project):
+        if rel.parts[0] in ("metrics", SCRATCH.name) or rel.name == "dvc.lock":
+            continue  # the run writes its own metrics and lock
+        (scratch / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(project / rel, scratch / rel)
+    for folder in ("metrics", ".dvc"):
+        (scratch / folder).mkdir(parents=True, exist_ok=True)
+    (scratch / ".dvc" / "config").write_text("[core]\n    analytics = false\n    no_scm = true\n")
+    params = yaml.safe_load((scratch / "params.yaml").read_text())
+    for setting in switches.settings:
+        apply_setting(params, setting.replace("{data}", str(data)))
+    (scratch / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return scratch, switches
+
+
+def scratch_env(scratch: Path) -> dict:
+    return {**os.environ, "PYTHONPATH": str(scratch), "DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1",
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+
+
+def reproduce(scratch: Path, stages: list[str] | None = None) -> dict[str, float]:
+    """One ``dvc repro`` of the whole pipeline (or ``stages`` and what they need); returns the wall seconds of each
+    stage that ran, from DVC's ``Running stage`` lines (each stage's time includes writing its lock entry)."""
+    env = {**scratch_env(scratch), "PYTHONUNBUFFERED": "1"}  # lines arrive when printed, so the times are right
+    command = ["dvc", "repro", "--no-commit", *(stages or [])]
+    seconds: dict[str, float] = {}
+    current, started = None, time.perf_counter()
+    with subprocess.Popen(command, cwd=scratch, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True) as dvc:
+        for line in dvc.stdout:
+            sys.stdout.write(line)
+            running = RUNNING.match(line)
+            if running:
+                if current is not None:
+                    seconds[current] = round(time.perf_counter() - started, 1)
+                current, started = running.group(1), time.perf_counter()
+    if current is not None:
+        seconds[current] = round(time.perf_counter() - started, 1)
+    if dvc.returncode:
+        raise RuntimeError(f"dvc repro failed in {scratch} (exit {dvc.returncode}) during stage {current}")
+    return seconds
+
+
+def collect_metrics(scratch: Path, dest: Path) -> list[str]:
+    """Copy what the run wrote under ``metrics/`` to ``dest`` (replacing an earlier run's files)."""
+    for old in dest.rglob("*"):
+        if old.is_file() and old.name != "switches.yaml":
+            old.unlink()
+    copied = []
+    for path in sorted((scratch / "metrics").rglob("*")):
+        if path.is_file() and path.name not in NOT_COPIED:
+            rel = path.relative_to(scratch / "metrics")
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, dest / rel)
+            copied.append(str(rel))
+    return copied
+
+
+def git_commit(project: Path) -> dict:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=project, capture_output=True, text=True).stdout.strip()
+    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+
+
+def real_data(name: str, project: Path = Path("."), shared: str | Path | None = None,
+              stages: list[str] | None = None) -> dict:
+    """Run the pipeline on dev set ``name`` (all stages, or ``stages``) and record the results; returns run.json."""
+    project = project.resolve()
+    started, code = time.perf_counter(), git_commit(project)  # the code copied into the scratch
+    scratch, switches = prepare_scratch(project, name, shared_root(shared, project))
+    seconds = reproduce(scratch, stages)
+    dest = project / REAL_METRICS / name
+    copied = collect_metrics(scratch, dest)
+    segments_report = scratch / "data" / "segments" / "report.json"
+    run = {"command": f"remodiff real-data {name}", "data": switches.data, "settings": switches.settings,
+           **code, "stage_seconds": seconds,
+           "wall_seconds": round(time.perf_counter() - started, 1), "cpus": os.cpu_count(),
+           "python": sys.version.split()[0], "platform": platform.platform(), "metrics": copied,
+           "segment_counts": (json.loads(segments_report.read_text()).get("counts")
+                              if segments_report.is_file() else None)}
+    write_json_atomic(dest / "run.json", run)
+    log.info("real-data %s: done in %.0f s; results in %s", name, run["wall_seconds"], dest)
+    return run

@@ -1,0 +1,84 @@
+"""`remodiff real-data NAME`: settings applied like `dvc exp run -S`, the scratch project, the collected results
+(on a tiny fake project and dev set, so it runs DVC on one cheap stage)."""
+import json
+import subprocess
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from remodiff.cli import app
+from remodiff.realdata import apply_setting, prepare_scratch, real_data, shared_root
+
+SCORE = ("import json, pathlib, yaml; p = yaml.safe_load(open('params.yaml')); "
+         "n = len(list(pathlib.Path(p['dataset']['root']).iterdir())); "
+         "json.dump({'score': p['x']['scale'] * n}, open('metrics/score.json', 'w'))")
+
+
+def test_settings_replace_add_and_remove_like_dvc_exp_run():
+    params = {"dataset": {"name": "a", "sub": {"k": 1}}, "features": {"text": {"backend": "tfidf"}}}
+    apply_setting(params, "dataset.name=precomputed")
+    apply_setting(params, "+dataset.sub.extra=[1, 2]")
+    apply_setting(params, "~features.text")
+    apply_setting(params, "features={audio: {backend: given}}")
+    assert params == {"dataset": {"name": "precomputed", "sub": {"k": 1, "extra": [1, 2]}},
+                      "features": {"audio": {"backend": "given"}}}
+    for bad, message in [("dataset.nope=1", "no key dataset.nope"), ("+dataset.name=x", "already has"),
+                         ("dataset.name.deep=1", "dataset.name is not a section"), ("dataset.name", "expected")]:
+        with pytest.raises(ValueError, match=message):
+            apply_setting(params, bad)
+
+
+@pytest.fixture
+def tiny_project(tmp_path, monkeypatch):
+    """A git project with one DVC stage reading params, and a shared root holding the dev set `tiny`."""
+    project, shared = tmp_path / "project", tmp_path / "shared"
+    (shared / "tiny-dev").mkdir(parents=True)
+    for name in ("a.npz", "b.npz", "c.npz"):
+        (shared / "tiny-dev" / name).write_bytes(b"x")
+    (project / "metrics" / "real" / "tiny").mkdir(parents=True)
+    (project / "params.yaml").write_text("dataset: {root: data/sample}\nx: {scale: 1}\n")
+    (project / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"score": {
+        "cmd": f'python -c "{SCORE}"', "params": ["x", "dataset.root"],
+        "metrics": [{"metrics/score.json": {"cache": False}}]}}}))
+    (project / "metrics" / "score.json").write_text('{"score": -1}')  # the sample's result: not copied
+    (project / "metrics" / "real" / "tiny" / "switches.yaml").write_text(
+        "data: tiny-dev\nset: ['dataset.root={data}', 'x.scale=10']\n")
+    (project / ".gitignore").write_text("/.real\n")
+    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    monkeypatch.delenv("REMODIFF_SHARED", raising=False)
+    return project, shared
+
+
+def test_scratch_project_has_the_switches_and_no_old_results(tiny_project):
+    project, shared = tiny_project
+    scratch, switches = prepare_scratch(project, "tiny", shared)
+    assert scratch == project / ".real" / "tiny" and switches.data == "tiny-dev"
+    params = yaml.safe_load((scratch / "params.yaml").read_text())
+    assert params == {"dataset": {"root": str(shared / "tiny-dev")}, "x": {"scale": 10}}
+    assert not (scratch / "metrics" / "score.json").exists() and (scratch / "dvc.yaml").is_file()
+    assert "no_scm = true" in (scratch / ".dvc" / "config").read_text()
+    assert (project / "params.yaml").read_text().startswith("dataset: {root: data/sample}")  # untouched
+
+
+def test_real_data_runs_dvc_and_commits_metrics_with_the_command(tiny_project):
+    project, shared = tiny_project
+    run = real_data("tiny", project=project, shared=shared)
+    dest = project / "metrics" / "real" / "tiny"
+    assert json.loads((dest / "score.json").read_text()) == {"score": 30}  # 3 files x scale 10
+    recorded = json.loads((dest / "run.json").read_text())
+    assert recorded == run and recorded["command"] == "remodiff real-data tiny"
+    assert recorded["settings"] == ["dataset.root={data}", "x.scale=10"]
+    assert list(recorded["stage_seconds"]) == ["score"]
+    assert json.loads((project / "metrics" / "score.json").read_text()) == {"score": -1}  # the sample's stays
+
+
+def test_shared_root_from_the_environment_and_clear_errors(tiny_project, monkeypatch):
+    project, shared = tiny_project
+    monkeypatch.setenv("REMODIFF_SHARED", str(shared))
+    assert shared_root(None, project) == shared.resolve()
+    result = CliRunner().invoke(app, ["real-data", "nope", "--shared", str(shared)])
+    assert result.exit_code == 2 and "metrics/real/nope/switches.yaml" in result.output
+    monkeypatch.setenv("REMODIFF_SHARED", str(project / "nowhere"))
+    with pytest.raises(FileNotFoundError, match="REMODIFF_SHARED"):
+        shared_root(None, project)
