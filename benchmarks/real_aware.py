@@ -6,12 +6,13 @@ RAVDESS dev (audio + video, 8 emotions, accuracy) and First Impressions dev (aud
 one: the `independent` protocol, masks seed 0). Per seed: the fuser of params.yaml (`fuser.type`, its section,
 train seed = the seed) on complete data (upper bound, and `plain`: fed the reconstructions), one per modality
 subset (lower bound), and the aware fuser (complete + one masked-and-reconstructed copy of the training clips,
-drop probability = the test p) with the frozen imputer (`aware`, folds 0) and with 5 cross-fitted imputers
-(`aware_cf`, folds 5). Mean ± 95 % CI (t) over seeds and the paired per-seed differences against the lower bound.
+drop probability = the test p) with the frozen imputer (`aware`, folds 0) and, for kNN, with 5 cross-fitted
+imputers (`aware_cf`, folds 5). Mean ± 95 % CI (t) over seeds and the paired per-seed differences against the lower bound.
 
-    OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/real_aware.py [--imputers mean knn] [--seeds 42 1 2 3 4]
+    OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/real_aware.py --datasets ravdess --train patience=10
+    OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/real_aware.py --datasets fi --train patience=10 batch_size=64
 
-Writes benchmarks/results/real_aware.json and prints the table.
+Writes benchmarks/results/real_aware_<datasets>.json and prints the table.
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ from remodiff.pipeline.evaluate import training_floor
 from remodiff.store import write_json_atomic
 from remodiff.tasks import Task
 
-RESULTS = Path(__file__).resolve().parent / "results" / "real_aware.json"
+RESULTS = Path(__file__).resolve().parent / "results" / "real_aware.json"  # suffixed with the datasets run
 EMOTIONS = ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"]
 ROWS = ("complete", "lower_bound", "plain", "aware", "aware_cf")
 
@@ -52,7 +53,7 @@ def dev_sets(name: str):
 
 
 def one_seed(name: str, seed: int, params: dict, imputers: list[str], rates: list[float], samples: int,
-             folds: int) -> dict:
+             folds: int, crossfit: list[str]) -> dict:
     (train, val, test), metric = dev_sets(name)
     task = Task.from_attrs(train.attrs)
     modalities = train.modalities
@@ -88,7 +89,8 @@ def one_seed(name: str, seed: int, params: dict, imputers: list[str], rates: lis
             restored = [main.impute(masked, np.random.default_rng([seed, j])) for j in range(k)]
             cell = {"lower_bound": score(lower_bound_predict(lower, masked, floor)),
                     "plain": score(aggregate_samples(task.kind, [full.predict(r) for r in restored], "plain"))}
-            for row, n_folds in (("aware", 0), ("aware_cf", folds)):
+            rows = [("aware", 0)] + ([("aware_cf", folds)] if imputer_name in crossfit else [])
+            for row, n_folds in rows:
                 impute = training_imputer(main, fitted, train, val, n_folds, seed)
                 aware = fit_aware(fuser(modalities), train, val, impute, main.impute, p, 1, seed)
                 predictions = [aware.predict(r) for r in restored]
@@ -125,23 +127,31 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[42, 1, 2, 3, 4])
     parser.add_argument("--samples", type=int, default=5, help="K reconstructions of a stochastic imputer")
     parser.add_argument("--folds", type=int, default=5, help="cross-fitted imputers of the aware_cf row")
+    parser.add_argument("--crossfit", nargs="*", default=["knn"],
+                        help="imputers that also get the cross-fitted row (the mean imputer hardly depends on a fold)")
+    parser.add_argument("--train", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="overrides of the fuser's train params (e.g. patience=10), recorded in the results")
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--out", default=None, help="default benchmarks/results/real_aware_<datasets>.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
     params = yaml.safe_load(open(args.params))
+    own = params["fuser"].setdefault(params["fuser"]["type"], {})
+    own["train"] = {**own.get("train", {}), **{k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in args.train)}}
+    out = Path(args.out) if args.out else RESULTS.with_name(f"real_aware_{'_'.join(args.datasets)}.json")
     results = {"command": "python benchmarks/real_aware.py " + " ".join(
         f"--{k} {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in vars(args).items()
-        if k not in ("params", "out")), "fuser": params["fuser"]["type"],
+        if k not in ("params", "out") and v not in ([], None)), "fuser": params["fuser"]["type"],
         "fuser_params": params["fuser"].get(params["fuser"]["type"])}
     for name in args.datasets:
         start = time.perf_counter()
-        runs = [one_seed(name, seed, params, args.imputers, args.rates, args.samples, args.folds) for seed in args.seeds]
+        runs = [one_seed(name, seed, params, args.imputers, args.rates, args.samples, args.folds, args.crossfit)
+                for seed in args.seeds]
         results[name] = summarise(runs)
         results[name]["seconds"] = time.perf_counter() - start
-        write_json_atomic(args.out, results)
+        write_json_atomic(out, results)
         print_table(name, results[name])
-    print(f"wrote {args.out}")
+    print(f"wrote {out}")
 
 
 def print_table(name: str, summary: dict) -> None:
