@@ -131,7 +131,7 @@ def reproduce(scratch: Path, stages: list[str] | None = None) -> dict[str, float
     """One ``dvc repro`` of the whole pipeline (or ``stages`` and what they need); returns the wall seconds of each
     stage that ran, from DVC's ``Running stage`` lines (each stage's time includes writing its lock entry)."""
     env = {**scratch_env(scratch), "PYTHONUNBUFFERED": "1"}  # lines arrive when printed, so the times are right
-    command = ["dvc", "repro", "--no-commit", *(stages or [])]
+    command = [sys.executable, "-m", "dvc", "repro", "--no-commit", *(stages or [])]
     seconds: dict[str, float] = {}
     current, started = None, time.perf_counter()
     with subprocess.Popen(command, cwd=scratch, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
