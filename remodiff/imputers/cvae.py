@@ -35,8 +35,7 @@ class CVAEImputer(MaskConditionedImputer):
     name = "cvae"
 
     def __init__(self, hidden: int = 128, latent: int = 16, kl_weight: float = 1.0, dropout: float = 0.1,
-                 train: dict | None = None,
-                 mode: str = "mean", draws: int = 16):
+                 train: dict | None = None, mode: str = "mean", draws: int = 16):
         check_positive_int("cvae", "latent", latent)
         if kl_weight < 0:
             raise ValueError(f"cvae: kl_weight must be non-negative, got {kl_weight}")

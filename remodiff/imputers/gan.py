@@ -52,8 +52,7 @@ class GANImputer(MaskConditionedImputer):
     name = "gan"
 
     def __init__(self, hidden: int = 128, noise: int = 16, recon_weight: float = 10.0, dropout: float = 0.1,
-                 train: dict | None = None,
-                 mode: str = "mean", draws: int = 16):
+                 train: dict | None = None, mode: str = "mean", draws: int = 16):
         check_positive_int("gan", "noise", noise)
         if recon_weight < 0:
             raise ValueError(f"gan: recon_weight must be non-negative, got {recon_weight}")
