@@ -24,6 +24,7 @@ import yaml
 from remodiff.data import DATASETS, build_dataset
 from remodiff.data.adapters import STAGE_KEYS
 from remodiff.data.asr import ASR_BACKENDS
+from remodiff.evaluation.aware import AGGREGATIONS, STARTS
 from remodiff.evaluation.folds import GROUP_RULES, REGEX, group_rule
 from remodiff.evaluation.masks import PROTOCOLS, named_settings
 from remodiff.evaluation.metrics import AUTO, metric_names, resolve_metric
@@ -123,6 +124,26 @@ def imputer_list(key: str, value) -> None:
         raise SettingError(key, f"imputers {repeated} are listed more than once")
 
 
+def drop_probability(key: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise SettingError(key, f"must be a probability in (0, 1), got {value!r}")
+
+
+def fold_count(key: str, value) -> None:
+    if not is_int(value) or value < 0 or value == 1:
+        raise SettingError(key, f"must be 0 (the main imputer) or a number of folds >= 2, got {value!r}")
+
+
+def aware_start(key: str, value) -> None:
+    if value == "finetune":
+        raise SettingError(key, "finetune is not available: Fuser.fit always starts afresh", STARTS)
+    check_name(key, value, list(STARTS), "start")
+
+
+def aware_aggregate(key: str, value) -> None:
+    check_name(key, value, list(AGGREGATIONS), "aggregation")
+
+
 @dataclass(frozen=True)
 class Key:
     check: Callable[[str, object], None] | None = None  # None: checked with the section's plug-ins
@@ -147,6 +168,8 @@ SECTIONS: dict[str, dict[str, Key]] = {
     "compare": {"imputers": Key(imputer_list), "seeds": Key(seed_list_or_null, False),
                 "metric": Key(metric_name), "resamples": Key(positive_int, False)},
     "report": {"metric": Key(metric_name), "benchmark": Key(text_or_null, False)},
+    "aware": {"enabled": Key(boolean), "drop": Key(drop_probability), "copies": Key(positive_int),
+              "folds": Key(fold_count), "start": Key(aware_start), "aggregate": Key(aware_aggregate)},
 }
 
 
@@ -404,6 +427,8 @@ def _check(params) -> list[str]:
         check_keys("report", params["report"], SECTIONS["report"])
         metric = resolve_metric(dataset.task, dataset.label_names, params["report"]["metric"], "report.metric")
         summary.append(f"report {metric}")
+    if "aware" in params:
+        check_keys("aware", params["aware"], SECTIONS["aware"])
     compared = params["compare"]["imputers"] if isinstance(params.get("compare"), dict) else []
     for name in dict.fromkeys([imputer, *compared]):
         for section in ("imputer", "sampling"):  # the stages' DVC params name these sections

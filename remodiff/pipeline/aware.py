@@ -1,0 +1,103 @@
+"""Stage ``aware``: imputation-aware fusion (:mod:`remodiff.evaluation.aware`). Per run (seed, or fold and seed), a
+fuser trained on complete + masked-and-reconstructed training clips (the run's frozen imputer, or ``aware.folds``
+cross-fitted ones), scored on every mask pattern of ``data/reconstructed`` next to the plain fuser, the lower and the upper bound of
+``metrics/downstream.json``, with the share of the lower -> upper gap it closes."""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+
+import h5py
+
+from remodiff.evaluation.aware import aggregate_samples, fit_aware, gap_closed, training_imputer
+from remodiff.evaluation.matrix import aggregate
+from remodiff.evaluation.metrics import headline_metric, task_metrics
+from remodiff.imputers import build_imputer, load_imputer
+from remodiff.pipeline.common import MAIN_RUN, METRICS, MODELS
+from remodiff.pipeline.runs import runs_of
+from remodiff.pipeline.train_fuser import fuser_for_seed
+from remodiff.store import read_featureset, write_json_atomic
+from remodiff.tasks import Task
+
+log = logging.getLogger(__name__)
+AWARE_MODELS = MODELS / "fuser_aware"
+AWARE_METRICS = METRICS / "aware.json"
+
+
+def run(params: dict) -> dict:
+    cfg = params["aware"]
+    shutil.rmtree(AWARE_MODELS, ignore_errors=True)
+    AWARE_MODELS.mkdir(parents=True)
+    if not cfg["enabled"]:
+        result = {"enabled": False}
+        write_json_atomic(AWARE_METRICS, result)
+        log.info("aware: off (aware.enabled: false); switch on with `dvc exp run -S aware.enabled=true`")
+        return result
+    modalities = list(params["features"])
+    imputer_type = params["imputer"]["type"]
+
+    def fitted(part, validation, seed):
+        imputer = build_imputer(imputer_type, params["imputer"].get(imputer_type))
+        imputer.fit(part, validation, seed=seed)
+        return imputer
+
+    results = []
+    for run in runs_of(params):  # one per seed, or per (fold, seed) with eval.folds
+        task = Task.from_attrs(run.test.attrs)
+
+        def metrics(predictions):
+            return task_metrics(task.kind, run.test.labels, predictions, run.test.label_names,
+                                list(task.classes) or None)
+
+        imputer = load_imputer(MAIN_RUN.models / run.name)
+        impute_train = training_imputer(imputer, lambda part, v: fitted(part, v, run.seed), run.train, run.val,
+                                        cfg["folds"], run.seed)
+        fuser = fit_aware(fuser_for_seed(params, modalities, run.seed), run.train, run.val, impute_train,
+                          imputer.impute, cfg["drop"], cfg["copies"], run.seed)
+        fuser.save(AWARE_MODELS / run.name)
+        result = {"complete": metrics(fuser.predict(run.test))}
+        with h5py.File(MAIN_RUN.reconstructed / f"{run.name}.h5", "r") as f:
+            for protocol in f:
+                for setting in f[protocol]:
+                    group = f[protocol][setting]
+                    predictions = [fuser.predict(read_featureset(group[k])) for k in group if k.startswith("sample_")]
+                    result.setdefault(protocol, {})[setting] = metrics(
+                        aggregate_samples(task.kind, predictions, cfg["aggregate"]))
+        results.append(result)
+    aware = aggregate(results)
+    result = with_references(aware, load_downstream(), headline_metric(task.kind, run.test.label_names))
+    result.update(enabled=True, imputer=imputer_type, drop=cfg["drop"], folds=cfg["folds"],
+                  aggregate=cfg["aggregate"])
+    write_json_atomic(AWARE_METRICS, result)
+    return result
+
+
+def load_downstream() -> dict:
+    if not MAIN_RUN.downstream.is_file():
+        raise FileNotFoundError(f"{MAIN_RUN.downstream} not found: the aware stage reports next to the evaluate "
+                                "stage's results; run `dvc repro evaluate` first")
+    return json.loads(MAIN_RUN.downstream.read_text())
+
+
+def with_references(aware: dict, downstream: dict, metric: str) -> dict:
+    """Per protocol setting: ``imputed_aware`` (the aware fuser on the reconstructions) beside ``imputed``,
+    ``lower_bound`` and ``complete`` of ``downstream``, and ``gap_closed``: the share of the lower -> upper bound
+    gap of ``metric`` that the plain fuser (``imputed``) and the aware one close."""
+    out = {"complete": downstream["complete"], "complete_aware": aware["complete"], "metric": metric}
+    upper = downstream["complete"].get(metric)
+    for protocol, settings in aware.items():
+        if protocol == "complete":
+            continue
+        for setting, scores in settings.items():
+            reference = downstream.get(protocol, {}).get(setting)
+            if reference is None:
+                raise ValueError(f"{MAIN_RUN.downstream} has no {protocol}/{setting}: re-run the evaluate stage")
+            cell = {"imputed_aware": scores, "imputed": reference["imputed"]}
+            lower = reference.get("lower_bound", {}).get(metric)
+            if "lower_bound" in reference:
+                cell["lower_bound"] = reference["lower_bound"]
+            cell["gap_closed"] = {"imputed": gap_closed(reference["imputed"].get(metric), lower, upper),
+                                  "imputed_aware": gap_closed(scores.get(metric), lower, upper)}
+            out.setdefault(protocol, {})[setting] = cell
+    return out
