@@ -226,3 +226,28 @@ def test_mean_mode_is_deterministic_and_beats_one_sample_on_a_gaussian(tmp_path)
                                   imputer.impute(masked, np.random.default_rng(4)).features["b"])
     with pytest.raises(ValueError, match=r"unknown sampling settings \['hidden'\]; valid: sampler, steps"):
         loaded.set_sampling(hidden=8)  # a training setting cannot change after fitting
+
+
+def test_mean_mode_is_shrunk_toward_the_training_mean_where_the_condition_says_nothing():
+    """b independent of a: the average of 2 samples has error 1 + 1/2; shrunk, about the training mean's 1."""
+    def independent(n: int, rng: np.random.Generator) -> FeatureSet:
+        return featureset({m: rng.normal(size=(n, 1, 1)).astype(np.float32) for m in ("a", "b")})
+
+    rng = np.random.default_rng(0)
+    train, val, test = independent(800, rng), independent(200, rng), independent(400, rng)
+    imputer = build_imputer("diffusion", {
+        "preset": "none", "conditioning": "mlp", "hidden": 32, "sampler": "ddim", "steps": 10, "draws": 2,
+        "train": {"epochs": 15, "batch_size": 128, "lr": 3e-3, "patience": 1000, "device": "cpu"}})
+    imputer.fit(train, val, seed=0)
+    mean = build_imputer("mean", {})
+    mean.fit(train, val)
+    masked = test.with_mask({"a": np.ones((400, 1), bool), "b": np.zeros((400, 1), bool)})
+
+    def error(model) -> float:
+        return float(np.mean((model.impute(masked, np.random.default_rng(1)).features["b"] - test.features["b"]) ** 2))
+
+    assert error(imputer) < 1.05 * error(mean)
+    factors = dict(zip(imputer.modalities, imputer.shrink.tolist()))
+    assert 0.0 <= factors["b"] < 0.6, factors
+    imputer.set_sampling(mode="sample")  # one sample: a draw from the distribution, never shrunk
+    assert error(imputer) > 1.5 * error(mean)

@@ -15,6 +15,11 @@ Design:
 * **Conditional mean or sample.** ``mode: mean`` averages ``draws`` reverse-process samples per missing slot
   (a Monte-Carlo conditional mean: lower squared error, one reconstruction per clip); ``mode: sample`` returns
   one sample (a draw from the learned conditional distribution, for K-sample evaluation).
+* **Shrunk conditional mean.** An average of ``draws`` samples still carries their variance / draws, which
+  matters where the condition predicts little (First Impressions audio <-> text: the average was 4-5 % worse
+  than the training mean). In ``mode: mean`` each modality's estimate is shrunk toward the training mean by a
+  least-squares factor in [0, 1] fitted on (up to 256) validation clips with the current sampling settings, so
+  the error stays at or below the mean's wherever validation clips resemble the test clips.
 
 Training settings live in ``imputer.diffusion``, sampling settings (:attr:`DiffusionImputer.sampling_settings`)
 in ``sampling.diffusion``; both resolve with this precedence: an explicit non-null value >
@@ -79,6 +84,7 @@ PRESETS: dict[str, dict] = {
                   "time_grid": "uniform"},
     "none": {},
 }
+CALIBRATION_CLIPS = 256  # validation clips kept with the model to fit the conditional mean's shrinkage
 TRAIN_DEFAULTS = {"epochs": 100, "batch_size": 128, "lr": 2e-3, "weight_decay": 0.0, "patience": 20}
 
 
@@ -123,10 +129,12 @@ class DiffusionImputer(Imputer):
                     else build_sde("ve", sigma_min=c.sigma_min, sigma_max=c.sigma_max))
         self.history: list[dict] = []
         self.model: AveragedModel | None = None
+        self.calibration: dict[str, np.ndarray] | None = None  # validation clips for the shrinkage
 
     def apply_sampling(self) -> None:
         self.config = resolve_config(self.params)
         self.stochastic = self.config.mode == "sample"
+        self.shrink: torch.Tensor | None = None  # fitted again to these settings on first use (:meth:`shrinkage`)
 
     def _build(self) -> AveragedModel:
         c = self.config
@@ -170,6 +178,9 @@ class DiffusionImputer(Imputer):
         self.history = fit(self.model, loss_fn, to_tensors(self._tensors(train), device), val_tensors,
                            train_config, after_step=self.model.update, desc="diffusion imputer")
         self.model.cpu().eval()
+        self.calibration = ({k: v[:CALIBRATION_CLIPS] for k, v in self._tensors(val).items()}
+                            if val is not None and len(val) else None)
+        self.shrink = None
 
     @torch.no_grad()
     def sample(self, cond: torch.Tensor, cond_mask: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -193,6 +204,36 @@ class DiffusionImputer(Imputer):
         return SAMPLERS.get(c.sampler)(score_fn, sde, x, ts, extra_args={"cond": cond, "cond_mask": cond_mask},
                                        generator=generator, **options)
 
+    def completion(self, cond: torch.Tensor, cond_mask: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """One sample (``mode: sample``) or the average of ``draws`` samples (``mode: mean``)."""
+        draws = self.config.draws if self.config.mode == "mean" else 1
+        return torch.stack([self.sample(cond, cond_mask, generator) for _ in range(draws)]).mean(0)
+
+    def shrinkage(self, device: torch.device) -> torch.Tensor:
+        """Per modality, the factor in [0, 1] by which ``mode: mean`` scales its standardised estimate toward the
+        training mean (0): least squares ``<estimate, truth> / <estimate, estimate>`` over the validation clips kept
+        at fit time, each modality hidden in turn where the clip has it; 1 without validation clips."""
+        if self.shrink is None:
+            factors = torch.ones(len(self.modalities))
+            if self.calibration is not None:
+                x0, real = torch.as_tensor(self.calibration["x0"]), torch.as_tensor(self.calibration["real"])
+                bounds = np.cumsum([0, *self.dims])
+                generator = torch.Generator(device).manual_seed(0)  # the same factors for the same settings
+                for i in range(len(self.modalities)):
+                    rows = real[..., i].all(dim=1)
+                    if not rows.any():
+                        continue
+                    keep = real[rows].clone()
+                    keep[..., i] = False
+                    estimate = self.completion(x0[rows].to(device), keep.to(device), generator).cpu()
+                    columns = slice(bounds[i], bounds[i + 1])
+                    guess, truth = estimate[..., columns], x0[rows][..., columns]
+                    factors[i] = ((guess * truth).sum() / (guess * guess).sum().clamp_min(1e-12)).clamp(0.0, 1.0)
+                log.info("diffusion imputer: conditional mean shrunk toward the training mean by %s",
+                         dict(zip(self.modalities, np.round(factors.numpy(), 3).tolist())))
+            self.shrink = factors
+        return self.shrink.repeat_interleave(torch.tensor(self.dims)).to(device)
+
     def _fill(self, data: FeatureSet, rng: np.random.Generator) -> dict[str, np.ndarray]:
         device = resolve_device(self.train_config.device)
         self.model.to(device).eval()
@@ -200,23 +241,25 @@ class DiffusionImputer(Imputer):
         x0, available = torch.as_tensor(arrays["x0"]), torch.as_tensor(arrays["real"])
         rows = torch.nonzero(~available.flatten(1).all(dim=1)).flatten()
         generator = torch.Generator(device).manual_seed(int(rng.integers(2 ** 63)))
-        draws = self.config.draws if self.config.mode == "mean" else 1
+        scale = self.shrinkage(device) if self.config.mode == "mean" and len(rows) else None
         filled = x0.clone()
         for start in range(0, len(rows), self.config.sample_batch):
             idx = rows[start:start + self.config.sample_batch]
             cond, cond_mask = x0[idx].to(device), available[idx].to(device)
-            filled[idx] = torch.stack([self.sample(cond, cond_mask, generator) for _ in range(draws)]).mean(0).cpu()
+            estimate = self.completion(cond, cond_mask, generator)
+            filled[idx] = (estimate if scale is None else estimate * scale).cpu()
         self.model.cpu()
         parts = np.split(filled.numpy(), np.cumsum(self.dims)[:-1], axis=-1)
         return {m: self.scaler.inverse(part, m) for m, part in zip(self.modalities, parts)}
 
     def _state(self) -> dict:
         return {"dims": self.dims, "segments": self.segments, "history": self.history,
-                "scaler": (self.scaler.mean, self.scaler.std),
+                "scaler": (self.scaler.mean, self.scaler.std), "calibration": self.calibration,
                 "weights": {k: v.cpu() for k, v in self.model.state_dict().items()}}
 
     def _set_state(self, state: dict) -> None:
         self.dims, self.segments, self.history = state["dims"], state["segments"], state["history"]
+        self.calibration, self.shrink = state["calibration"], None
         self.scaler = Standardiser(*state["scaler"])
         self.model = self._build()
         self.model.load_state_dict(state["weights"])
