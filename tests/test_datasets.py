@@ -117,7 +117,7 @@ def test_mmsa_sentiment_runs_through_every_downstream_stage(tmp_path, monkeypatc
     params = {"dataset": dataset, "segment": SEGMENT, "features": features,
               "masks": {"protocol": "random", "seed": 0, "random": [0.0, 0.3]},
               "eval": {"seeds": [0], "samples": 1, "lower_bound": True},
-              "imputer": {"type": "knn", "knn": {"k": 2}},
+              "imputer": {"type": "knn", "knn": {"k": 2}}, "sampling": {"knn": {}},
               "fuser": {"type": "transformer", "transformer": {"hidden": 8, "heads": 2, "layers": 1, "feedforward": 16,
                                                                "train": {"epochs": 3, "batch_size": 4}}}}
     for name in ("masks", "train_imputer", "reconstruct", "train_fuser"):
@@ -235,7 +235,7 @@ def test_classification_runs_through_every_downstream_stage(tmp_path, monkeypatc
     params = {"dataset": dataset, "segment": SEGMENT, "features": FAST_FEATURES,
               "masks": {"protocol": "fixed", "seed": 0, "fixed": None},
               "eval": {"seeds": [0, 1], "samples": 2, "lower_bound": True},
-              "imputer": {"type": "random", "random": {}},
+              "imputer": {"type": "random", "random": {}}, "sampling": {"random": {}},
               "fuser": {"type": "late", "late": {"hidden": 8, "train": train}}}
     for name in ("masks", "train_imputer", "reconstruct", "train_fuser"):
         stage(name)(params)
