@@ -23,14 +23,18 @@ from remodiff.features import SegmentedClip, build_extractor
 from remodiff.store import FeatureSet
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+EMOTIONS = ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"]
 TRAITS = ["extraversion", "neuroticism", "agreeableness", "conscientiousness", "openness", "interview"]
 
 
 def ravdess(root: Path = SHARED / "ravdess-au-mfcc-dev") -> tuple[FeatureSet, FeatureSet, FeatureSet]:
     adapter = build_dataset({"name": "precomputed", "root": str(root), "precomputed": {
         "task": "classification", "label_names": ["emotion"],
-        "classes": ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"]}})
-    return tuple(adapter.features(split, 1) for split in ("train", "val", "test"))
+        "classes": EMOTIONS}})
+    sets = tuple(adapter.features(split, 1) for split in ("train", "val", "test"))
+    for fs in sets:  # the task, as the pipeline's extract stage records it in the feature stores
+        fs.attrs.update(task="classification", classes=EMOTIONS)
+    return sets
 
 
 def youtube_id(video_file: str) -> str:

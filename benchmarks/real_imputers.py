@@ -57,18 +57,11 @@ OVERRIDES = {"ravdess": {"fuser": {"train": {"batch_size": 64}}},
              "fi": {"imputer": {"cvae": FI_BATCH, "gan": FI_BATCH,
                                 "diffusion": {"train": {"epochs": 15, "patience": 5, "batch_size": 256}}},
                     "fuser": FI_BATCH}}
-# devsets.ravdess's feature sets do not carry the task (the pipeline's features stage writes it); the fuser needs it
-RAVDESS_TASK = {"task": "classification",
-                "classes": ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"]}
 
 
 def dev_set(name: str) -> tuple[FeatureSet, FeatureSet, FeatureSet]:
     """``(train, val, test)`` of a dev set, each carrying its task."""
-    splits = getattr(devsets, name)()
-    for split in splits:
-        if name == "ravdess" and "task" not in split.attrs:
-            split.attrs.update(RAVDESS_TASK)
-    return splits
+    return getattr(devsets, name)()
 
 
 def deep_merge(base: dict, extra: dict) -> dict:
