@@ -329,7 +329,7 @@ def plot_training(histories: dict[str, list[dict]], path: Path) -> str | None:
     for i, (name, history) in enumerate(histories.items()):
         ax = fig.add_subplot(1, len(histories), i + 1)
         epochs = [row["epoch"] for row in history]
-        curves = [k for k in history[0] if k != "epoch"]
+        curves = [k for k in history[0] if k not in ("epoch", "val_score")]
         for key in curves:
             ax.plot(epochs, [row.get(key, math.nan) for row in history], label=key.replace("_", " "))
         losses = np.array([row[k] for row in history for k in curves if row.get(k) is not None], float)
@@ -339,7 +339,13 @@ def plot_training(histories: dict[str, list[dict]], path: Path) -> str | None:
         ax.set_ylabel("loss (training objective)")
         ax.set_title(name)
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(loc="upper left")
+        if "val_score" in history[0]:  # what early stopping follows (accuracy / -MAE): its own axis
+            score = ax.twinx()
+            score.plot(epochs, [row.get("val_score", math.nan) for row in history], color="black", ls="--",
+                       label="val score (early stopping)")
+            score.set_ylabel("validation score (higher is better)")
+            score.legend(loc="upper right")
     fig.suptitle("Training loss curves (first seed)")
     save_figure(fig, path)
     return f"training loss per epoch: {', '.join(histories)}"
