@@ -23,9 +23,9 @@ test: setup
 	pytest -q
 
 # The real dev sets of ../shared/data (REMODIFF_SHARED overrides) through the whole pipeline in .real/<name>/;
-# results land in metrics/real/<name>/ (README, "Real data"). Uses the active environment, installs nothing.
-real-ravdess:
+# results land in metrics/real/<name>/ (README, "Real data"). Installs like `make repro` first.
+real-ravdess: setup
 	remodiff real-data ravdess
 
-real-fi:
+real-fi: setup
 	remodiff real-data fi
