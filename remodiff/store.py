@@ -117,12 +117,28 @@ class FeatureSet:
             features[m] = np.where(available[m][..., None], self.features[m], 0.0).astype(np.float32)
         return FeatureSet(list(self.ids), features, available, self.labels.copy(), list(self.label_names), dict(self.attrs))
 
+    def rows(self, indices) -> "FeatureSet":
+        """The clips at ``indices`` (in that order)."""
+        indices = np.asarray(indices, dtype=int)
+        return FeatureSet([self.ids[i] for i in indices], {m: x[indices] for m, x in self.features.items()},
+                          {m: a[indices] for m, a in self.available.items()}, self.labels[indices],
+                          list(self.label_names), dict(self.attrs))
+
     def subset(self, modalities: list[str]) -> "FeatureSet":
         missing = [m for m in modalities if m not in self.features]
         if missing:
             raise ValueError(f"modalities {missing} are not in this feature set (has {self.modalities})")
         return FeatureSet(list(self.ids), {m: self.features[m] for m in modalities},
                           {m: self.available[m] for m in modalities}, self.labels, list(self.label_names), dict(self.attrs))
+
+
+def concatenate(parts: list[FeatureSet]) -> FeatureSet:
+    """One feature set of the clips of ``parts`` (same modalities and labels), in order."""
+    first = parts[0]
+    return FeatureSet([i for p in parts for i in p.ids],
+                      {m: np.concatenate([p.features[m] for p in parts]) for m in first.modalities},
+                      {m: np.concatenate([p.available[m] for p in parts]) for m in first.modalities},
+                      np.concatenate([p.labels for p in parts]), list(first.label_names), dict(first.attrs))
 
 
 FEATURE_DTYPES = ("float32", "float16")

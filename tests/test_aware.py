@@ -10,7 +10,7 @@ import yaml
 
 from remodiff.check import check_params
 from remodiff.evaluation.aware import (aggregate_samples, agreement_weights, drop_mask, fit_aware, gap_closed,
-                                       take, training_imputer)
+                                       training_imputer)
 from remodiff.imputers import build_imputer
 from remodiff.registry import SettingError
 from remodiff.store import FeatureSet, save_featureset
@@ -49,7 +49,7 @@ def test_drop_mask_keeps_a_modality_and_is_seeded_by_clip_id():
     assert not kept[:10, 2].any()
     assert 0.2 < 1 - kept[10:].mean() < 0.7  # p = 0.9 drops much, capped by the keep-one rule
     order = np.arange(len(data))[::-1]
-    shuffled = drop_mask(take(data, order), 0.9, seed=3)
+    shuffled = drop_mask(data.rows(order), 0.9, seed=3)
     for m in data.modalities:
         np.testing.assert_array_equal(shuffled[m], mask[m][order])
     other = drop_mask(data, 0.9, seed=4)

@@ -22,7 +22,7 @@ import numpy as np
 
 from remodiff.evaluation.masks import Mask, check_probability, clip_rng, slot_mask
 from remodiff.evaluation.metrics import aggregate_predictions
-from remodiff.store import FeatureSet
+from remodiff.store import FeatureSet, concatenate
 from remodiff.tasks import class_indices
 
 AGGREGATIONS = ("plain", "agreement")
@@ -45,22 +45,6 @@ def drop_mask(data: FeatureSet, p: float, seed: int, copy: int = 0) -> Mask:
     return slot_mask(data, keep)
 
 
-def take(data: FeatureSet, rows: np.ndarray) -> FeatureSet:
-    """The clips ``rows`` of ``data``."""
-    return FeatureSet([data.ids[i] for i in rows], {m: data.features[m][rows] for m in data.modalities},
-                      {m: data.available[m][rows] for m in data.modalities}, data.labels[rows],
-                      list(data.label_names), dict(data.attrs))
-
-
-def concat(parts: list[FeatureSet]) -> FeatureSet:
-    """One feature set of the clips of ``parts`` (same modalities), in order."""
-    first = parts[0]
-    return FeatureSet([i for p in parts for i in p.ids],
-                      {m: np.concatenate([p.features[m] for p in parts]) for m in first.modalities},
-                      {m: np.concatenate([p.available[m] for p in parts]) for m in first.modalities},
-                      np.concatenate([p.labels for p in parts]), list(first.label_names), dict(first.attrs))
-
-
 def lost_something(data: FeatureSet, mask: Mask) -> np.ndarray:
     """``[N]`` bool: the clips that ``mask`` takes a modality slot from."""
     return np.stack([(data.available[m] & ~mask[m]).any(axis=1) for m in data.modalities], axis=1).any(axis=1)
@@ -78,13 +62,13 @@ def reconstructed_copies(data: FeatureSet, impute: Impute, p: float, copies: int
         rows = np.flatnonzero(lost_something(data, mask))
         if not len(rows):
             continue
-        masked = take(data.with_mask(mask), rows)
+        masked = data.with_mask(mask).rows(rows)
         restored = impute(masked, np.random.default_rng([seed, copy]))
         restored.ids = [f"{cid}#aware{copy}" for cid in restored.ids]
         parts.append(restored)
     if not parts:
-        return take(data, np.zeros(0, int))
-    return concat(parts)
+        return data.rows([])
+    return concatenate(parts)
 
 
 def fold_of(ids: list[str], folds: int, seed: int) -> np.ndarray:
@@ -100,7 +84,7 @@ def crossfit_imputers(train: FeatureSet, val: FeatureSet | None, fit: Callable, 
         raise ValueError(f"aware.folds: cross-fitting needs at least 2 folds, got {folds}")
     assigned = fold_of(train.ids, folds, seed)
     fold = dict(zip(train.ids, assigned))
-    imputers = [fit(take(train, np.flatnonzero(assigned != k)), val) for k in range(folds)]
+    imputers = [fit(train.rows(np.flatnonzero(assigned != k)), val) for k in range(folds)]
 
     def impute(masked: FeatureSet, rng: np.random.Generator) -> FeatureSet:
         unknown = [cid for cid in masked.ids if cid not in fold]
@@ -110,7 +94,7 @@ def crossfit_imputers(train: FeatureSet, val: FeatureSet | None, fit: Callable, 
         out = None
         for k in np.unique(folds_of_rows):
             rows = np.flatnonzero(folds_of_rows == k)
-            restored = imputers[k].impute(take(masked, rows), rng)
+            restored = imputers[k].impute(masked.rows(rows), rng)
             if out is None:
                 out = {m: np.empty((len(masked),) + restored.features[m].shape[1:], np.float32)
                        for m in restored.modalities}
@@ -124,7 +108,7 @@ def crossfit_imputers(train: FeatureSet, val: FeatureSet | None, fit: Callable, 
 
 def aware_training_set(data: FeatureSet, impute: Impute, p: float, copies: int, seed: int) -> FeatureSet:
     """``data`` as given plus its reconstructed copies: what the aware fuser trains (and selects its epoch) on."""
-    return concat([data, reconstructed_copies(data, impute, p, copies, seed)])
+    return concatenate([data, reconstructed_copies(data, impute, p, copies, seed)])
 
 
 def training_imputer(imputer, fit: Callable, train: FeatureSet, val: FeatureSet | None, folds: int,

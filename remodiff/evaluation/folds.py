@@ -22,7 +22,7 @@ from typing import Callable
 
 import numpy as np
 
-from remodiff.store import FeatureSet
+from remodiff.store import FeatureSet, concatenate
 
 
 def _fields(clip_id: str, sep: str, count: int, rule: str, example: str) -> list[str]:
@@ -113,19 +113,10 @@ def fold_roles(folds: np.ndarray, k: int, fold: int) -> dict[str, np.ndarray]:
 
 def pool(parts: list[FeatureSet]) -> FeatureSet:
     """One feature set of the clips of ``parts`` (the splits of one feature store: same modalities and labels)."""
-    first = parts[0]
     ids = [i for p in parts for i in p.ids]
     if len(set(ids)) != len(ids):
         raise ValueError("a clip id occurs in two splits of the feature store; folds need unique ids")
-    return FeatureSet(ids, {m: np.concatenate([p.features[m] for p in parts]) for m in first.modalities},
-                      {m: np.concatenate([p.available[m] for p in parts]) for m in first.modalities},
-                      np.concatenate([p.labels for p in parts]), list(first.label_names), dict(first.attrs))
-
-
-def take(data: FeatureSet, rows: np.ndarray) -> FeatureSet:
-    return FeatureSet([data.ids[i] for i in rows], {m: x[rows] for m, x in data.features.items()},
-                      {m: a[rows] for m, a in data.available.items()}, data.labels[rows], list(data.label_names),
-                      dict(data.attrs))
+    return concatenate(parts)
 
 
 def cross_validation(pooled: FeatureSet, k: int, group: str, seed: int) -> list[dict[str, FeatureSet]]:
@@ -134,4 +125,4 @@ def cross_validation(pooled: FeatureSet, k: int, group: str, seed: int) -> list[
         raise ValueError(f"eval.folds.k must be an integer >= 3 (test, val and train folds), got {k!r}")
     rule = group_rule(group)
     folds = assign_folds([rule(i) for i in pooled.ids], k, seed)
-    return [{role: take(pooled, rows) for role, rows in fold_roles(folds, k, f).items()} for f in range(k)]
+    return [{role: pooled.rows(rows) for role, rows in fold_roles(folds, k, f).items()} for f in range(k)]

@@ -43,10 +43,7 @@ def lower_bound_predict(fusers: dict[str, object], masked: FeatureSet, floor: np
         key = subset_key(m for m, p in zip(masked.modalities, pattern) if p)
         if key not in fusers:
             raise ValueError(f"no lower-bound fuser for modalities {key!r}: clips {rows.tolist()[:5]} have none")
-        sub = FeatureSet([masked.ids[i] for i in rows], {m: masked.features[m][rows] for m in masked.modalities},
-                         {m: masked.available[m][rows] for m in masked.modalities}, masked.labels[rows],
-                         masked.label_names)
-        out[rows] = fusers[key].predict(sub.subset(key.split("+")))
+        out[rows] = fusers[key].predict(masked.rows(rows).subset(key.split("+")))
     return out
 
 

@@ -14,7 +14,7 @@ from remodiff.evaluation.aware import aggregate_samples, fit_aware, gap_closed, 
 from remodiff.evaluation.matrix import aggregate
 from remodiff.evaluation.metrics import headline_metric, task_metrics
 from remodiff.imputers import build_imputer, load_imputer
-from remodiff.pipeline.common import MAIN_RUN, METRICS, MODELS
+from remodiff.pipeline.common import MAIN_RUN, METRICS, MODELS, with_sampling
 from remodiff.pipeline.runs import runs_of
 from remodiff.pipeline.train_fuser import fuser_for_seed
 from remodiff.store import read_featureset, write_json_atomic
@@ -46,11 +46,9 @@ def run(params: dict) -> dict:
         def fitted(part, validation, seed=run.seed):
             imputer = build_imputer(imputer_type, params["imputer"].get(imputer_type))
             imputer.fit(part, validation, seed=seed)
-            imputer.set_sampling(**(params["sampling"].get(imputer_type) or {}))
-            return imputer
+            return with_sampling(imputer, params)
 
-        imputer = load_imputer(MAIN_RUN.models / run.name)
-        imputer.set_sampling(**(params["sampling"].get(imputer.name) or {}))
+        imputer = with_sampling(load_imputer(MAIN_RUN.models / run.name), params)
         impute_train = training_imputer(imputer, fitted, run.train, run.val, cfg["folds"], run.seed)
         fuser = fit_aware(fuser_for_seed(params, modalities, run.seed), run.train, run.val, impute_train,
                           imputer.impute, cfg["drop"], cfg["copies"], run.seed)

@@ -71,6 +71,12 @@ def main(run: Callable[..., object], *args: str, params_path: str | Path = "para
         run(load_checked(params_path), *args)
 
 
+def with_sampling(imputer, params: dict):
+    """``imputer`` with the settings of its ``sampling.<name>`` section applied (how it draws; no refit)."""
+    imputer.set_sampling(**(params["sampling"].get(imputer.name) or {}))
+    return imputer
+
+
 def compare_seeds(params: dict) -> list[int]:
     """The comparison's seeds: ``compare.seeds``, or ``eval.seeds`` when that is null."""
     return list(params["compare"].get("seeds") or seeds_of(params))

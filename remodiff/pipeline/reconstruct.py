@@ -8,7 +8,7 @@ from remodiff.evaluation.masks import load_masks
 from remodiff.evaluation.matrix import aggregate
 from remodiff.evaluation.reconstruction import reconstruction_metrics
 from remodiff.imputers import load_imputer
-from remodiff.pipeline.common import MAIN_RUN, MASKS, ImputerRun
+from remodiff.pipeline.common import MAIN_RUN, MASKS, ImputerRun, with_sampling
 from remodiff.pipeline.runs import Run, runs_of
 from remodiff.store import atomic_h5, write_featureset, write_json_atomic
 
@@ -21,8 +21,7 @@ def reconstruct_test(params: dict, runs: list[Run], paths: ImputerRun) -> None:
     for run in runs:
         test = run.test
         patterns = load_masks(MASKS, test.ids)
-        imputer = load_imputer(paths.models / run.name)
-        imputer.set_sampling(**(params["sampling"].get(imputer.name) or {}))  # sampling.<name>: no refit
+        imputer = with_sampling(load_imputer(paths.models / run.name), params)
         k = samples if imputer.stochastic else 1
         quality: dict = {}
         with atomic_h5(paths.reconstructed / f"{run.name}.h5") as f:
