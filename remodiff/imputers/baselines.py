@@ -14,8 +14,8 @@ from remodiff.store import FeatureSet
 
 @IMPUTERS.register("zero")
 class ZeroImputer(Imputer):
-    """Missing features become raw zeros (seeds 000, 003); not the papers' zero-fill on standardised features,
-    which is :class:`MeanImputer`."""
+    """Missing features become raw zeros (the ReMoDiff slides, the hallucination study); not the papers' zero-fill
+    on standardised features, which is :class:`MeanImputer`."""
 
     name = "zero"
 
@@ -29,8 +29,8 @@ class ZeroImputer(Imputer):
 
 @IMPUTERS.register("mean")
 class MeanImputer(Imputer):
-    """Missing features become the training mean of that modality at that segment position (seed 003); the same as
-    zero-filling standardised features, the literature's "zero-fill"."""
+    """Missing features become the training mean of that modality at that segment position (the hallucination
+    study); the same as zero-filling standardised features, the literature's "zero-fill"."""
 
     name = "mean"
 

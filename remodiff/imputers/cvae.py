@@ -1,4 +1,4 @@
-"""Conditional VAE imputer (Sohn et al. 2015; the ReMoDiff baseline of seed 000), generalised to any missing
+"""Conditional VAE imputer (Sohn et al. 2015; the baseline of the ReMoDiff slides), generalised to any missing
 subset by mask conditioning (see :mod:`remodiff.imputers.mask_conditioned`).
 
 The encoder q(z | row, condition) sees the complete row, the decoder p(hidden | z, condition) rebuilds it.

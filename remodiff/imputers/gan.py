@@ -1,5 +1,5 @@
-"""Conditional GAN imputer (seed 003's GAN hallucination, generalised to any missing subset by the mask
-conditioning of :mod:`remodiff.imputers.mask_conditioned`).
+"""Conditional GAN imputer (the GAN hallucination of "Hallucination is all you need", generalised to any missing
+subset by the mask conditioning of :mod:`remodiff.imputers.mask_conditioned`).
 
 G(noise, condition) -> row; only its hidden columns are used: the completed row (available columns real,
 hidden ones generated) goes to the critic D(row, condition). Loss: the hinge loss with a spectrally

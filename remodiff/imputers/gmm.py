@@ -1,4 +1,5 @@
-"""Gaussian-mixture imputation (seed 003: variational Bayesian GMM, 2 components, diagonal covariances).
+"""Gaussian-mixture imputation ("Hallucination is all you need": variational Bayesian GMM, 2 components, diagonal
+covariances).
 
 Dimensionality reduction: the raw joint vector (64 + 110 + 128 dims for ~500 training segments) is too wide
 for a mixture, so each modality is z-scored and projected by its own PCA to ``pca_dims`` dimensions, fitted

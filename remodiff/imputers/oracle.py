@@ -1,7 +1,7 @@
-"""Cheating references that look at the test clip's label (seed 003's oracle models), to bracket what
-feature reconstruction can gain or lose. Never a method to report as an imputer.
+"""Cheating references that look at the test clip's label (the oracle models of "Hallucination is all you need"),
+to bracket what feature reconstruction can gain or lose. Never a method to report as an imputer.
 
-Seed 003 has class labels: "sample from the same class", "sample from a different class" and "the
+The hallucination study has class labels: "sample from the same class", "sample from a different class" and "the
 class-conditioned mean", with the donor clips taken from the test set. Our labels are regression targets
 (personality traits in [0, 1]), so "class" becomes distance between label vectors (Euclidean):
 

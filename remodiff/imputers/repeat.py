@@ -1,4 +1,4 @@
-"""Frame / segment repetition (seed 000): a missing segment copies the nearest available segment of the same
+"""Frame / segment repetition (the ReMoDiff slides): a missing segment copies the nearest available segment of the same
 modality in the same clip.
 
 Ties (two available segments equally far) go to the earlier one. When a clip has no available segment of a

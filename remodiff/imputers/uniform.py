@@ -1,7 +1,7 @@
-"""Random values (seed 003's "replacement with random values"): each missing feature is drawn uniformly
+"""Random values ("replacement with random values" of the hallucination study): each missing feature is drawn uniformly
 between that dimension's minimum and maximum over the available training segments of its modality.
 
-Seed 003 draws from [0, 1]; our features are not normalised to that range, so the per-dimension training
+The hallucination study draws from [0, 1]; our features are not normalised to that range, so the per-dimension training
 range plays its role. Draws come from the generator passed to ``impute`` only.
 """
 from __future__ import annotations
