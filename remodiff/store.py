@@ -6,14 +6,15 @@ A ``.partial`` left by an interrupted run is reopened by :class:`ClipStore` so w
 
 Layouts (documented in the README):
 
-* segment store ``data/segments/<split>.h5``: ``clips/<clip_id>/{frames [S,F,H,W,3] uint8, audio [S,L] float32}``
-  with attrs ``transcript`` (JSON list of S strings, or null), ``has_audio``, ``labels``, ``complete``.
+* segment store ``data/segments/<split>.h5``: ``clips/<clip_id>`` with attrs ``video`` and ``audio_source`` (files
+  relative to the dataset root, or null), ``duration``, ``transcript`` (JSON list of S strings, or null),
+  ``has_audio``, ``has_video``, ``labels``, ``complete`` and datasets ``given/<modality> [D]``; no decoded media.
 * feature set (feature store ``data/features/<split>.h5`` or a group inside another file):
   ``ids [N]``, ``labels [N,L]`` (attr ``label_names``), ``features/<modality> [N,S,D]`` float32 or float16
   (read back as float32), ``available/<modality> [N,S]`` bool.
 * per-clip features (the extract stage's resumable scratch, a :class:`ClipStore`):
   ``clips/<clip_id>/{features/<modality> [S,D], available/<modality> [S]}`` with attr ``labels``;
-  :func:`collect_featureset` turns it into a feature set.
+  :func:`save_clip_features` writes it out as a feature set.
 """
 from __future__ import annotations
 
@@ -157,18 +158,34 @@ def storage_array(x: np.ndarray, dtype: str, modality: str, ids: list[str]) -> n
     return stored
 
 
+def create_featureset(group: h5py.Group, ids: list[str], shapes: dict[str, tuple[int, int]], n_labels: int,
+                      label_names: list[str], attrs: dict, dtypes: dict[str, str] | None = None) -> None:
+    """The empty layout of a feature set of the clips ``ids``: ``shapes[m]`` = (segments, dim) of modality ``m``;
+    features stored as ``dtypes[m]`` (default float32), chunked per clip so it can be filled clip by clip."""
+    dtypes = dtypes or {}
+    group.create_dataset("ids", data=np.array(ids, dtype=object), dtype=STRING)
+    group.create_dataset("labels", (len(ids), n_labels), np.float32)
+    group["labels"].attrs["label_names"] = json.dumps(label_names)
+    for m, shape in shapes.items():
+        dtype = dtypes.get(m, "float32")
+        if dtype not in FEATURE_DTYPES:
+            raise ValueError(f"{m}: feature dtype must be one of {FEATURE_DTYPES}, got {dtype!r}")
+        group.create_dataset(f"features/{m}", (len(ids), *shape), dtype, compression="gzip", shuffle=True,
+                             chunks=(1, *shape) if ids and all(shape) else None)
+        group.create_dataset(f"available/{m}", (len(ids), shape[0]), bool)
+    group.attrs["meta"] = json.dumps(attrs)
+
+
 def write_featureset(group: h5py.Group, fs: FeatureSet, dtypes: dict[str, str] | None = None) -> None:
     """Write ``fs``; ``dtypes`` gives a modality's storage dtype (default float32; float16 halves the file)."""
     dtypes = dtypes or {}
-    group.create_dataset("ids", data=np.array(fs.ids, dtype=object), dtype=STRING)
-    group.create_dataset("labels", data=fs.labels.astype(np.float32))
-    group["labels"].attrs["label_names"] = json.dumps(fs.label_names)
+    create_featureset(group, fs.ids, {m: fs.features[m].shape[1:] for m in fs.modalities}, fs.labels.shape[1],
+                      fs.label_names, fs.attrs, dtypes)
+    group["labels"][...] = fs.labels.astype(np.float32)
     for m in fs.modalities:
-        x = storage_array(fs.features[m], dtypes.get(m, "float32"), m, fs.ids)
-        group.create_dataset(f"features/{m}", data=x, compression="gzip", shuffle=True,
-                             chunks=(1, *x.shape[1:]) if len(x) else None)
-        group.create_dataset(f"available/{m}", data=fs.available[m].astype(bool))
-    group.attrs["meta"] = json.dumps(fs.attrs)
+        if len(fs):
+            group[f"features/{m}"][...] = storage_array(fs.features[m], dtypes.get(m, "float32"), m, fs.ids)
+            group[f"available/{m}"][...] = fs.available[m].astype(bool)
 
 
 def read_featureset(group: h5py.Group, modalities: list[str] | None = None) -> FeatureSet:
@@ -250,23 +267,25 @@ class ClipStore:
             self.file.flush()
 
 
-def collect_featureset(store: ClipStore, ids: list[str], dims: dict[str, int], n_segments: int,
-                       label_names: list[str], attrs: dict) -> FeatureSet:
-    """The feature set of the clips ``ids`` (in that order) of a per-clip feature store (layout above);
-    ``dims`` gives each modality's feature size (for an empty split)."""
-    features = {m: np.zeros((len(ids), n_segments, d), np.float32) for m, d in dims.items()}
-    available = {m: np.zeros((len(ids), n_segments), bool) for m in dims}
+def save_clip_features(path: str | Path, store: ClipStore, ids: list[str], shapes: dict[str, tuple[int, int]],
+                       label_names: list[str], attrs: dict, dtypes: dict[str, str] | None = None) -> None:
+    """The feature set of the clips ``ids`` (in that order) of a per-clip feature store (layout above), written to
+    ``path`` one clip at a time: memory holds one clip's features however many clips there are. ``shapes`` gives
+    each modality's (segments, dim); per-clip features are already in their storage dtype."""
     labels = []
-    for i, clip_id in enumerate(ids):
+    for clip_id in ids:
         if not store.done(clip_id):
             raise ValueError(f"{store.path}: clip {clip_id} has no features yet")
-        g = store.clips[clip_id]
-        for m in dims:
-            features[m][i] = g[f"features/{m}"][()]
-            available[m][i] = g[f"available/{m}"][()]
-        labels.append(read_clip_attrs(g)["labels"])
-    return FeatureSet(list(ids), features, available, np.array(labels, np.float32).reshape(len(ids), -1),
-                      label_names, attrs)
+        labels.append(read_clip_attrs(store.clips[clip_id])["labels"])
+    labels = np.array(labels, np.float32).reshape(len(ids), -1) if ids else np.zeros((0, len(label_names)), np.float32)
+    with atomic_h5(path) as f:
+        create_featureset(f, ids, shapes, labels.shape[1], label_names, attrs, dtypes)
+        f["labels"][...] = labels
+        for i, clip_id in enumerate(ids):
+            g = store.clips[clip_id]
+            for m in shapes:
+                f[f"features/{m}"][i] = g[f"features/{m}"][()]
+                f[f"available/{m}"][i] = g[f"available/{m}"][()]
 
 
 def read_clip_attrs(group: h5py.Group) -> dict:

@@ -13,7 +13,7 @@ import pytest
 
 from remodiff.pipeline import stage
 from remodiff.data import build_dataset
-from remodiff.data.decode import segment_clip
+from remodiff.data.decode import decode_audio, segment_clip
 from remodiff.data.precomputed import pool_segments
 from remodiff.features.deep import ModelUnavailableError
 from remodiff.store import load_featureset
@@ -375,7 +375,7 @@ def test_asr_transcribes_clips_without_transcript_in_the_segment_stage(tmp_path,
     with h5py.File("data/segments/train.h5") as f:
         clip = f["clips/01-01-05-02-01-01-01"]
         stored = json.loads(clip.attrs["transcript"])
-        audio = clip["audio"][()].reshape(-1)
+    audio = decode_audio(root / "Actor_01" / "01-01-05-02-01-01-01.mp4", 16000)
     # the same model and audio, run directly: the stage stored exactly that text, cut into the segments
     processor, model = WhisperProcessor.from_pretrained(tiny_whisper), WhisperForConditionalGeneration.from_pretrained(
         tiny_whisper)

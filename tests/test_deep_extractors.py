@@ -7,6 +7,8 @@ directories, so the real loading and extraction paths run offline; one test uses
 from __future__ import annotations
 
 import json
+import pickle
+from contextlib import chdir
 from importlib import resources
 from pathlib import Path
 
@@ -24,7 +26,8 @@ from remodiff.pipeline import extract as extract_module  # noqa: E402
 from remodiff.pipeline.extract import extract_chunk  # noqa: E402
 from remodiff.features import EXTRACTORS, SegmentedClip, build_extractor  # noqa: E402
 from remodiff.features.deep import ModelUnavailableError  # noqa: E402
-from remodiff.store import ClipStore, load_featureset  # noqa: E402
+from remodiff.store import load_featureset  # noqa: E402
+from tests.conftest import TRAITS, make_video  # noqa: E402
 
 SEGMENTS, FRAMES, SIZE, SAMPLE_RATE = 3, 4, 24, 16000
 WORDS = "the happy calm sad angry voice speaks loudly softly about work home friends music weather".split()
@@ -437,19 +440,26 @@ def test_fetch_models_includes_the_asr_model(tmp_path: Path, whisper_dir: Path):
 # The extract stage: resumable per-clip scratch, float16 storage, error reporting.
 # ------------------------------------------------------------------------------------------------------
 def write_segment_stores(root: Path) -> None:
-    rng = np.random.default_rng(5)
-    config = {"segments": SEGMENTS, "fps": 16, "frame_size": SIZE, "sample_rate": SAMPLE_RATE,
-              "label_names": ["a", "b", "c", "d", "e"]}
-    for split, n in (("train", 6), ("val", 2), ("test", 2)):
-        with ClipStore(root / "data" / "segments" / f"{split}.h5", config) as store:
-            for i in range(n):
-                clip = make_clip(rng, f"{split}{i}", has_audio=i != 1, transcript=i != 2)
-                store.write(clip.id, {"frames": clip.frames, "audio": clip.audio},
-                            {"has_audio": clip.has_audio, "transcript": clip.transcript, "labels": clip.labels})
+    """A tiny First Impressions set under ``root/fi`` (6 / 2 / 2 clips; train1 has no audio stream, train2 no
+    transcript), probed by the segment stage into ``root/data/segments``."""
+    data = root / "fi"
+    for split, tag, n in (("train", "training", 6), ("val", "validation", 2), ("test", "test", 2)):
+        (data / split).mkdir(parents=True)
+        names = [f"{split}{i}.000.mp4" for i in range(n)]
+        for i, name in enumerate(names):
+            make_video(data / split / name, duration=1.0, size=SIZE, audio=name != "train1.000.mp4")
+        with open(data / f"annotation_{tag}.pkl", "wb") as f:
+            pickle.dump({t: {name: round(0.1 + 0.1 * i, 2) for i, name in enumerate(names)} for t in TRAITS}, f)
+        with open(data / f"transcription_{tag}.pkl", "wb") as f:
+            pickle.dump({name: " ".join(WORDS[i:i + 5]) for i, name in enumerate(names) if name != "train2.000.mp4"}, f)
+    with chdir(root):
+        stage("segment")({"dataset": {"name": "first_impressions", "root": str(data)},
+                          "segment": {"segments": SEGMENTS, "fps": 4, "frame_size": SIZE, "sample_rate": SAMPLE_RATE,
+                                      "workers": 1}})
 
 
 def stage_params(roberta_dir: Path, wav2vec2_dir: Path) -> dict:
-    return {"segment": {"segments": SEGMENTS},
+    return {"segment": {"segments": SEGMENTS, "workers": 1},
             "features": {"audio": {"backend": "hf_audio", "model": str(wav2vec2_dir), "device": "cpu", "dtype": "float16"},
                          "video": {"backend": "frame_stats", "thumb": 2},
                          "text": {"backend": "hf_text", "model": str(roberta_dir), "device": "cpu"}}}
@@ -474,8 +484,8 @@ def test_extract_resumes_after_a_crash(tmp_path: Path, monkeypatch, roberta_dir:
 
             def extract_batch(batch):
                 ids = [c.id for c in batch]
-                if "train4" in ids and not crashes:  # the fifth clip fails, once
-                    crashes.append("train4")
+                if "train4.000.mp4" in ids and not crashes:  # the fifth clip fails, once
+                    crashes.append("train4.000.mp4")
                     raise RuntimeError("simulated crash")
                 calls.extend(ids)
                 return real(batch)
@@ -489,18 +499,18 @@ def test_extract_resumes_after_a_crash(tmp_path: Path, monkeypatch, roberta_dir:
         stage("extract")(params)
     partial = Path("data/extract.partial/train.h5.partial")
     with h5py.File(partial, "r") as f:
-        assert sorted(c for c in f["clips"] if f["clips"][c].attrs["complete"]) == [f"train{i}" for i in range(4)]
+        assert sorted(c for c in f["clips"] if f["clips"][c].attrs["complete"]) == [f"train{i}.000.mp4" for i in range(4)]
     assert not Path("data/features/train.h5").exists()
 
     calls.clear()
     stage("extract")(params)
-    assert calls[:2] == ["train4", "train5"]  # the four finished clips are not extracted again
+    assert calls[:2] == ["train4.000.mp4", "train5.000.mp4"]  # the four finished clips are not extracted again
     assert not Path("data/extract.partial").exists()
 
     for split in ("train", "val", "test"):
         expected = load_featureset(clean / "data" / "features" / f"{split}.h5")
         got = load_featureset(crashed / "data" / "features" / f"{split}.h5")
-        assert got.ids == expected.ids and got.label_names == ["a", "b", "c", "d", "e"]
+        assert got.ids == expected.ids and got.label_names == list(TRAITS)
         np.testing.assert_array_equal(got.labels, expected.labels)
         for m in ("audio", "video", "text"):
             assert got.features[m].dtype == np.float32 and got.features[m].shape[:2] == (len(got), SEGMENTS)
@@ -522,7 +532,7 @@ def test_extract_rejects_nonfinite_and_float16_overflow(tmp_path: Path, monkeypa
     class Exploding(EXTRACTORS.get("frame_stats")):
         def extract(self, clip):
             x = super().extract(clip)
-            return x * np.float32(1e6) if clip.id == "train3" else x
+            return x * np.float32(1e6) if clip.id == "train3.000.mp4" else x
 
     params = stage_params(roberta_dir, wav2vec2_dir)
     params["features"]["video"]["dtype"] = "float16"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from benchmarks.extract import synthetic_clips, write_segment_stores
+from benchmarks.extract import segmented_sample
 from remodiff import device, training
 from remodiff.device import precision_supported
 from remodiff.pipeline import stage
@@ -131,14 +132,17 @@ def test_shard_parsing_and_launcher_default(monkeypatch):
 
 
 def make_project(directory: Path, n_clips: int = 9) -> dict:
-    """A segment store of synthetic clips (3 per split) and a params.yaml of fast extractors in ``directory``."""
-    clips = synthetic_clips(n_clips, segments=2, seconds=0.25, fps=4, size=16, sample_rate=16000)
-    write_segment_stores(clips, 2, directory / "data" / "segments")
+    """Segment stores of generated videos (3 per split) and a params.yaml of fast extractors in ``directory``."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params.update(segmented_sample(directory, n_clips, segments=2, seconds=0.25, fps=4, size=16, video_size=16))
     params["features"] = FAST_FEATURES
-    params["segment"]["segments"] = 2
     (directory / "params.yaml").write_text(yaml.safe_dump(params))
     return params
+
+
+def train_ids(directory: Path) -> list[str]:
+    with h5py.File(directory / "data" / "segments" / "train.h5", "r") as f:
+        return sorted(f["clips"])
 
 
 def feature_store_contents(path: Path) -> dict:
@@ -168,7 +172,7 @@ def test_two_shard_processes_then_merge_equal_one_unsharded_run(tmp_path, monkey
     assert sorted(p.name for p in scratch.iterdir()) == sorted(f"{split}.shard-{i}-of-2.h5"
                                                                for split in ("train", "val", "test") for i in range(2))
     with h5py.File(scratch / "train.shard-1-of-2.h5", "r") as f:
-        assert sorted(f["clips"]) == ["clip0003"]  # train holds clips 0, 3, 6: shard 1 of 2 takes the second
+        assert sorted(f["clips"]) == train_ids(sharded)[1::2]  # shard 1 of 2: every second clip from the second
     assert not (sharded / "data" / "features").exists()
 
     monkeypatch.chdir(sharded)
@@ -186,7 +190,7 @@ def test_merge_names_the_clips_no_shard_extracted(tmp_path, monkeypatch):
     params = make_project(tmp_path)
     monkeypatch.chdir(tmp_path)
     stage("extract")(params, shard=Shard(0, 2))
-    with pytest.raises(ValueError, match="clip0003"):  # train: clips 0, 3, 6; shard 0 did 0 and 6
+    with pytest.raises(ValueError, match=re.escape(train_ids(tmp_path)[1])):  # shard 0 did clips 0 and 2
         stage("extract")(params, merge_only=True)
     stage("extract")(params)  # a plain run merges shard 0 and extracts what is missing
     assert len(h5py.File(tmp_path / "data" / "features" / "train.h5", "r")["ids"]) == 3

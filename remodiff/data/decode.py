@@ -101,15 +101,28 @@ def split_transcript(text: str, segments: int) -> list[str]:
     return [" ".join(p) for p in parts]
 
 
+def decode_clip(path, duration: float, audio_source, segments: int, fps: float, size: int, sample_rate: int,
+                frames: bool = True, audio: bool = True) -> tuple[np.ndarray, np.ndarray, bool]:
+    """``(frames [S, F, H, W, 3], audio [S, L], padded)`` of a probed clip; media not asked for (``frames`` /
+    ``audio`` False) or absent (``audio_source`` None) come back empty (``F`` = 0, ``L`` = 0)."""
+    if frames:
+        video, padded = split_frames(decode_frames(path, fps, size), segments)
+    else:
+        video, padded = np.zeros((segments, 0, 0, 0, 3), np.uint8), False
+    if audio and audio_source is not None:
+        sound = split_audio(decode_audio(audio_source, sample_rate), segments, round(duration / segments * sample_rate))
+    else:
+        sound = np.zeros((segments, 0), np.float32)
+    return video, sound, padded
+
+
 def segment_clip(path, transcript: str | None, segments: int, fps: float, size: int,
                  sample_rate: int, audio_path=None) -> Segments:
+    """Probe and decode one clip whole (the extract stage decodes from what the segment stage probed)."""
     info = probe(path)
-    frames, padded = split_frames(decode_frames(path, fps, size), segments)
-    segment_samples = round(info["duration"] / segments * sample_rate)
     audio_source = path if info["has_audio"] else audio_path
-    if audio_source is not None:
-        audio = split_audio(decode_audio(audio_source, sample_rate), segments, segment_samples)
-    else:
-        audio = np.zeros((segments, segment_samples), np.float32)
+    frames, audio, padded = decode_clip(path, info["duration"], audio_source, segments, fps, size, sample_rate)
+    if audio_source is None:  # silence of the clip's length: the audio is missing, its segments still sized
+        audio = np.zeros((segments, round(info["duration"] / segments * sample_rate)), np.float32)
     text = split_transcript(transcript, segments) if transcript else None
     return Segments(frames, audio, audio_source is not None, text, info["duration"], padded)

@@ -31,6 +31,10 @@ class Given(Extractor):
         return self.modality in clip.given
 
     @property
+    def media(self) -> set[str]:
+        return set()  # the rows come with the segment store: nothing to decode
+
+    @property
     def dim(self) -> int:
         if self._dim is None:
             raise RuntimeError("given: fit() on the training clips first")

@@ -1,5 +1,9 @@
 """Stage ``extract``: per-modality features of every segment into ``data/features/<split>.h5`` (resumable,
-shardable over processes)."""
+shardable over processes).
+
+Each clip's video and audio are decoded here, a few clips ahead of the models (``segment.workers`` ffmpeg
+processes), and dropped once its features are stored: memory holds a bounded number of decoded clips and no
+stage writes decoded media to disk. Only the media some extractor reads are decoded."""
 from __future__ import annotations
 
 import json
@@ -15,9 +19,10 @@ from tqdm.auto import tqdm
 
 from remodiff.data import SPLITS
 from remodiff.features import SegmentedClip, build_extractor
-from remodiff.features.base import iter_segment_store
+from remodiff.features.base import decoded_clips, iter_segment_store
 from remodiff.pipeline.common import DATA, FEATURES, PRECOMPUTED, SEGMENTS
-from remodiff.store import (ClipStore, collect_featureset, read_featureset, save_featureset, storage_array)
+from remodiff.store import (ClipStore, read_clip_attrs, read_featureset, save_clip_features, save_featureset,
+                            storage_array, write_json_atomic)
 from remodiff.launch import is_main_process, launched_processes
 
 log = logging.getLogger(__name__)
@@ -75,17 +80,18 @@ def run(params: dict, shard: Shard | None = None, merge_only: bool = False) -> N
         return
     extractors = {m: build_extractor(m, {k: v for k, v in cfg.items() if k != "dtype"})
                   for m, cfg in params["features"].items()}
-    train_clips = list(iter_segment_store(SEGMENTS / "train.h5", with_media=False))
+    train_clips = list(iter_segment_store(SEGMENTS / "train.h5"))
     for extractor in extractors.values():
         extractor.fit(train_clips)
-    for split in SPLITS:
-        extract_split(split, extractors, dtypes, params, shard, merge_only)
+    report = {split: extract_split(split, extractors, dtypes, params, shard, merge_only) for split in SPLITS}
     if shard is not None:
         log.info("extract: shard %d/%d done; `remodiff run extract --merge` writes the feature stores",
                  shard.index, shard.count)
         return
     if EXTRACT_SCRATCH.is_dir() and not any(EXTRACT_SCRATCH.iterdir()):
         EXTRACT_SCRATCH.rmdir()
+    report["counts"] = {key: sum(len(r[key]) for r in report.values()) for key in ("undecodable", "padded")}
+    write_json_atomic(FEATURES / "report.json", report)
 
 
 def segment_config(path: Path) -> dict:
@@ -117,7 +123,8 @@ def write_precomputed(split: str, dtypes: dict[str, str]) -> None:
 
 
 def extract_split(split: str, extractors: dict, dtypes: dict[str, str], params: dict, shard: Shard | None = None,
-                  merge_only: bool = False) -> None:
+                  merge_only: bool = False) -> dict:
+    """Extract one split; returns what its report.json entry says (clips stored, undecodable and padded clips)."""
     segments = SEGMENTS / f"{split}.h5"
     config = segment_config(segments)
     with h5py.File(segments, "r") as f:
@@ -126,8 +133,10 @@ def extract_split(split: str, extractors: dict, dtypes: dict[str, str], params: 
     # Per-clip results are reused only under the same extractor settings and the same segmentation.
     scratch_config = {"features": params["features"], "segments": config}
     scratch = EXTRACT_SCRATCH / f"{split}.h5" if shard is None else shard.scratch(split)
+    media = set().union(*(e.media for e in extractors.values()))
     seconds = {m: 0.0 for m in extractors}
     missing = {m: 0 for m in extractors}
+    started = time.perf_counter()
     with ClipStore(scratch, scratch_config) as store:
         shard_files = [] if shard is not None else merge_shards(store, split)
         todo = [cid for cid in ids if not store.done(cid)]
@@ -138,37 +147,50 @@ def extract_split(split: str, extractors: dict, dtypes: dict[str, str], params: 
             log.info("extract %s: resuming, %d of %d clips already done", split, len(ids) - len(todo), len(ids))
         bars = {m: tqdm(total=len(ids), initial=len(ids) - len(todo), desc=f"extract {split} {m}", position=i)
                 for i, m in enumerate(extractors)}
-        clips = iter_segment_store(segments, only=set(todo))
-        while chunk := list(islice(clips, CLIPS_PER_CHUNK)):
+        clips = decoded_clips(segments, media, only=set(todo), workers=params["segment"].get("workers", 1),
+                              ahead=CLIPS_PER_CHUNK)
+        while batch := list(islice(clips, CLIPS_PER_CHUNK)):
+            for clip, error in batch:
+                if error is not None:  # kept in the scratch (a resumed or merged run does not retry it), not stored
+                    log.warning("extract %s: skipping %s: %s", split, clip.id, error)
+                    store.write(clip.id, {}, {"labels": clip.labels, "undecodable": error}, flush=False)
+            chunk = [clip for clip, error in batch if error is None]
             results = {}
             for m, extractor in extractors.items():
                 start = time.perf_counter()
                 results[m] = extract_chunk(extractor, chunk)
                 seconds[m] += time.perf_counter() - start
                 missing[m] += sum(not present for _, present in results[m])
-                bars[m].update(len(chunk))
+                bars[m].update(len(batch))
             for i, clip in enumerate(chunk):
                 arrays = {}
                 for m, per_clip in results.items():
                     x, present = per_clip[i]
                     arrays[f"features/{m}"] = storage_array(x[None], dtypes[m], m, [clip.id])[0]
                     arrays[f"available/{m}"] = np.full(len(x), present)
-                store.write(clip.id, arrays, {"labels": clip.labels}, flush=False)
+                store.write(clip.id, arrays, {"labels": clip.labels, "padded": clip.padded}, flush=False)
             store.file.flush()  # once per chunk: an interruption loses at most one chunk's work
         for bar in bars.values():
             bar.close()
+        attrs = {clip_id: read_clip_attrs(store.clips[clip_id]) for clip_id in ids}
+        undecodable = [{"clip": c, "reason": a["undecodable"]} for c, a in attrs.items() if "undecodable" in a]
+        report = {"clips": len(ids) - len(undecodable), "undecodable": undecodable,
+                  "padded": [c for c, a in attrs.items() if a.get("padded")]}
         if shard is None:  # a shard's scratch is renamed into place on exit, for a merge to collect
-            fs = collect_featureset(store, ids, {m: e.dim for m, e in extractors.items()},
-                                    params["segment"]["segments"], config["label_names"],
-                                    {"extractors": params["features"], **task_attrs(config)})
-            save_featureset(FEATURES / f"{split}.h5", fs, dtypes)
+            stored = [c for c, a in attrs.items() if "undecodable" not in a]
+            save_clip_features(FEATURES / f"{split}.h5", store, stored,
+                               {m: (params["segment"]["segments"], e.dim) for m, e in extractors.items()},
+                               config["label_names"], {"extractors": params["features"], **task_attrs(config)}, dtypes)
     if shard is None:
         # the ClipStore renamed its partial on success; the feature set now holds everything
         for path in [scratch, *shard_files]:
             path.unlink()
+    elapsed = time.perf_counter() - started
+    log.info("extract %s: %d clips (%d now, %d undecodable) in %.1fs, %.2f clips/s (decoding %s)", split, len(ids),
+             len(todo), len(undecodable), elapsed, len(todo) / max(elapsed, 1e-9), ", ".join(sorted(media)) or "nothing")
     for m in extractors:
-        log.info("extract %s %s: %d clips (%d extracted now, %d without the modality) in %.1fs, %.1f clips/s",
-                 split, m, len(ids), len(todo), missing[m], seconds[m], len(todo) / max(seconds[m], 1e-9))
+        log.info("extract %s %s: %d without the modality, model time %.1fs", split, m, missing[m], seconds[m])
+    return report
 
 
 def merge_shards(store: ClipStore, split: str) -> list[Path]:

@@ -1,28 +1,34 @@
-"""Stage ``segment``: decode every clip (ffmpeg) into equal segments of frames, audio and transcript words."""
+"""Stage ``segment``: probe every clip (ffmpeg) and cut its timeline and transcript into equal segments.
+
+The segment store records where each clip's media lie, how long it is, whether it has audio, its transcript per
+segment, labels and given features -- a few hundred bytes per clip. It keeps no decoded frames or audio: the
+extract stage decodes each clip straight into the extractors (remodiff/features/base.py ``iter_segment_store``),
+so no stage holds a split's decoded media on disk or in memory."""
 from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from remodiff.data import SPLITS, build_dataset
 from remodiff.data.asr import build_asr
-from remodiff.data.decode import DecodeError, segment_clip, split_transcript
+from remodiff.data.decode import DecodeError, decode_audio, probe, split_transcript
 from remodiff.pipeline.common import DATA, PRECOMPUTED, SEGMENTS
 from remodiff.store import ClipStore, FeatureSet, read_clip_attrs, write_featureset, write_json_atomic
 
 log = logging.getLogger(__name__)
 
 
-# Where decoded clips accumulate until a split is complete: outside data/segments, which `dvc repro` empties before
+# Where probed clips accumulate until a split is complete: outside data/segments, which `dvc repro` empties before
 # the stage runs, and git-ignored (*.partial), so an interrupted segmentation resumes clip by clip under DVC too.
 SEGMENT_SCRATCH = DATA / "segment.partial"
 
 
 def run(params: dict) -> dict:
-    """Decode every clip of every split into ``segments`` equal parts; undecodable clips are skipped and listed.
+    """Probe every clip of every split and cut it into ``segments`` equal parts; unreadable clips are skipped and
+    listed. Clips without a transcript are transcribed when ``dataset.asr`` is set (their audio decoded for that).
 
     A dataset that ships features (``adapter.precomputed``) is not decoded: its feature set of each split is
     stored in the segment store (group ``precomputed``) for the extract stage to write out. A clip without a video
@@ -56,25 +62,31 @@ def run(params: dict) -> dict:
 
             def work(clip):
                 try:
-                    return clip, segment_clip(clip.path, clip.transcript, cfg["segments"], cfg["fps"],
-                                              cfg["frame_size"], cfg["sample_rate"], clip.audio_path), None
+                    return clip, probe(clip.path), None
                 except DecodeError as e:
                     return clip, None, str(e)
 
+            root = params["dataset"]["root"]
             with ThreadPoolExecutor(max(1, cfg.get("workers", 1))) as pool:
-                for clip, seg, error in tqdm(pool.map(work, todo), total=len(todo), desc=f"segment {split}"):
+                for clip, info, error in tqdm(pool.map(work, todo), total=len(todo), desc=f"segment {split}"):
                     if error is not None:
                         log.warning("skipping %s: %s", clip.id, error)
                         report["skipped"].append({"clip": clip.id, "split": split, "reason": error})
                         continue
+                    audio_source = clip.path if info["has_audio"] else clip.audio_path
+                    transcript = split_transcript(clip.transcript, cfg["segments"]) if clip.transcript else None
                     transcribed = False
-                    if asr is not None and seg.transcript is None and seg.has_audio:
-                        text = asr.transcribe(seg.audio.reshape(-1), cfg["sample_rate"])
-                        seg.transcript = split_transcript(text, cfg["segments"]) if text else None
-                        transcribed = seg.transcript is not None
-                    store.write(clip.id, {"frames": seg.frames, "audio": seg.audio, **given_arrays(clip)},
-                                {"has_audio": seg.has_audio, "transcript": seg.transcript, "labels": clip.labels,
-                                 "duration": seg.duration, "padded": seg.padded, "transcribed": transcribed})
+                    if asr is not None and transcript is None and audio_source is not None:
+                        text = asr.transcribe(decode_audio(audio_source, cfg["sample_rate"]), cfg["sample_rate"])
+                        transcript = split_transcript(text, cfg["segments"]) if text else None
+                        transcribed = transcript is not None
+                    # fewer frames than segments at `fps`: extract repeats frames (the fps filter rounds)
+                    padded = round(info["duration"] * cfg["fps"]) < cfg["segments"]
+                    store.write(clip.id, given_arrays(clip),
+                                {"video": relative_to(clip.path, root), "audio_source": relative_to(audio_source, root),
+                                 "has_audio": audio_source is not None, "transcript": transcript,
+                                 "labels": clip.labels, "duration": info["duration"], "padded": padded,
+                                 "transcribed": transcribed})
             for cid in sorted(store.clips):
                 attrs = read_clip_attrs(store.clips[cid])
                 entry = {"clip": cid, "split": split}
@@ -97,16 +109,23 @@ def run(params: dict) -> dict:
     return report
 
 
+def relative_to(path, root) -> str | None:
+    """``path`` relative to the dataset root (a moved or re-mounted dataset still resolves), absolute outside it."""
+    if path is None:
+        return None
+    path, root = Path(path).resolve(), Path(root).resolve()
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
 def given_arrays(clip) -> dict:
     return {f"given/{m}": row for m, row in clip.given.items()}
 
 
 def store_undecoded(store: ClipStore, clip, segments: int) -> None:
-    """A clip without video: empty frames and audio (its audio is missing unless given), the transcript's words
-    per segment, its given features."""
-    store.write(clip.id, {"frames": np.zeros((segments, 0, 0, 0, 3), np.uint8),
-                          "audio": np.zeros((segments, 0), np.float32), **given_arrays(clip)},
-                {"has_audio": False, "has_video": False, "labels": clip.labels, "duration": 0.0, "padded": False,
+    """A clip without video (its audio is missing unless given): the transcript's words per segment, its given
+    features."""
+    store.write(clip.id, given_arrays(clip),
+                {"video": None, "audio_source": None, "has_audio": False, "has_video": False, "labels": clip.labels, "duration": 0.0, "padded": False,
                  "transcript": split_transcript(clip.transcript, segments) if clip.transcript else None,
                  "transcribed": False}, flush=False)  # nothing to decode: one flush for all of them
 
