@@ -91,6 +91,12 @@ def apply_setting(params: dict, setting: str) -> None:
         node[last] = yaml.safe_load(text)
 
 
+def apply_switches(params: dict, switches: Switches, data: Path) -> None:
+    """A dev set's settings applied to ``params``, ``{data}`` standing for its folder ``data``."""
+    for setting in switches.settings:
+        apply_setting(params, setting.replace("{data}", str(data)))
+
+
 def project_files(project: Path) -> list[Path]:
     """The project's files as git sees them: tracked plus new ones not ignored (what a commit would hold)."""
     out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=project,
@@ -98,13 +104,8 @@ def project_files(project: Path) -> list[Path]:
     return [Path(p) for p in out.split("\0") if p and (project / p).is_file()]
 
 
-def prepare_scratch(project: Path, name: str, shared: Path) -> tuple[Path, Switches]:
-    """``.real/<name>/``: a fresh DVC project (no git) with the project's code and the dev set's params."""
-    switches = read_switches(project / REAL_METRICS / name / "switches.yaml")
-    data = shared / switches.data
-    if not data.is_dir():
-        raise FileNotFoundError(f"dev set {name}: {data} does not exist")
-    scratch = project / SCRATCH / name
+def copy_project(project: Path, scratch: Path) -> None:
+    """``scratch`` (replaced): a fresh DVC project (no git) with the project's files, without its metrics and lock."""
     if scratch.exists():
         shutil.rmtree(scratch)
     for rel in project_files(project):
@@ -115,9 +116,18 @@ def prepare_scratch(project: Path, name: str, shared: Path) -> tuple[Path, Switc
     for folder in ("metrics", ".dvc"):
         (scratch / folder).mkdir(parents=True, exist_ok=True)
     (scratch / ".dvc" / "config").write_text("[core]\n    analytics = false\n    no_scm = true\n")
+
+
+def prepare_scratch(project: Path, name: str, shared: Path) -> tuple[Path, Switches]:
+    """``.real/<name>/``: a fresh DVC project (no git) with the project's code and the dev set's params."""
+    switches = read_switches(project / REAL_METRICS / name / "switches.yaml")
+    data = shared / switches.data
+    if not data.is_dir():
+        raise FileNotFoundError(f"dev set {name}: {data} does not exist")
+    scratch = project / SCRATCH / name
+    copy_project(project, scratch)
     params = yaml.safe_load((scratch / "params.yaml").read_text())
-    for setting in switches.settings:
-        apply_setting(params, setting.replace("{data}", str(data)))
+    apply_switches(params, switches, data)
     (scratch / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return scratch, switches
 
