@@ -8,6 +8,7 @@
 2. Training: seconds per epoch of the early fuser, the CVAE and the diffusion imputer with the params.yaml
    settings on 100 training / 25 validation clips x 5 segments of the sample's feature sizes (64 + 110 + 128).
 3. A projection for 10,000 clips x 5 segments (First Impressions V2) from these measurements (see its printout).
+   benchmarks/scale.py measures every stage of the pipeline as the clips grow; both project with its `project`.
 
     OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 PYTHONPATH=. python benchmarks/scaling.py [--clips 120] [--processes 2]
 """
@@ -27,13 +28,13 @@ import yaml
 
 from benchmarks.extract import synthetic_clips, write_segment_stores
 from benchmarks.imputer_training import synthetic
+from benchmarks.scale import FULL_CLIPS, Line, project
 from remodiff.fusion import build_fuser
 from remodiff.imputers import build_imputer
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = {"audio": {"backend": "logmel", "n_mels": 32}, "video": {"backend": "frame_stats", "thumb": 4},
         "text": {"backend": "tfidf", "max_features": 128}}
-FULL_CLIPS = 10_000  # First Impressions V2: 6,000 train + 2,000 val + 2,000 test clips of ~15 s
 
 
 def make_project(directory: Path, clips: int, features: dict) -> None:
@@ -108,23 +109,24 @@ def training(epochs: int) -> dict[str, float]:
 
 def projection(fast: dict[int, float], deep: dict[int, float], per_epoch: dict[str, float], counts: list[int],
                n_gpus: int = 8) -> None:
-    """10,000 clips from the rates above. Extraction: time = clips / steady rate (the fixed cost of a run, seconds,
-    is left out), and N processes at the measured efficiency of the largest count (capped at 1). Training: an epoch is ``batches x time per batch`` and the
-    batch size is fixed, so its time grows linearly with the clips (x 100); N data-parallel processes divide
-    the batches among them (ideal scaling, DDP's gradient all-reduce not counted)."""
-    scale = FULL_CLIPS / 100
+    """10,000 clips from the rates above, through the scale benchmark's projection (benchmarks/scale.py `project`).
+    Extraction: clips / steady rate (the fixed cost of a run is left out), sharded over ``n_gpus`` processes at the
+    measured efficiency of the largest count (capped at 1). Training: an epoch's time grows linearly with the clips
+    (fixed batch size), divided ideally over ``n_gpus`` data-parallel processes (all-reduce not counted)."""
     top = counts[-1]
     print(f"\nprojection for {FULL_CLIPS} clips x 5 segments (extrapolated, not measured):")
     for label, rates in (("fast backends", fast), ("MiniLM text", deep)):
         efficiency = min(1.0, rates[top] / rates[counts[0]] / top * counts[0])
-        one = FULL_CLIPS / rates[counts[0]]
-        print(f"  extract {label}: 1 process {one / 60:6.1f} min; {n_gpus} processes at the measured "
-              f"{efficiency:.0%} efficiency {one / (n_gpus * efficiency) / 60:6.1f} min")
+        clip_cost = Line(0.0, 1 / rates[counts[0]])
+        print(f"  extract {label}: 1 process {project(clip_cost, FULL_CLIPS, 1, 'shards') / 60:6.1f} min; {n_gpus} "
+              f"processes at the measured {efficiency:.0%} efficiency "
+              f"{project(clip_cost, FULL_CLIPS, n_gpus, 'shards', efficiency) / 60:6.1f} min")
     for name, seconds in per_epoch.items():
         epochs = {"fuser early": 300, "cvae": 300, "diffusion": 150}[name]
-        epoch = seconds * scale
-        print(f"  train {name:12s}: {epoch:6.1f} s/epoch on 1 process, {epoch / n_gpus:6.1f} s on {n_gpus}; "
-              f"the full {epochs}-epoch budget {epoch * epochs / 3600:5.2f} h / {epoch * epochs / n_gpus / 3600:5.2f} h")
+        epoch_cost = Line(0.0, seconds / 100)  # measured on 100 clips
+        one, many = (project(epoch_cost, FULL_CLIPS, n, "data-parallel") for n in (1, n_gpus))
+        print(f"  train {name:12s}: {one:6.1f} s/epoch on 1 process, {many:6.1f} s on {n_gpus}; "
+              f"the full {epochs}-epoch budget {one * epochs / 3600:5.2f} h / {many * epochs / 3600:5.2f} h")
 
 
 def main() -> None:

@@ -1,0 +1,407 @@
+"""Scale benchmark (issue 14): wall time, peak memory and disk use of every pipeline stage as the clips grow, the
+growth fit time = a * N^b, and a projection to 10,000 clips on 1 and 8 GPUs.
+
+The pipeline is driven from outside only: a scratch copy of the project per run (``remodiff.realdata.copy_project``)
+with its own params.yaml, each stage run as its own process (``python stages/<stage>.py``, dvc.yaml order, no DVC).
+Per stage: wall seconds; peak RSS of the largest single process of the stage's tree (the stage or a child such as
+ffmpeg; exact, from wait4) and the sampled peak of the tree's summed RSS (every 0.1 s, what the machine must hold);
+bytes of the stage's dvc.yaml outputs.
+
+Part A (``--sizes``, default 250 1000 2000): the embedded synthetic sample with 70/15/15 % train/val/test clips of
+15 s (as First Impressions), generated once per size and timed apart (not a pipeline cost); then segment, extract,
+masks, train_imputer, reconstruct, train_fuser, evaluate with eval.seeds [0], eval.samples 5, masks.protocol fixed,
+imputer.type ``--imputer`` (diffusion by default, sampling mode ``sample`` so the K = 5 reconstructions are real
+draws); the rest as params.yaml.
+Part B (``--fi``): the training side on the First Impressions dev set (7,938 clips, settings of
+metrics/real/fi/switches.yaml, eval.seeds [42], eval.lower_bound false so each fuser time is one fuser): segment +
+extract + masks once, train_imputer for every imputer type (oracles included: they only store the training labels),
+train_fuser for every fuser type, then reconstruct (eval.samples 5) with ``--imputer``.
+
+Results go to metrics/scale_benchmark.json (the parts run replace their own entries), reports/scale.png, stdout.
+
+    OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/scale.py                       # part A, tens of minutes
+    OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/scale.py --sizes --fi          # part B only
+    OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/scale.py --sizes 8 16 --duration 2 --json /tmp/s.json \\
+        --figure /tmp/s.png                                                          # a quick check
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from remodiff.realdata import (SCRATCH, apply_switches, copy_project, git_commit, read_switches, scratch_env,
+                               shared_root, REAL_METRICS)
+from remodiff.store import load_featureset, write_json_atomic
+
+ROOT = Path(__file__).resolve().parents[1]
+FULL_CLIPS = 10_000  # First Impressions V2: 6,000 train + 2,000 val + 2,000 test clips of ~15 s
+PIPELINE = ["segment", "extract", "masks", "train_imputer", "reconstruct", "train_fuser", "evaluate"]
+# How each stage spreads over G GPUs / processes in the projection (an assumption, not a measurement):
+# extract shards its clips over processes (`remodiff run extract --shard i/n`); the trainings are data-parallel
+# (the one loop under `accelerate launch`: each process 1/G of every epoch's batches); the rest runs on one process.
+PARALLEL = {"extract": "shards", "train_imputer": "data-parallel", "train_fuser": "data-parallel"}
+PAGE = os.sysconf("SC_PAGE_SIZE")
+MIB = 2 ** 20
+
+
+# --- growth fit and projection ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Growth:
+    """``value = a * N^b`` (b ~ 1: linear in the clips)."""
+
+    a: float
+    b: float
+
+    def at(self, clips: float) -> float:
+        return self.a * clips ** self.b
+
+
+@dataclass(frozen=True)
+class Line:
+    """``value = fixed + per_clip * N``: a fixed cost (process start, imports, model set-up) plus a cost per clip."""
+
+    fixed: float
+    per_clip: float
+
+    def at(self, clips: float) -> float:
+        return self.fixed + self.per_clip * clips
+
+
+def fit_growth(clips: list[float], values: list[float]) -> Growth:
+    """Least squares of log(value) on log(N); needs two distinct clip counts and positive values."""
+    if len(set(clips)) < 2:
+        raise ValueError(f"a growth fit needs at least two distinct clip counts, got {clips}")
+    if min(values) <= 0:
+        raise ValueError(f"a growth fit needs positive values, got {values}")
+    b, log_a = np.polyfit(np.log(clips), np.log(values), 1)
+    return Growth(float(math.exp(log_a)), float(b))
+
+
+def fit_line(clips: list[float], values: list[float]) -> Line:
+    """Least squares of value on N; needs two distinct clip counts."""
+    if len(set(clips)) < 2:
+        raise ValueError(f"a line fit needs at least two distinct clip counts, got {clips}")
+    per_clip, fixed = np.polyfit(np.asarray(clips, dtype=float), np.asarray(values, dtype=float), 1)
+    return Line(float(fixed), float(per_clip))
+
+
+def project(model: Growth | Line, clips: int, gpus: int, parallel: str | None, efficiency: float = 1.0) -> float:
+    """Seconds of a stage at ``clips`` on ``gpus`` processes: the fitted one-process time, divided by ``gpus`` x
+    ``efficiency`` where the stage spreads (``parallel`` set), else unchanged. A GPU process is assumed no slower than
+    the measured CPU process (not measured: no GPU was lent); data-parallel training leaves out the all-reduce."""
+    seconds = model.at(clips)
+    return seconds / (gpus * efficiency) if parallel and gpus > 1 else seconds
+
+
+# --- measuring one stage ------------------------------------------------------------------------------------------
+
+def process_table() -> dict[int, tuple[int, int]]:
+    """pid -> (parent pid, resident bytes) of every process (from /proc)."""
+    table = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+            except OSError:
+                continue  # exited meanwhile
+            table[int(entry.name)] = (int(fields[1]), int(fields[21]) * PAGE)
+    return table
+
+
+def tree_rss(root: int) -> int:
+    """Summed resident bytes of ``root`` and all its descendants now."""
+    table = process_table()
+    tree, total, grown = {root}, 0, True
+    while grown:
+        grown = False
+        for pid, (parent, _) in table.items():
+            if parent in tree and pid not in tree:
+                tree.add(pid)
+                grown = True
+    return sum(table[pid][1] for pid in tree if pid in table)
+
+
+def measure(directory: Path, command: list[str], log_path: Path) -> dict:
+    """Run ``command`` in ``directory`` to its end: wall seconds, peak RSS (largest process, exact) and sampled peak
+    of the process tree's summed RSS, in MiB. Its output goes to ``log_path``; a failure raises with its tail."""
+    env = {**scratch_env(directory), "MKL_NUM_THREADS": "1"}
+    with open(log_path, "w") as log:
+        start = time.perf_counter()
+        process = subprocess.Popen(command, cwd=directory, env=env, stdout=log, stderr=subprocess.STDOUT)
+        tree_peak = 0
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
+            tree_peak = max(tree_peak, tree_rss(process.pid))
+            time.sleep(0.1)
+        seconds = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+    if process.returncode:
+        tail = log_path.read_text()[-3000:]
+        raise RuntimeError(f"{' '.join(command)} failed in {directory} (exit {process.returncode}):\n{tail}")
+    peak = usage.ru_maxrss * 1024  # KiB on Linux; the stage's own peak or its largest child's
+    return {"seconds": round(seconds, 2), "peak_rss_mib": round(peak / MIB, 1),
+            "peak_tree_rss_mib": round(max(tree_peak, peak) / MIB, 1)}
+
+
+def bytes_under(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def stage_outputs(directory: Path) -> dict[str, list[str]]:
+    """Each stage's ``outs`` in the scratch's dvc.yaml (paths without templates)."""
+    stages = yaml.safe_load((directory / "dvc.yaml").read_text())["stages"]
+    outs = {}
+    for name, stage in stages.items():
+        paths = [next(iter(o)) if isinstance(o, dict) else o for o in stage.get("outs", [])]
+        outs[name] = [p for p in paths if "${" not in p]
+    return outs
+
+
+def run_stage(directory: Path, stage: str, clips: int, *args: str) -> dict:
+    """One stage measured, with the bytes (total and per clip) of its dvc.yaml outputs."""
+    label = "_".join((stage, *args))
+    result = measure(directory, [sys.executable, f"stages/{stage}.py", *args], directory / f"{label}.log")
+    written = sum(bytes_under(directory / p) for p in stage_outputs(directory)[stage] if (directory / p).exists())
+    result.update(output_bytes=written, output_bytes_per_clip=round(written / clips))
+    print(f"  {label:28s} {result['seconds']:8.1f} s  peak {result['peak_rss_mib']:7.0f} MiB "
+          f"(tree {result['peak_tree_rss_mib']:7.0f})  out {written / MIB:8.1f} MiB", flush=True)
+    return result
+
+
+def write_params(directory: Path, params: dict) -> None:
+    (directory / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def scratch(workdir: Path, name: str) -> tuple[Path, dict]:
+    directory = workdir / name
+    copy_project(ROOT, directory)
+    return directory, yaml.safe_load((directory / "params.yaml").read_text())
+
+
+# --- part A: generated clips --------------------------------------------------------------------------------------
+
+def generated(workdir: Path, clips: int, args: argparse.Namespace) -> dict:
+    """Generate ``clips`` sample clips (timed apart), then run and measure the pipeline's stages on them."""
+    directory, params = scratch(workdir, f"n{clips}")
+    n_train, n_val = round(0.7 * clips), round(0.15 * clips)
+    params["sample"].update(n_train=n_train, n_val=n_val, n_test=clips - n_train - n_val, duration=args.duration,
+                            size=args.size or params["sample"]["size"], fps=args.fps or params["sample"]["fps"],
+                            workers=2)
+    params["eval"].update(seeds=[0], samples=5)
+    params["masks"]["protocol"] = "fixed"
+    params["imputer"]["type"] = args.imputer
+    params["sampling"][args.imputer] = {**(params["sampling"].get(args.imputer) or {}), "mode": "sample"}
+    write_params(directory, params)
+    print(f"{clips} clips ({params['sample']['n_train']}/{params['sample']['n_val']}/{params['sample']['n_test']}), "
+          f"{args.duration:g} s each:", flush=True)
+    generate = run_stage(directory, "sample", clips)
+    stages = {stage: run_stage(directory, stage, clips) for stage in PIPELINE}
+    if not args.keep:
+        subprocess.run(["rm", "-rf", str(directory)], check=True)
+    return {"clips": clips, "generate": generate, "input_bytes_per_clip": generate["output_bytes_per_clip"],
+            "stages": stages}
+
+
+def fits_of(runs: list[dict]) -> dict:
+    """Per stage: the time and peak-memory growth fits over the sizes, and the projection to FULL_CLIPS."""
+    clips = [r["clips"] for r in runs]
+    fits = {}
+    for stage in PIPELINE:
+        time_fit = fit_growth(clips, [r["stages"][stage]["seconds"] for r in runs])
+        memory_fit = fit_growth(clips, [r["stages"][stage]["peak_tree_rss_mib"] for r in runs])
+        disk_fit = (fit_growth(clips, [r["stages"][stage]["output_bytes"] for r in runs])
+                    if all(r["stages"][stage]["output_bytes"] for r in runs) else None)
+        line = fit_line(clips, [r["stages"][stage]["seconds"] for r in runs])
+        fits[stage] = {
+            "seconds": {"a": time_fit.a, "b": round(time_fit.b, 3)},
+            "seconds_line": {"fixed": round(line.fixed, 2), "per_clip": line.per_clip},
+            "peak_tree_rss_mib": {"a": memory_fit.a, "b": round(memory_fit.b, 3)},
+            "output_bytes": {"a": disk_fit.a, "b": round(disk_fit.b, 3)} if disk_fit else None,
+            "parallel": PARALLEL.get(stage),
+            "projection": {
+                "clips": FULL_CLIPS,
+                "seconds_1_gpu": round(project(time_fit, FULL_CLIPS, 1, PARALLEL.get(stage))),
+                "seconds_8_gpus": round(project(time_fit, FULL_CLIPS, 8, PARALLEL.get(stage))),
+                "seconds_1_gpu_line": round(project(line, FULL_CLIPS, 1, PARALLEL.get(stage))),
+                "seconds_8_gpus_line": round(project(line, FULL_CLIPS, 8, PARALLEL.get(stage))),
+                "peak_tree_rss_mib": round(memory_fit.at(FULL_CLIPS)),
+                "output_gib": round(disk_fit.at(FULL_CLIPS) / 2 ** 30, 2) if disk_fit else 0.0}}
+    return fits
+
+
+ASSUMPTIONS = [
+    "Measured: wall seconds, peak RSS and output bytes of each stage process on this machine's CPUs (1 torch "
+    "thread, segment.workers / sample.workers 2), at each clip count.",
+    "Fitted: time = a * N^b and peak memory = a * N^b by least squares in log-log over the measured clip counts; "
+    "the 10,000-clip values extrapolate these fits (a fixed start-up cost of each process lowers b at small N). "
+    "Next to it (`*_line`): time = fixed + per_clip * N by least squares, which separates that fixed cost.",
+    "Assumed, not measured (no GPU was lent): a GPU process is no slower than the measured CPU process (the models' "
+    "forward/backward throughput on a GPU is not measured); on 8 GPUs extract shards its clips over 8 processes "
+    "(`remodiff run extract --shard i/8`, ideal efficiency; benchmarks/scaling.py measures the real one), "
+    "train_imputer / train_fuser are data-parallel with ideal speed-up (DDP all-reduce not counted; the GAN is not "
+    "data-parallel), the other stages run on one process; epochs to early stopping as measured.",
+]
+
+
+# --- part B: First Impressions training side ----------------------------------------------------------------------
+
+def first_impressions(workdir: Path, args: argparse.Namespace) -> dict:
+    """Segment + extract + masks once on the FI dev set, then every imputer and fuser type trained and timed."""
+    from remodiff.fusion import FUSERS
+    from remodiff.imputers import IMPUTERS
+
+    directory, params = scratch(workdir, "fi")
+    switches = read_switches(ROOT / REAL_METRICS / "fi" / "switches.yaml")
+    apply_switches(params, switches, shared_root(args.shared, ROOT) / switches.data)
+    params["eval"].update(seeds=[42], samples=5, lower_bound=False)
+    params["sampling"][args.imputer] = {**(params["sampling"].get(args.imputer) or {}), "mode": "sample"}
+    write_params(directory, params)
+    print(f"First Impressions dev set ({switches.data}):", flush=True)
+    prepare = {stage: run_stage(directory, stage, 1) for stage in ("segment", "extract", "masks")}
+    clips = sum(len(load_featureset(path).ids) for path in (directory / "data" / "features").glob("*.h5"))
+    for measured in prepare.values():  # bytes per clip, now that the clips are known
+        measured["output_bytes_per_clip"] = round(measured["output_bytes"] / clips)
+    imputers = sorted(IMPUTERS.names(), key=lambda name: name == args.imputer)  # the reconstructing one last
+    trained = {"imputer": {}, "fuser": {}}
+    for name in imputers:
+        params["imputer"]["type"] = name
+        write_params(directory, params)
+        trained["imputer"][name] = run_stage(directory, "train_imputer", clips)
+    for name in FUSERS.names():
+        params["fuser"]["type"] = name
+        write_params(directory, params)
+        trained["fuser"][name] = run_stage(directory, "train_fuser", clips)
+    reconstruct = run_stage(directory, "reconstruct", clips)
+    if not args.keep:
+        subprocess.run(["rm", "-rf", str(directory)], check=True)
+    return {"data": switches.data, "clips": clips, "settings": switches.settings,
+            "overrides": ["eval.seeds=[42]", "eval.samples=5", "eval.lower_bound=false",
+                          f"sampling.{args.imputer}.mode=sample"],
+            "prepare": prepare, "train": trained, "reconstruct": {"imputer": args.imputer, **reconstruct}}
+
+
+# --- output -------------------------------------------------------------------------------------------------------
+
+def machine() -> dict:
+    import torch
+
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")),
+                 platform.processor())
+    memory = next((int(line.split()[1]) * 1024 for line in Path("/proc/meminfo").read_text().splitlines()
+                   if line.startswith("MemTotal")), None) if Path("/proc/meminfo").is_file() else None
+    return {"cores": os.cpu_count(), "cpu_model": model, "memory_gib": round(memory / 2 ** 30, 1) if memory else None,
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "python": sys.version.split()[0], "torch": torch.__version__, "platform": platform.platform(),
+            **git_commit(ROOT)}
+
+
+def print_table(runs: list[dict], fits: dict) -> None:
+    clips = [r["clips"] for r in runs]
+    head = "".join(f"{n:>9d}" for n in clips)
+    print(f"\nwall seconds  {head}      b | {FULL_CLIPS} clips (min): a*N^b 1 GPU 8 GPUs | fixed+per-clip 1 GPU 8 GPUs")
+    for stage in ["generate", *PIPELINE]:
+        rows = [r["generate"] if stage == "generate" else r["stages"][stage] for r in runs]
+        times = "".join(f"{row['seconds']:9.1f}" for row in rows)
+        if stage not in fits:
+            print(f"{stage:14s}{times}        | (generating the input, not a pipeline cost)")
+            continue
+        fit, proj = fits[stage], fits[stage]["projection"]
+        print(f"{stage:14s}{times} {fit['seconds']['b']:6.2f} | {'':18s}{proj['seconds_1_gpu'] / 60:7.1f} "
+              f"{proj['seconds_8_gpus'] / 60:6.1f} | {'':14s}{proj['seconds_1_gpu_line'] / 60:7.1f} "
+              f"{proj['seconds_8_gpus_line'] / 60:6.1f}")
+    total = {key: sum(f["projection"][key] for f in fits.values()) / 60
+             for key in ("seconds_1_gpu", "seconds_8_gpus", "seconds_1_gpu_line", "seconds_8_gpus_line")}
+    pipeline = "".join(f"{sum(stage['seconds'] for stage in r['stages'].values()):9.1f}" for r in runs)
+    print(f"{'pipeline':14s}{pipeline}        | {'':18s}{total['seconds_1_gpu']:7.1f} {total['seconds_8_gpus']:6.1f} | "
+          f"{'':14s}{total['seconds_1_gpu_line']:7.1f} {total['seconds_8_gpus_line']:6.1f}")
+    print(f"\npeak MiB (tree){head}      b | {FULL_CLIPS} clips | output KiB/clip (at {clips[-1]}) | {FULL_CLIPS} clips GiB")
+    for stage in ["generate", *PIPELINE]:
+        rows = [r["generate"] if stage == "generate" else r["stages"][stage] for r in runs]
+        memory = "".join(f"{row['peak_tree_rss_mib']:9.0f}" for row in rows)
+        per_clip = rows[-1]["output_bytes_per_clip"] / 1024
+        if stage not in fits:
+            print(f"{stage:14s}{memory}        | {'':12s} | {per_clip:12.1f} (input videos)")
+            continue
+        fit, proj = fits[stage], fits[stage]["projection"]
+        print(f"{stage:14s}{memory} {fit['peak_tree_rss_mib']['b']:6.2f} | {proj['peak_tree_rss_mib']:12d} | "
+              f"{per_clip:12.1f}{'':16s} | {proj['output_gib']:8.2f}")
+
+
+def plot(runs: list[dict], fits: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    clips = np.array([r["clips"] for r in runs], dtype=float)
+    grid = np.geomspace(clips.min(), FULL_CLIPS, 50)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    for ax, key, label in ((axes[0], "seconds", "wall seconds"), (axes[1], "peak_tree_rss_mib", "peak RSS (MiB)")):
+        for i, stage in enumerate(PIPELINE):
+            colour = f"C{i}"
+            values = [r["stages"][stage][key] for r in runs]
+            fit = Growth(fits[stage][key]["a"], fits[stage][key]["b"])
+            ax.plot(clips, values, "o", color=colour)
+            ax.plot(grid, [fit.at(n) for n in grid], "-", color=colour, alpha=0.6,
+                    label=f"{stage} (b = {fit.b:.2f})")
+        ax.axvline(FULL_CLIPS, color="grey", linestyle=":")
+        ax.set(xscale="log", yscale="log", xlabel="clips", ylabel=label,
+               title=f"{label} per stage: measured (dots), fit a*N^b (lines)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[250, 1000, 2000],
+                        help="clip counts of part A (none: skip it)")
+    parser.add_argument("--duration", type=float, default=15.0, help="seconds per generated clip")
+    parser.add_argument("--size", type=int, default=None, help="frame size of the generated clips (params.yaml's)")
+    parser.add_argument("--fps", type=int, default=None, help="frame rate of the generated clips (params.yaml's)")
+    parser.add_argument("--imputer", default="diffusion", help="imputer.type of the reconstructing imputer")
+    parser.add_argument("--fi", action="store_true", help="part B: training side on the First Impressions dev set")
+    parser.add_argument("--shared", default=None, help="shared data root (else $REMODIFF_SHARED or ../shared/data)")
+    parser.add_argument("--workdir", type=Path, default=ROOT / SCRATCH / "scale", help="scratch projects go here")
+    parser.add_argument("--keep", action="store_true", help="keep each scratch project (data, models) afterwards")
+    parser.add_argument("--json", type=Path, default=ROOT / "metrics" / "scale_benchmark.json")
+    parser.add_argument("--figure", type=Path, default=ROOT / "reports" / "scale.png")
+    args = parser.parse_args()
+    if len(args.sizes) == 1:
+        parser.error("--sizes needs two or more clip counts to fit the growth (or none to skip part A)")
+    result = json.loads(args.json.read_text()) if args.json.is_file() else {}
+    result.update(machine=machine(), assumptions=ASSUMPTIONS)
+    if args.sizes:
+        runs = [generated(args.workdir, clips, args) for clips in sorted(args.sizes)]
+        fits = fits_of(runs)
+        result["generated"] = {"command": " ".join(sys.argv), "duration": args.duration, "imputer": args.imputer,
+                               "runs": runs, "fits": fits}
+        print_table(runs, fits)
+        plot(runs, fits, args.figure)
+    if args.fi:
+        result["fi"] = first_impressions(args.workdir, args)
+    write_json_atomic(args.json, result)
+    print(f"\n{args.json}" + (f", {args.figure}" if args.sizes else ""))
+
+
+if __name__ == "__main__":
+    main()
