@@ -31,6 +31,7 @@ import json
 import math
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -53,6 +54,7 @@ PIPELINE = ["segment", "extract", "masks", "train_imputer", "reconstruct", "trai
 PARALLEL = {"extract": "shards", "train_imputer": "data-parallel", "train_fuser": "data-parallel"}
 PAGE = os.sysconf("SC_PAGE_SIZE")
 MIB = 2 ** 20
+FIT_LOG = re.compile(r"(?:fit imputer|train_fuser) .*: ([0-9.]+)s$", re.M)  # the training stages' per-model lines
 
 
 # --- growth fit and projection ------------------------------------------------------------------------------------
@@ -174,14 +176,20 @@ def stage_outputs(directory: Path) -> dict[str, list[str]]:
     return outs
 
 
-def run_stage(directory: Path, stage: str, clips: int, *args: str) -> dict:
-    """One stage measured, with the bytes (total and per clip) of its dvc.yaml outputs."""
-    label = "_".join((stage, *args))
-    result = measure(directory, [sys.executable, f"stages/{stage}.py", *args], directory / f"{label}.log")
+def run_stage(directory: Path, stage: str, clips: int, label: str | None = None) -> dict:
+    """One stage measured, with the bytes (total and per clip) of its dvc.yaml outputs and, for the trainings, the
+    fitting seconds the stage logs (its wall time less process start, data loading and saving)."""
+    label = label or stage
+    log_path = directory / f"{label.replace(' ', '_')}.log"
+    result = measure(directory, [sys.executable, f"stages/{stage}.py"], log_path)
     written = sum(bytes_under(directory / p) for p in stage_outputs(directory)[stage] if (directory / p).exists())
     result.update(output_bytes=written, output_bytes_per_clip=round(written / clips))
+    fits = FIT_LOG.findall(log_path.read_text())
+    if fits:
+        result["fit_seconds"] = round(sum(float(seconds) for seconds in fits), 1)
     print(f"  {label:28s} {result['seconds']:8.1f} s  peak {result['peak_rss_mib']:7.0f} MiB "
-          f"(tree {result['peak_tree_rss_mib']:7.0f})  out {written / MIB:8.1f} MiB", flush=True)
+          f"(tree {result['peak_tree_rss_mib']:7.0f})  out {written / MIB:8.1f} MiB"
+          + (f"  (fitting {result['fit_seconds']:.1f} s)" if fits else ""), flush=True)
     return result
 
 
@@ -283,12 +291,18 @@ def first_impressions(workdir: Path, args: argparse.Namespace) -> dict:
     for name in imputers:
         params["imputer"]["type"] = name
         write_params(directory, params)
-        trained["imputer"][name] = run_stage(directory, "train_imputer", clips)
+        trained["imputer"][name] = run_stage(directory, "train_imputer", clips, f"train_imputer {name}")
     for name in FUSERS.names():
         params["fuser"]["type"] = name
         write_params(directory, params)
-        trained["fuser"][name] = run_stage(directory, "train_fuser", clips)
+        trained["fuser"][name] = run_stage(directory, "train_fuser", clips, f"train_fuser {name}")
     reconstruct = run_stage(directory, "reconstruct", clips)
+    wall = sum(m["seconds"] for kind in trained.values() for m in kind.values())
+    fitting = sum(m.get("fit_seconds", 0.0) for kind in trained.values() for m in kind.values())
+    slowest = max(((m["seconds"], f"{kind} {name}") for kind in trained for name, m in trained[kind].items()))
+    print(f"{clips} clips: {len(imputers)} imputers + {len(trained['fuser'])} fusers trained in {wall / 60:.1f} min "
+          f"wall ({fitting / 60:.1f} min fitting) on {os.cpu_count()} cores; slowest {slowest[1]} {slowest[0]:.0f} s; "
+          f"reconstruct (K = 5) {reconstruct['seconds']:.0f} s", flush=True)
     if not args.keep:
         subprocess.run(["rm", "-rf", str(directory)], check=True)
     return {"data": switches.data, "clips": clips, "settings": switches.settings,
