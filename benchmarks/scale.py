@@ -4,7 +4,8 @@ growth fit time = a * N^b, and a projection to 10,000 clips on 1 and 8 GPUs.
 The pipeline is driven from outside only: a scratch copy of the project per run (``remodiff.realdata.copy_project``)
 with its own params.yaml, each stage run as its own process (``python stages/<stage>.py``, dvc.yaml order, no DVC).
 Per stage: wall seconds; peak RSS of the largest single process of the stage's tree (the stage or a child such as
-ffmpeg; exact, from wait4) and the sampled peak of the tree's summed RSS (every 0.1 s, what the machine must hold);
+ffmpeg; exact, from wait4) and the sampled peak of the tree's summed PSS (every 0.1 s, what the machine must hold;
+at least the largest process's peak);
 bytes of the stage's dvc.yaml outputs.
 
 Part A (``--sizes``, default 250 1000 2000): the embedded synthetic sample with 70/15/15 % train/val/test clips of
@@ -52,7 +53,6 @@ PIPELINE = ["segment", "extract", "masks", "train_imputer", "reconstruct", "trai
 # extract shards its clips over processes (`remodiff run extract --shard i/n`); the trainings are data-parallel
 # (the one loop under `accelerate launch`: each process 1/G of every epoch's batches); the rest runs on one process.
 PARALLEL = {"extract": "shards", "train_imputer": "data-parallel", "train_fuser": "data-parallel"}
-PAGE = os.sysconf("SC_PAGE_SIZE")
 MIB = 2 ** 20
 FIT_LOG = re.compile(r"(?:fit imputer|train_fuser) .*: ([0-9.]+)s$", re.M)  # the training stages' per-model lines
 
@@ -109,8 +109,8 @@ def project(model: Growth | Line, clips: int, gpus: int, parallel: str | None, e
 
 # --- measuring one stage ------------------------------------------------------------------------------------------
 
-def process_table() -> dict[int, tuple[int, int]]:
-    """pid -> (parent pid, resident bytes) of every process (from /proc)."""
+def parents() -> dict[int, int]:
+    """pid -> parent pid of every process (from /proc)."""
     table = {}
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
@@ -119,26 +119,35 @@ def process_table() -> dict[int, tuple[int, int]]:
                     fields = f.read().rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
             except OSError:
                 continue  # exited meanwhile
-            table[int(entry.name)] = (int(fields[1]), int(fields[21]) * PAGE)
+            table[int(entry.name)] = int(fields[1])
     return table
 
 
-def tree_rss(root: int) -> int:
-    """Summed resident bytes of ``root`` and all its descendants now."""
-    table = process_table()
-    tree, total, grown = {root}, 0, True
+def tree_pss(root: int) -> int:
+    """Summed proportional set size (bytes) of ``root`` and all its descendants now: shared pages are split among
+    the processes sharing them, so a child forked before it runs ffmpeg is not counted twice, as RSS would be."""
+    table = parents()
+    tree, grown = {root}, True
     while grown:
         grown = False
-        for pid, (parent, _) in table.items():
+        for pid, parent in table.items():
             if parent in tree and pid not in tree:
                 tree.add(pid)
                 grown = True
-    return sum(table[pid][1] for pid in tree if pid in table)
+    total = 0
+    for pid in tree:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                total += next(int(line.split()[1]) * 1024 for line in f if line.startswith("Pss:"))
+        except (OSError, StopIteration):
+            continue  # exited meanwhile
+    return total
 
 
 def measure(directory: Path, command: list[str], log_path: Path) -> dict:
     """Run ``command`` in ``directory`` to its end: wall seconds, peak RSS (largest process, exact) and sampled peak
-    of the process tree's summed RSS, in MiB. Its output goes to ``log_path``; a failure raises with its tail."""
+    of the process tree's summed PSS (at least the former), in MiB. Its output goes to ``log_path``; a failure
+    raises with its tail."""
     env = {**scratch_env(directory), "MKL_NUM_THREADS": "1"}
     with open(log_path, "w") as log:
         start = time.perf_counter()
@@ -148,7 +157,7 @@ def measure(directory: Path, command: list[str], log_path: Path) -> dict:
             pid, status, usage = os.wait4(process.pid, os.WNOHANG)
             if pid:
                 break
-            tree_peak = max(tree_peak, tree_rss(process.pid))
+            tree_peak = max(tree_peak, tree_pss(process.pid))
             time.sleep(0.1)
         seconds = time.perf_counter() - start
     process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
@@ -157,7 +166,7 @@ def measure(directory: Path, command: list[str], log_path: Path) -> dict:
         raise RuntimeError(f"{' '.join(command)} failed in {directory} (exit {process.returncode}):\n{tail}")
     peak = usage.ru_maxrss * 1024  # KiB on Linux; the stage's own peak or its largest child's
     return {"seconds": round(seconds, 2), "peak_rss_mib": round(peak / MIB, 1),
-            "peak_tree_rss_mib": round(max(tree_peak, peak) / MIB, 1)}
+            "peak_tree_pss_mib": round(max(tree_peak, peak) / MIB, 1)}
 
 
 def bytes_under(path: Path) -> int:
@@ -188,7 +197,7 @@ def run_stage(directory: Path, stage: str, clips: int, label: str | None = None)
     if fits:
         result["fit_seconds"] = round(sum(float(seconds) for seconds in fits), 1)
     print(f"  {label:28s} {result['seconds']:8.1f} s  peak {result['peak_rss_mib']:7.0f} MiB "
-          f"(tree {result['peak_tree_rss_mib']:7.0f})  out {written / MIB:8.1f} MiB"
+          f"(tree {result['peak_tree_pss_mib']:7.0f})  out {written / MIB:8.1f} MiB"
           + (f"  (fitting {result['fit_seconds']:.1f} s)" if fits else ""), flush=True)
     return result
 
@@ -233,14 +242,14 @@ def fits_of(runs: list[dict]) -> dict:
     fits = {}
     for stage in PIPELINE:
         time_fit = fit_growth(clips, [r["stages"][stage]["seconds"] for r in runs])
-        memory_fit = fit_growth(clips, [r["stages"][stage]["peak_tree_rss_mib"] for r in runs])
+        memory_fit = fit_growth(clips, [r["stages"][stage]["peak_tree_pss_mib"] for r in runs])
         disk_fit = (fit_growth(clips, [r["stages"][stage]["output_bytes"] for r in runs])
                     if all(r["stages"][stage]["output_bytes"] for r in runs) else None)
         line = fit_line(clips, [r["stages"][stage]["seconds"] for r in runs])
         fits[stage] = {
             "seconds": {"a": time_fit.a, "b": round(time_fit.b, 3)},
             "seconds_line": {"fixed": round(line.fixed, 2), "per_clip": line.per_clip},
-            "peak_tree_rss_mib": {"a": memory_fit.a, "b": round(memory_fit.b, 3)},
+            "peak_tree_pss_mib": {"a": memory_fit.a, "b": round(memory_fit.b, 3)},
             "output_bytes": {"a": disk_fit.a, "b": round(disk_fit.b, 3)} if disk_fit else None,
             "parallel": PARALLEL.get(stage),
             "projection": {
@@ -249,7 +258,7 @@ def fits_of(runs: list[dict]) -> dict:
                 "seconds_8_gpus": round(project(time_fit, FULL_CLIPS, 8, PARALLEL.get(stage))),
                 "seconds_1_gpu_line": round(project(line, FULL_CLIPS, 1, PARALLEL.get(stage))),
                 "seconds_8_gpus_line": round(project(line, FULL_CLIPS, 8, PARALLEL.get(stage))),
-                "peak_tree_rss_mib": round(memory_fit.at(FULL_CLIPS)),
+                "peak_tree_pss_mib": round(memory_fit.at(FULL_CLIPS)),
                 "output_gib": round(disk_fit.at(FULL_CLIPS) / 2 ** 30, 2) if disk_fit else 0.0}}
     return fits
 
@@ -346,17 +355,50 @@ def print_table(runs: list[dict], fits: dict) -> None:
     pipeline = "".join(f"{sum(stage['seconds'] for stage in r['stages'].values()):9.1f}" for r in runs)
     print(f"{'pipeline':14s}{pipeline}        | {'':18s}{total['seconds_1_gpu']:7.1f} {total['seconds_8_gpus']:6.1f} | "
           f"{'':14s}{total['seconds_1_gpu_line']:7.1f} {total['seconds_8_gpus_line']:6.1f}")
-    print(f"\npeak MiB (tree){head}      b | {FULL_CLIPS} clips | output KiB/clip (at {clips[-1]}) | {FULL_CLIPS} clips GiB")
+    print(f"\npeak MiB (tree){head}      b | {FULL_CLIPS} clips | output KiB/clip (at {clips[-1]}) | "
+          f"{FULL_CLIPS} clips GiB")
     for stage in ["generate", *PIPELINE]:
         rows = [r["generate"] if stage == "generate" else r["stages"][stage] for r in runs]
-        memory = "".join(f"{row['peak_tree_rss_mib']:9.0f}" for row in rows)
+        memory = "".join(f"{row['peak_tree_pss_mib']:9.0f}" for row in rows)
         per_clip = rows[-1]["output_bytes_per_clip"] / 1024
         if stage not in fits:
             print(f"{stage:14s}{memory}        | {'':12s} | {per_clip:12.1f} (input videos)")
             continue
         fit, proj = fits[stage], fits[stage]["projection"]
-        print(f"{stage:14s}{memory} {fit['peak_tree_rss_mib']['b']:6.2f} | {proj['peak_tree_rss_mib']:12d} | "
+        print(f"{stage:14s}{memory} {fit['peak_tree_pss_mib']['b']:6.2f} | {proj['peak_tree_pss_mib']:12d} | "
               f"{per_clip:12.1f}{'':16s} | {proj['output_gib']:8.2f}")
+
+
+def minutes(projection: dict, gpus: int) -> str:
+    suffix = "1_gpu" if gpus == 1 else f"{gpus}_gpus"
+    return f"{projection[f'seconds_{suffix}'] / 60:.1f} / {projection[f'seconds_{suffix}_line'] / 60:.1f} min"
+
+
+def markdown(result: dict) -> str:
+    """README tables of a finished benchmark (``--tables``): part A per stage, part B per model."""
+    lines = []
+    if "generated" in result:
+        runs, fits = result["generated"]["runs"], result["generated"]["fits"]
+        sizes = [r["clips"] for r in runs]
+        lines += [f"| stage | {' | '.join(f's @ {n}' for n in sizes)} | b (time) | {FULL_CLIPS} clips, 1 GPU "
+                  f"(a·N^b / fixed + per clip) | 8 GPUs | peak MiB @ {sizes[-1]} | b (memory) | output KiB/clip |",
+                  "|---" * (len(sizes) + 7) + "|"]
+        for stage in PIPELINE:
+            rows, fit = [r["stages"][stage] for r in runs], fits[stage]
+            times = " | ".join(f"{row['seconds']:.1f}" for row in rows)
+            lines.append(f"| {stage} | {times} | "
+                         f"{fit['seconds']['b']:.2f} | {minutes(fit['projection'], 1)} | "
+                         f"{minutes(fit['projection'], 8)} | {rows[-1]['peak_tree_pss_mib']:.0f} | "
+                         f"{fit['peak_tree_pss_mib']['b']:.2f} | {rows[-1]['output_bytes_per_clip'] / 1024:.1f} |")
+    if "fi" in result:
+        fi = result["fi"]
+        lines += ["", f"| trained on {fi['clips']} FI clips | wall s | fitting s | peak MiB |", "|---|---|---|---|"]
+        for kind, models in fi["train"].items():
+            lines += [f"| {kind} {name} | {m['seconds']:.0f} | {m.get('fit_seconds', 0):.0f} | "
+                      f"{m['peak_tree_pss_mib']:.0f} |" for name, m in models.items()]
+        lines.append(f"| reconstruct ({fi['reconstruct']['imputer']}, K = 5) | {fi['reconstruct']['seconds']:.0f} | | "
+                     f"{fi['reconstruct']['peak_tree_pss_mib']:.0f} |")
+    return "\n".join(lines)
 
 
 def plot(runs: list[dict], fits: dict, path: Path) -> None:
@@ -367,7 +409,7 @@ def plot(runs: list[dict], fits: dict, path: Path) -> None:
     clips = np.array([r["clips"] for r in runs], dtype=float)
     grid = np.geomspace(clips.min(), FULL_CLIPS, 50)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
-    for ax, key, label in ((axes[0], "seconds", "wall seconds"), (axes[1], "peak_tree_rss_mib", "peak RSS (MiB)")):
+    for ax, key, label in ((axes[0], "seconds", "wall seconds"), (axes[1], "peak_tree_pss_mib", "peak RSS (MiB)")):
         for i, stage in enumerate(PIPELINE):
             colour = f"C{i}"
             values = [r["stages"][stage][key] for r in runs]
@@ -399,7 +441,11 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep each scratch project (data, models) afterwards")
     parser.add_argument("--json", type=Path, default=ROOT / "metrics" / "scale_benchmark.json")
     parser.add_argument("--figure", type=Path, default=ROOT / "reports" / "scale.png")
+    parser.add_argument("--tables", action="store_true", help="only print the README tables of --json's results")
     args = parser.parse_args()
+    if args.tables:
+        print(markdown(json.loads(args.json.read_text())))
+        return
     if len(args.sizes) == 1:
         parser.error("--sizes needs two or more clip counts to fit the growth (or none to skip part A)")
     result = json.loads(args.json.read_text()) if args.json.is_file() else {}

@@ -36,6 +36,6 @@ def test_measure_counts_the_memory_of_a_child_process(tmp_path):
     # the command itself stays small; a grandchild writes 300 MiB: the peak must include it
     child = "import subprocess, sys; subprocess.run([sys.executable, '-c', 'x = b\"x\" * (300 * 2**20)'], check=True)"
     result = measure(tmp_path, [sys.executable, "-c", child], tmp_path / "child.log")
-    assert result["peak_rss_mib"] >= 300 and result["peak_tree_rss_mib"] >= result["peak_rss_mib"]
+    assert result["peak_rss_mib"] >= 300 and result["peak_tree_pss_mib"] >= result["peak_rss_mib"]
     with pytest.raises(RuntimeError, match="exit 3"):
         measure(tmp_path, [sys.executable, "-c", "print('boom'); raise SystemExit(3)"], tmp_path / "fail.log")
