@@ -232,8 +232,8 @@ def generated(workdir: Path, clips: int, args: argparse.Namespace) -> dict:
     stages = {stage: run_stage(directory, stage, clips) for stage in PIPELINE}
     if not args.keep:
         subprocess.run(["rm", "-rf", str(directory)], check=True)
-    return {"clips": clips, "generate": generate, "input_bytes_per_clip": generate["output_bytes_per_clip"],
-            "stages": stages}
+    return {"clips": clips, "sample": params["sample"], "generate": generate,
+            "input_bytes_per_clip": generate["output_bytes_per_clip"], "stages": stages}
 
 
 def fits_of(runs: list[dict]) -> dict:
@@ -264,8 +264,9 @@ def fits_of(runs: list[dict]) -> dict:
 
 
 ASSUMPTIONS = [
-    "Measured: wall seconds, peak RSS and output bytes of each stage process on this machine's CPUs (1 torch "
-    "thread, segment.workers / sample.workers 2), at each clip count.",
+    "Measured: wall seconds, peak memory (largest process's RSS; sampled summed PSS of the stage's process tree, "
+    "ffmpeg included) and output bytes of each stage on this machine's CPUs (1 torch thread, segment.workers / "
+    "sample.workers 2), at each clip count; each stage's time includes its process start (Python, torch imports).",
     "Fitted: time = a * N^b and peak memory = a * N^b by least squares in log-log over the measured clip counts; "
     "the 10,000-clip values extrapolate these fits (a fixed start-up cost of each process lowers b at small N). "
     "Next to it (`*_line`): time = fixed + per_clip * N by least squares, which separates that fixed cost.",
@@ -273,7 +274,8 @@ ASSUMPTIONS = [
     "forward/backward throughput on a GPU is not measured); on 8 GPUs extract shards its clips over 8 processes "
     "(`remodiff run extract --shard i/8`, ideal efficiency; benchmarks/scaling.py measures the real one), "
     "train_imputer / train_fuser are data-parallel with ideal speed-up (DDP all-reduce not counted; the GAN is not "
-    "data-parallel), the other stages run on one process; epochs to early stopping as measured.",
+    "data-parallel), the other stages run on one process (segment decodes with segment.workers threads); epochs "
+    "to early stopping as measured at each size.",
 ]
 
 
@@ -409,7 +411,8 @@ def plot(runs: list[dict], fits: dict, path: Path) -> None:
     clips = np.array([r["clips"] for r in runs], dtype=float)
     grid = np.geomspace(clips.min(), FULL_CLIPS, 50)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
-    for ax, key, label in ((axes[0], "seconds", "wall seconds"), (axes[1], "peak_tree_pss_mib", "peak RSS (MiB)")):
+    panels = ((axes[0], "seconds", "wall seconds"), (axes[1], "peak_tree_pss_mib", "peak memory (MiB, summed PSS)"))
+    for ax, key, label in panels:
         for i, stage in enumerate(PIPELINE):
             colour = f"C{i}"
             values = [r["stages"][stage][key] for r in runs]
@@ -449,16 +452,20 @@ def main() -> None:
     if len(args.sizes) == 1:
         parser.error("--sizes needs two or more clip counts to fit the growth (or none to skip part A)")
     result = json.loads(args.json.read_text()) if args.json.is_file() else {}
-    result.update(machine=machine(), assumptions=ASSUMPTIONS)
+    result["assumptions"] = ASSUMPTIONS
+    facts = machine()  # kept per part: the two parts may run on different commits or machines
     if args.sizes:
         runs = [generated(args.workdir, clips, args) for clips in sorted(args.sizes)]
         fits = fits_of(runs)
-        result["generated"] = {"command": " ".join(sys.argv), "duration": args.duration, "imputer": args.imputer,
+        result["generated"] = {"command": " ".join(sys.argv), "machine": facts,
+                               "overrides": ["eval.seeds=[0]", "eval.samples=5", "masks.protocol=fixed",
+                                             f"imputer.type={args.imputer}", f"sampling.{args.imputer}.mode=sample"],
                                "runs": runs, "fits": fits}
+        write_json_atomic(args.json, result)  # kept if part B fails
         print_table(runs, fits)
         plot(runs, fits, args.figure)
     if args.fi:
-        result["fi"] = first_impressions(args.workdir, args)
+        result["fi"] = {"command": " ".join(sys.argv), "machine": facts, **first_impressions(args.workdir, args)}
     write_json_atomic(args.json, result)
     print(f"\n{args.json}" + (f", {args.figure}" if args.sizes else ""))
 
