@@ -421,9 +421,9 @@ def plot(runs: list[dict], fits: dict, path: Path) -> None:
             ax.plot(grid, [fit.at(n) for n in grid], "-", color=colour, alpha=0.6,
                     label=f"{stage} (b = {fit.b:.2f})")
         ax.axvline(FULL_CLIPS, color="grey", linestyle=":")
-        ax.set(xscale="log", yscale="log", xlabel="clips", ylabel=label,
-               title=f"{label} per stage: measured (dots), fit a*N^b (lines)")
+        ax.set(xscale="log", yscale="log", xlabel="clips", ylabel=label, title=f"{label} per stage")
         ax.legend(fontsize=7)
+    fig.suptitle(f"measured (dots) and fitted a*N^b (lines) up to {FULL_CLIPS} clips (dotted)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
