@@ -4,7 +4,7 @@ growth fit time = a * N^b, and a projection to 10,000 clips on 1 and 8 GPUs.
 The pipeline is driven from outside only: a scratch copy of the project per run (``remodiff.realdata.copy_project``)
 with its own params.yaml, each stage run as its own process (``python stages/<stage>.py``, dvc.yaml order, no DVC).
 Per stage: wall seconds; peak RSS of the largest single process of the stage's tree (the stage or a child such as
-ffmpeg; exact, from wait4) and the sampled peak of the tree's summed PSS (every 0.1 s, what the machine must hold;
+ffmpeg; exact, from wait4) and the sampled peak of the tree's summed PSS (every 0.05 s, what the machine must hold;
 at least the largest process's peak);
 bytes of the stage's dvc.yaml outputs.
 
@@ -159,7 +159,7 @@ def measure(directory: Path, command: list[str], log_path: Path) -> dict:
             if pid:
                 break
             tree_peak = max(tree_peak, tree_pss(process.pid))
-            time.sleep(0.1)
+            time.sleep(0.05)  # ffmpeg of one clip lives a fraction of a second
         seconds = time.perf_counter() - start
     process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
     if process.returncode:
