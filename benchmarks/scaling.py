@@ -1,7 +1,7 @@
 """Scaling measurements: extraction with 1 vs N shard processes, training time per epoch, and a projection.
 
-1. Extraction: synthetic clips shaped like the embedded sample (5 segments of 1.2 s, 6 frames of 96 px, 16 kHz
-   audio, ~20 words per segment) in a segment store; `remodiff run extract --shard i/n` as n processes at once,
+1. Extraction: videos of the embedded sample's generator (5 segments of 1.2 s, 96 px; decoded by extract at 5 fps,
+   96 px, 16 kHz audio) probed into segment stores; `remodiff run extract --shard i/n` as n processes at once,
    then `remodiff run extract --merge`. Once with the fast backends (logmel, frame_stats, tfidf), once with a
    small pretrained model (hf_text with all-MiniLM-L6-v2, 22M parameters, local weights) for text alone. Wall
    times include each process's start (Python, torch and library imports), as a real run pays it.
@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from benchmarks.extract import synthetic_clips, write_segment_stores
+from benchmarks.extract import segmented_sample
 from benchmarks.imputer_training import synthetic
 from benchmarks.scale import FULL_CLIPS, Line, project
 from remodiff.fusion import build_fuser
@@ -39,10 +39,9 @@ FAST = {"audio": {"backend": "logmel", "n_mels": 32}, "video": {"backend": "fram
 
 def make_project(directory: Path, clips: int, features: dict) -> None:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params.update(segmented_sample(directory, clips, segments=5, seconds=1.2, fps=5, size=96))
     params["features"] = features
     (directory / "params.yaml").write_text(yaml.safe_dump(params))
-    write_segment_stores(synthetic_clips(clips, segments=5, seconds=1.2, fps=5, size=96, sample_rate=16000), 5,
-                         directory / "data" / "segments")
 
 
 def run_cli(directory: Path, processes: list[list[str]]) -> float:
