@@ -275,7 +275,7 @@ def fits_of(runs: list[dict]) -> dict:
 
 ASSUMPTIONS = [
     "Measured: wall seconds, peak memory (largest process's RSS; sampled summed PSS of the stage's process tree, "
-    "ffmpeg included) and output bytes of each stage on this machine's CPUs (1 torch thread, segment.workers / "
+    "ffmpeg included) and output bytes of each stage on this machine's CPUs (1 torch thread, segment.workers and "
     "sample.workers 2), at each clip count; each stage's time includes its process start (Python, torch imports).",
     "Fitted: time = a * N^b and peak memory = a * N^b by least squares in log-log over the measured clip counts; "
     "the 10,000-clip values extrapolate these fits (a fixed start-up cost of each process lowers b at small N). "
@@ -284,8 +284,8 @@ ASSUMPTIONS = [
     "forward/backward throughput on a GPU is not measured); on 8 GPUs extract shards its clips over 8 processes "
     "(`remodiff run extract --shard i/8`, ideal efficiency; benchmarks/scaling.py measures the real one), "
     "train_imputer / train_fuser are data-parallel with ideal speed-up (DDP all-reduce not counted; the GAN is not "
-    "data-parallel), the other stages run on one process (segment decodes with segment.workers threads); epochs "
-    "to early stopping as measured at each size.",
+    "data-parallel), the other stages run on one process (segment only probes the clips; extract, sharded, decodes "
+    "them); epochs to early stopping as measured at each size.",
 ]
 
 
