@@ -194,12 +194,12 @@ def run_stage(directory: Path, stage: str, clips: int, label: str | None = None)
     result = measure(directory, [sys.executable, f"stages/{stage}.py"], log_path)
     written = sum(bytes_under(directory / p) for p in stage_outputs(directory)[stage] if (directory / p).exists())
     result.update(output_bytes=written, output_bytes_per_clip=round(written / clips))
-    fits = FIT_LOG.findall(log_path.read_text())
-    if fits:
-        result["fit_seconds"] = round(sum(float(seconds) for seconds in fits), 1)
+    fitted = FIT_LOG.findall(log_path.read_text())
+    if fitted:
+        result["fit_seconds"] = round(sum(float(seconds) for seconds in fitted), 1)
     print(f"  {label:28s} {result['seconds']:8.1f} s  peak {result['peak_rss_mib']:7.0f} MiB "
           f"(tree {result['peak_tree_pss_mib']:7.0f})  out {written / MIB:8.1f} MiB"
-          + (f"  (fitting {result['fit_seconds']:.1f} s)" if fits else ""), flush=True)
+          + (f"  (fitting {result['fit_seconds']:.1f} s)" if fitted else ""), flush=True)
     return result
 
 
