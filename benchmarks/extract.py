@@ -72,7 +72,7 @@ def bare_forward(extractor, clips: list[SegmentedClip]):
         return lambda: [extractor.model(**b).last_hidden_state for b in batches]
     if extractor.modality == "audio":
         waves = [s for c in clips for s in c.audio]
-        batches = [extractor.feature_extractor(waves[i:i + bs], sampling_rate=16000, return_tensors="pt")
+        batches = [extractor.feature_extractor(waves[i:i + bs], sampling_rate=16000, padding=True, return_tensors="pt")
                    .to(extractor.device) for i in range(0, len(waves), bs)]
         return lambda: [extractor.encoder(**b, output_hidden_states=True).hidden_states[extractor.layer] for b in batches]
     frames = np.concatenate([seg for c in clips for seg in c.frames])
@@ -181,7 +181,8 @@ def main() -> None:
         seconds, bare_seconds = {}, {}
         for name, (modality, cfg) in configs.items():
             extractor = build_extractor(modality, cfg)
-            chunks = [clips[i:i + CLIPS_PER_CHUNK] for i in range(0, len(clips), CLIPS_PER_CHUNK)]
+            present = [c for c in clips if extractor.has_modality(c)]  # as the stage hands them over
+            chunks = [present[i:i + CLIPS_PER_CHUNK] for i in range(0, len(present), CLIPS_PER_CHUNK)]
             forwards = [bare_forward(extractor, chunk) for chunk in chunks]
             autocast = (torch.autocast(extractor.device.type, dtype=extractor.autocast_dtype)
                         if extractor.autocast_dtype else nullcontext())
