@@ -18,7 +18,7 @@ metrics/real/fi/switches.yaml, eval.seeds [42], eval.lower_bound false so each f
 extract + masks once, train_imputer for every imputer type (oracles included: they only store the training labels),
 train_fuser for every fuser type, then reconstruct (eval.samples 5) with ``--imputer``.
 
-Results go to metrics/scale_benchmark.json (the parts run replace their own entries), reports/scale.png, stdout.
+Results go to benchmarks/results/scale.json (the parts run replace their own entries), benchmarks/results/scale.png, stdout.
 
     OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/scale.py                       # part A, tens of minutes
     OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/scale.py --sizes --fi          # part B only
@@ -93,10 +93,13 @@ def fit_growth(clips: list[float], values: list[float]) -> Growth:
 
 
 def fit_line(clips: list[float], values: list[float]) -> Line:
-    """Least squares of value on N; needs two distinct clip counts."""
+    """Least squares of value on N; needs two distinct clip counts. A cost does not shrink with more clips: a
+    negative slope (measurement noise on a stage whose cost hardly depends on N) becomes a constant, the mean."""
     if len(set(clips)) < 2:
         raise ValueError(f"a line fit needs at least two distinct clip counts, got {clips}")
     per_clip, fixed = np.polyfit(np.asarray(clips, dtype=float), np.asarray(values, dtype=float), 1)
+    if per_clip < 0:
+        return Line(float(np.mean(values)), 0.0)
     return Line(float(fixed), float(per_clip))
 
 
@@ -452,8 +455,8 @@ def main() -> None:
     parser.add_argument("--shared", default=None, help="shared data root (else $REMODIFF_SHARED or ../shared/data)")
     parser.add_argument("--workdir", type=Path, default=ROOT / SCRATCH / "scale", help="scratch projects go here")
     parser.add_argument("--keep", action="store_true", help="keep each scratch project (data, models) afterwards")
-    parser.add_argument("--json", type=Path, default=ROOT / "metrics" / "scale_benchmark.json")
-    parser.add_argument("--figure", type=Path, default=ROOT / "reports" / "scale.png")
+    parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "scale.json")
+    parser.add_argument("--figure", type=Path, default=ROOT / "benchmarks" / "results" / "scale.png")
     parser.add_argument("--tables", action="store_true", help="only print the README tables of --json's results")
     args = parser.parse_args()
     if args.tables:

@@ -13,6 +13,8 @@ def test_fits_recover_a_power_law_and_a_line():
     line = fit_line(clips, [40.0 + 0.5 * n for n in clips])
     assert line.fixed == pytest.approx(40.0) and line.per_clip == pytest.approx(0.5)
     assert line.at(10_000) == pytest.approx(5040.0)
+    flat = fit_line(clips, [8.7, 4.9, 4.4])  # a cost falling with more clips is noise: the mean, not a negative time
+    assert flat.per_clip == 0.0 and flat.at(10_000) == pytest.approx(6.0)
 
 
 def test_fits_refuse_what_they_cannot_fit():
