@@ -187,7 +187,8 @@ def extract_split(split: str, extractors: dict, dtypes: dict[str, str], params: 
             path.unlink()
     elapsed = time.perf_counter() - started
     log.info("extract %s: %d clips (%d now, %d undecodable) in %.1fs, %.2f clips/s (decoding %s)", split, len(ids),
-             len(todo), len(undecodable), elapsed, len(todo) / max(elapsed, 1e-9), ", ".join(sorted(media)) or "nothing")
+             len(todo), len(undecodable), elapsed, len(todo) / max(elapsed, 1e-9),
+             ", ".join(sorted(media)) or "nothing")
     for m in extractors:
         log.info("extract %s %s: %d without the modality, model time %.1fs", split, m, missing[m], seconds[m])
     return report

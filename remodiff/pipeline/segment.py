@@ -2,7 +2,7 @@
 
 The segment store records where each clip's media lie, how long it is, whether it has audio, its transcript per
 segment, labels and given features -- a few hundred bytes per clip. It keeps no decoded frames or audio: the
-extract stage decodes each clip straight into the extractors (remodiff/features/base.py ``iter_segment_store``),
+extract stage decodes each clip straight into the extractors (remodiff/features/base.py ``decoded_clips``),
 so no stage holds a split's decoded media on disk or in memory."""
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def run(params: dict) -> dict:
     cfg = params["segment"]
     adapter = build_dataset(params["dataset"])
     asr = None if adapter.precomputed else build_asr(params["dataset"].get("asr"))
-    report: dict = {"clips": {}, "skipped": [], "no_audio": [], "no_transcript": [], "padded": [], "transcribed": []}
+    report: dict = {"clips": {}, "skipped": [], "no_audio": [], "no_transcript": [], "transcribed": []}
     listed: set[str] = set()
     for split in SPLITS:
         precomputed = adapter.features(split, cfg["segments"])
@@ -80,12 +80,10 @@ def run(params: dict) -> dict:
                         text = asr.transcribe(decode_audio(audio_source, cfg["sample_rate"]), cfg["sample_rate"])
                         transcript = split_transcript(text, cfg["segments"]) if text else None
                         transcribed = transcript is not None
-                    # fewer frames than segments at `fps`: extract repeats frames (the fps filter rounds)
-                    padded = round(info["duration"] * cfg["fps"]) < cfg["segments"]
                     store.write(clip.id, given_arrays(clip),
                                 {"video": relative_to(clip.path, root), "audio_source": relative_to(audio_source, root),
                                  "has_audio": audio_source is not None, "transcript": transcript,
-                                 "labels": clip.labels, "duration": info["duration"], "padded": padded,
+                                 "labels": clip.labels, "duration": info["duration"],
                                  "transcribed": transcribed})
             for cid in sorted(store.clips):
                 attrs = read_clip_attrs(store.clips[cid])
@@ -94,8 +92,6 @@ def run(params: dict) -> dict:
                     report["no_audio"].append(entry)
                 if attrs["transcript"] is None:
                     report["no_transcript"].append(entry)
-                if attrs["padded"]:
-                    report["padded"].append(entry)
                 if attrs.get("transcribed"):
                     report["transcribed"].append(entry)
             report["clips"][split] = len(store.clips)
@@ -125,7 +121,8 @@ def store_undecoded(store: ClipStore, clip, segments: int) -> None:
     """A clip without video (its audio is missing unless given): the transcript's words per segment, its given
     features."""
     store.write(clip.id, given_arrays(clip),
-                {"video": None, "audio_source": None, "has_audio": False, "has_video": False, "labels": clip.labels, "duration": 0.0, "padded": False,
+                {"video": None, "audio_source": None, "has_audio": False, "has_video": False, "labels": clip.labels,
+                 "duration": 0.0,
                  "transcript": split_transcript(clip.transcript, segments) if clip.transcript else None,
                  "transcribed": False}, flush=False)  # nothing to decode: one flush for all of them
 
