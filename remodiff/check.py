@@ -27,7 +27,7 @@ from remodiff.data.asr import ASR_BACKENDS
 from remodiff.evaluation.aware import AGGREGATIONS, STARTS
 from remodiff.evaluation.folds import GROUP_RULES, REGEX, group_rule
 from remodiff.evaluation.masks import PROTOCOLS, named_settings
-from remodiff.evaluation.metrics import AUTO, metric_names, resolve_metric
+from remodiff.evaluation.metrics import resolve_metric
 from remodiff.features import EXTRACTORS, MODALITIES
 from remodiff.features.base import extractor_settings
 from remodiff.features.deep import ModelUnavailableError

@@ -87,6 +87,3 @@ class SettingError(ValueError):
         valid = f" (valid: {', '.join(self.valid) or 'none'})" if self.valid is not None else ""
         return f"{self.source}: {self.key}: {one_line(self.message)}{valid}"
 
-
-def one_line(text: str) -> str:
-    return "; ".join(line.strip() for line in str(text).splitlines() if line.strip())

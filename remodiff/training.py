@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 import random
 from contextlib import nullcontext
 from dataclasses import dataclass, fields

@@ -210,7 +210,7 @@ def test_mask_setting_names_are_exact_and_unique():
     made = make_masks(fs, {"independent": [{"audio": 0.25}, {"audio": 0.2}], "random": [0.25, 0.2],
                            "segments": [0.25, 0.2]}, seed=0)
     assert {"independent/pa_0.25-pv_0.0-pt_0.0", "independent/pa_0.2-pv_0.0-pt_0.0", "random/mr_0.25",
-            "random/mr_0.2", "segments/p_0.25", "segments/p_0.2"} == set(made)
+            "random/mr_0.2", "segments/p_0.25", "segments/p_0.2"} == {p.key for p in made}
     with pytest.raises(ValueError, match=r"random protocol: settings \['mr_0.3'\] are listed more than once"):
         make_masks(fs, {"random": [0.3, 0.30]}, seed=0)
     # modalities sharing an initial are named in full

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from remodiff.evaluation.masks import load_masks, make_masks, missing_rate, save_masks
+from remodiff.evaluation.masks import make_masks, missing_rate
+from remodiff.results import load_masks, load_patterns, save_masks
 from remodiff.evaluation.matrix import aggregate, ci95, lower_bound_predict
 from remodiff.store import FeatureSet
 from remodiff.evaluation.metrics import regression_metrics
@@ -9,21 +10,30 @@ from remodiff.registry import UnknownNameError
 from tests.conftest import TRAITS, toy_featureset
 
 
+def keyed(masks: dict) -> dict:
+    return {pattern.key: mask for pattern, mask in masks.items()}
+
+
 def test_fixed_protocol_hides_every_proper_subset(tmp_path):
     fs = toy_featureset(6)
-    masks = make_masks(fs, {"fixed": None}, seed=0)
+    patterns = make_masks(fs, {"fixed": None}, seed=0)
+    masks = keyed(patterns)
     assert sorted(masks) == sorted(f"fixed/{p}_missing" for p in
                                    ["audio", "video", "text", "audio+video", "audio+text", "video+text"])
     for m, mask in masks["fixed/audio+text_missing"].items():
         assert mask.shape == (6, 5) and mask.all() == (m == "video") and mask.any() == (m == "video")
-    save_masks(tmp_path / "m.h5", masks, fs.ids, {"protocol": "fixed"})
-    again = load_masks(tmp_path / "m.h5", fs.ids)
+    # each pattern says what it hides, so no reader decodes setting names
+    described = {p.key: p for p in patterns}["fixed/audio+text_missing"]
+    assert described.rate == pytest.approx(2 / 3) and described.label == "audio + text missing"
+    save_masks(tmp_path / "m.h5", patterns, fs.ids, {"protocol": "fixed"})
+    assert set(load_patterns(tmp_path / "m.h5")) == set(patterns)
+    again = keyed(load_masks(tmp_path / "m.h5", fs.ids))
     assert sorted(again) == sorted(masks)
     for p in masks:
         for m in masks[p]:
             np.testing.assert_array_equal(again[p][m], masks[p][m])
     # a fold's test clips read their own rows, in their order; clips the file lacks are refused
-    some = load_masks(tmp_path / "m.h5", fs.ids[4:1:-1])
+    some = keyed(load_masks(tmp_path / "m.h5", fs.ids[4:1:-1]))
     np.testing.assert_array_equal(some["fixed/audio_missing"]["video"], masks["fixed/audio_missing"]["video"][4:1:-1])
     with pytest.raises(ValueError, match="other clips"):
         load_masks(tmp_path / "m.h5", [*fs.ids[:2], "unknown-clip"])
@@ -34,7 +44,8 @@ def test_fixed_protocol_hides_every_proper_subset(tmp_path):
 @pytest.mark.parametrize("rate", [0.0, 0.1, 0.3, 0.5, 0.6])
 def test_random_protocol_hits_the_rate_and_keeps_a_modality_per_clip(rate):
     fs = toy_featureset(200)
-    mask = make_masks(fs, {"random": [rate]}, seed=7)[f"random/mr_{rate:.1f}"]
+    pattern, mask = next(iter(make_masks(fs, {"random": [rate]}, seed=7).items()))
+    assert pattern.key == f"random/mr_{rate:.1f}" and pattern.rate == rate
     assert abs(missing_rate(mask) - rate) <= 0.005
     kept = np.stack([a.all(axis=1) for a in mask.values()], axis=1)
     assert kept.sum(axis=1).min() >= 1
@@ -44,14 +55,14 @@ def test_random_protocol_hits_the_rate_and_keeps_a_modality_per_clip(rate):
 
 def test_random_masks_are_seeded_and_independent_of_clip_order():
     fs = toy_featureset(50)
-    a = make_masks(fs, {"random": [0.4]}, seed=1)["random/mr_0.4"]
+    a = keyed(make_masks(fs, {"random": [0.4]}, seed=1))["random/mr_0.4"]
     order = np.random.default_rng(0).permutation(len(fs))
     shuffled = FeatureSet([fs.ids[i] for i in order], {m: x[order] for m, x in fs.features.items()},
                           {m: x[order] for m, x in fs.available.items()}, fs.labels[order], fs.label_names)
-    b = make_masks(shuffled, {"random": [0.4]}, seed=1)["random/mr_0.4"]
+    b = keyed(make_masks(shuffled, {"random": [0.4]}, seed=1))["random/mr_0.4"]
     for m in a:
         np.testing.assert_array_equal(a[m][order], b[m])
-    c = make_masks(fs, {"random": [0.4]}, seed=2)["random/mr_0.4"]
+    c = keyed(make_masks(fs, {"random": [0.4]}, seed=2))["random/mr_0.4"]
     assert any((a[m] != c[m]).any() for m in a)
     with pytest.raises(ValueError, match="impossible"):
         make_masks(fs, {"random": [0.7]}, seed=1)
@@ -59,7 +70,8 @@ def test_random_masks_are_seeded_and_independent_of_clip_order():
 
 def test_independent_and_segment_protocols_keep_something_per_clip():
     fs = toy_featureset(300)
-    masks = make_masks(fs, {"independent": [{"audio": 0.9, "video": 0.9, "text": 0.9}], "segments": [0.5]}, seed=3)
+    masks = keyed(make_masks(fs, {"independent": [{"audio": 0.9, "video": 0.9, "text": 0.9}], "segments": [0.5]},
+                             seed=3))
     ind = masks["independent/pa_0.9-pv_0.9-pt_0.9"]
     present = np.stack([a.all(axis=1) for a in ind.values()], axis=1)
     assert present.sum(axis=1).min() == 1

@@ -12,9 +12,9 @@ from conftest import toy_featureset
 from remodiff.evaluation.folds import (assign_folds, crema_d_actor, cross_validation, group_rule, mmsa_video, pool,
                                        ravdess_actor, youtube_id)
 from remodiff.evaluation.matrix import hierarchical_bootstrap
-from remodiff.evaluation.predictions import Predictions, concatenate, load_predictions, save_predictions
 from remodiff.pipeline import stage
-from remodiff.pipeline.compare_table import comparison_markdown, mark_against_best_classical
+from remodiff.pipeline.compare_table import comparison_markdown, mark
+from remodiff.results import Predictions, concatenate_predictions, load_predictions, save_predictions
 from remodiff.store import save_featureset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,25 +88,29 @@ def test_the_paired_bootstrap_marks_better_worse_and_equal_imputers():
     for imputer, parts in per_imputer.items():
         accuracy = [np.mean(p.cells["random/mr_0.5"]["imputed"].argmax(1) == p.labels[:, 0]) for p in parts]
         table["random"]["mr_0.5"][imputer] = {"accuracy": float(np.mean(accuracy))}
-    mark_against_best_classical(table, per_imputer, "accuracy", 500)
+    kinds = {i: "imputed" for i in shares}
+    mark(table, per_imputer, kinds, "accuracy", 500)
     row = table["random"]["mr_0.5"]
     reference = "mean" if row["mean"]["accuracy"] >= row["knn"]["accuracy"] else "knn"
-    assert "paired" not in row[reference] and row["diffusion"]["paired"]["reference"] == reference
-    assert row["diffusion"]["paired"]["ci95_low"] > 0 and row["gan"]["paired"]["ci95_high"] < 0
+    assert "best_classical" not in row[reference]["paired"]
+    assert row["diffusion"]["paired"]["best_classical"]["reference"] == reference
+    assert row["diffusion"]["paired"]["best_classical"]["ci95_low"] > 0
+    assert row["gan"]["paired"]["best_classical"]["ci95_high"] < 0 and row["gan"]["paired"]["mean"]["ci95_high"] < 0
+    assert "mean" not in row["mean"]["paired"]  # never tested against itself
     markdown = comparison_markdown(table, list(shares), "accuracy")
-    line = next(x for x in markdown.splitlines() if x.startswith("| imputer"))
-    assert line == "| imputer | mr_0.5 |"
+    line = next(x for x in markdown.splitlines() if x.startswith("| row"))
+    assert line == "| row | mr_0.5 |"
     cells = {x.strip("| ").split(" | ")[0]: x.strip("| ").split(" | ")[1] for x in markdown.splitlines()
              if x.startswith("| ")}
-    assert cells["diffusion"].endswith(" *") and cells["gan"].endswith(" †")
+    assert cells["diffusion"].endswith(" * +m") and cells["gan"].endswith(" † −m")
     assert cells[reference].startswith("**") and cells["cvae"][-1].isdigit()  # as good as mean: unmarked
     # the same predictions under another name: no difference, so no mark
     same = {"mean": per_imputer["mean"], "copy": per_imputer["mean"]}
     diffs = hierarchical_bootstrap([lambda clips: 0.0] * 3, [80] * 3, 100, seed=0)
     assert np.all(diffs == 0)
     table = {"random": {"mr_0.5": {"mean": {"accuracy": 0.6}, "copy": {"accuracy": 0.6}}}}
-    mark_against_best_classical(table, same, "accuracy", 200)
-    paired = table["random"]["mr_0.5"]["copy"]["paired"]
+    mark(table, same, {"mean": "imputed", "copy": "imputed"}, "accuracy", 200)
+    paired = table["random"]["mr_0.5"]["copy"]["paired"]["mean"]
     assert paired["ci95_low"] == paired["ci95_high"] == 0.0
 
 
@@ -116,7 +120,7 @@ def test_predictions_round_trip_and_pool_out_of_fold(tmp_path):
     again = load_predictions(tmp_path / "fold_0/seed_0.h5")
     assert again.ids == parts[0].ids and again.task == "classification" and again.classes == ["a", "b", "c"]
     np.testing.assert_array_equal(again.cells["random/mr_0.5"]["imputed"], parts[0].cells["random/mr_0.5"]["imputed"])
-    pooled = concatenate(parts)
+    pooled = concatenate_predictions(parts)
     assert len(pooled.ids) == 12 and pooled.cells["random/mr_0.5"]["imputed"].shape == (12, 3)
     with pytest.raises(FileNotFoundError, match="fold_1"):
         load_predictions(tmp_path / "fold_1/seed_0.h5")
@@ -154,7 +158,11 @@ def test_a_k_fold_run_of_the_stages_scores_every_clip_out_of_fold(tmp_path, monk
     downstream = json.loads((tmp_path / "metrics/downstream.json").read_text())
     assert set(downstream["pooled"]["random"]["mr_0.5"]) == {"imputed", "lower_bound"}
     assert downstream["complete"]["mean_acc_ci95"] is not None  # over 3 runs
-    assert table["runs"] == 3 and table["random"]["mr_0.5"]["lower_bound"]["paired"]["reference"] in ("zero", "mean",
-                                                                                                     "knn")
+    assert table["runs"] == 3
+    assert table["random"]["mr_0.5"]["lower_bound"]["paired"]["best_classical"]["reference"] in ("zero", "mean", "knn")
+    # with folds the table shows pooled out-of-fold numbers; auto routes between the rows on validation clips
+    assert set(table["pooled"]["random"]["mr_0.5"]) == {"zero", "mean", "knn", "lower_bound", "auto"}
+    assert "pooled out-of-fold" in (tmp_path / "metrics/comparison.md").read_text()
+    assert sum(table["routes"]["audio"].values()) == 3  # one choice per run for clips that have audio only
     assert figures["comparison_missing_rate.png"] is not None
     assert "zero (raw 0)" in (tmp_path / "metrics/comparison.md").read_text()

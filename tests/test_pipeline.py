@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from remodiff.evaluation.predictions import load_predictions
+from remodiff.results import load_predictions
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {
@@ -80,9 +80,12 @@ def test_repro_writes_finite_metrics_and_complete_data_beats_the_mean(project):
     assert "| video_missing |" in (repo / "reports" / "summary.md").read_text()
     comparison = json.loads((repo / "metrics" / "comparison.json").read_text())
     row = comparison["fixed"]["audio_missing"]
-    assert set(row) == {"zero", "knn", "lower_bound"} and comparison["runs"] == 2  # compare.seeds null: eval's
-    tested = [name for name in ("zero", "knn") if "paired" in row[name]]  # the other one is the reference
-    assert len(tested) == 1 and row[tested[0]]["paired"]["ci95_low"] <= row[tested[0]]["paired"]["ci95_high"]
+    assert set(row) == {"zero", "knn", "lower_bound", "auto"} and comparison["runs"] == 2  # compare.seeds null: eval's
+    # each row is tested against the best classical imputer (not itself) and the lower bound
+    tested = [name for name in ("zero", "knn") if "best_classical" in row[name]["paired"]]
+    paired = row[tested[0]]["paired"]["best_classical"]
+    assert len(tested) == 1 and paired["ci95_low"] <= paired["ci95_high"]
+    assert set(row["auto"]["paired"]) == {"best_classical", "lower_bound"}
     for path in ("data/predictions/main/seed_1.h5", "data/predictions/compare/knn/seed_0.h5"):
         assert len(load_predictions(repo / path).ids) == 8  # every test clip
     assert comparison["upper_bound"]["mean_acc"] == pytest.approx(metrics["complete"]["mean_acc"], abs=0.02)

@@ -11,7 +11,9 @@ from matplotlib.image import imread
 from conftest import toy_featureset
 from remodiff.pipeline import stage
 from remodiff.evaluation.report import BENCHMARK_FIGURE, COMPARISON_FIGURE, FEATURE_FIGURE, FIGURES, TRAINING_FIGURE, data_fingerprint
-from remodiff.store import atomic_h5, save_featureset, write_featureset
+from remodiff.evaluation.masks import make_masks
+from remodiff.results import MASKS, Pattern, ReconstructionWriter, save_masks
+from remodiff.store import save_featureset
 
 
 def cell(value: float, ci: float | None, metric: str = "mean_acc") -> dict:
@@ -43,19 +45,21 @@ def reconstruction() -> dict:
 
 
 def write_stores(root: Path) -> None:
-    """A test set and seed 0's reconstructions of the fixed audio and video patterns (2 noisy samples each)."""
+    """A test set, its masks store (the patterns' rates and labels) and seed 0's reconstructions of the fixed audio
+    and video patterns (2 noisy samples each)."""
     test = toy_featureset(8, seed=3)
     save_featureset(root / "data/features/test.h5", test)
+    save_masks(root / MASKS, make_masks(test, {"fixed": None, "random": [0.0, 0.3, 0.6]}, 0), test.ids, {})
     rng = np.random.default_rng(0)
-    with atomic_h5(root / "data/reconstructed/seed_0.h5") as f:
+    with ReconstructionWriter(root / "data/reconstructed/seed_0.h5") as out:
         for m in ("audio", "video"):
             mask = {k: np.full((len(test), test.n_segments), k != m) for k in test.modalities}
-            masked = test.with_mask(mask)
-            write_featureset(f.create_group(f"fixed/{m}_missing/masked"), masked)
-            for j in range(2):
+            samples = []
+            for _ in range(2):
                 restored = test.subset(test.modalities)
                 restored.features = {**test.features, m: test.features[m] + rng.normal(size=test.features[m].shape)}
-                write_featureset(f.create_group(f"fixed/{m}_missing/sample_{j}"), restored)
+                samples.append(restored)
+            out.add(Pattern("fixed", f"{m}_missing"), test.with_mask(mask), samples)
 
 
 def write_metrics(root: Path, **files) -> None:

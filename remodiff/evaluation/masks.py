@@ -1,7 +1,9 @@
 """Missing-modality protocols: which (clip, modality, segment) slots are hidden at test time.
 
 A mask is ``{modality: [N, S] bool}`` with True = available. The ``masks`` stage saves every pattern of the
-configured protocols once (``data/masks/test.h5``), so every imputer and fuser sees exactly the same ones.
+configured protocols once (``data/masks/test.h5``, :mod:`remodiff.results`), so every imputer and fuser sees exactly
+the same ones. Each pattern is a :class:`remodiff.results.Pattern` made here: its protocol, setting name, the share
+of slots it hides and a label, so no reader decodes setting names.
 Natural missingness (no audio track, no transcript) is merged when a mask is applied
 (``FeatureSet.with_mask`` keeps a slot only if both say available).
 
@@ -31,27 +33,28 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
-from pathlib import Path
 from typing import Callable
 
-import h5py
 import numpy as np
 
 from remodiff.registry import Registry
-from remodiff.store import STRING, FeatureSet, atomic_h5
+from remodiff.results import Mask, Pattern
+from remodiff.store import FeatureSet
 
-Mask = dict[str, np.ndarray]  # modality -> [N, S] available
-Masks = dict[str, Mask]  # pattern name -> mask
+Masks = dict[str, Mask]  # setting name -> mask (what a protocol returns)
 PROTOCOLS: Registry[Callable[..., Masks]] = Registry("missing-modality protocol")
 # protocol -> (its settings or None for the defaults, the run's modalities) -> [(setting name, value)]
 NAMERS: dict[str, Callable[[object, list[str]], list[tuple[str, object]]]] = {}
+# protocol -> (a setting's value, the run's modalities) -> (share of slots hidden, label)
+DESCRIBERS: dict[str, Callable[[object, list[str]], tuple[float, str]]] = {}
 
 
-def names_settings(protocol: str):
-    """Register how ``protocol`` checks and names its settings."""
+def names_settings(protocol: str, describe: Callable[[object, list[str]], tuple[float, str]]):
+    """Register how ``protocol`` checks and names its settings, and how it describes one (its hidden share and a
+    label for tables and figures)."""
     def decorator(namer):
         NAMERS[protocol] = namer
+        DESCRIBERS[protocol] = describe
         return namer
 
     return decorator
@@ -89,7 +92,7 @@ def slot_mask(data: FeatureSet, keep: np.ndarray) -> Mask:
     return {m: np.repeat(keep[:, j, None], data.n_segments, axis=1) for j, m in enumerate(data.modalities)}
 
 
-@names_settings("fixed")
+@names_settings("fixed", lambda gone, mods: (len(gone) / len(mods), " + ".join(gone) + " missing"))
 def fixed_settings(settings, modalities: list[str]) -> list[tuple[str, tuple[str, ...]]]:
     if settings is not None:
         raise ValueError("fixed protocol: takes no settings (it hides every non-empty proper subset); set it to null")
@@ -123,7 +126,7 @@ def random_keep(data: FeatureSet, seed: int, rate: float) -> np.ndarray:
     return keep
 
 
-@names_settings("random")
+@names_settings("random", lambda rate, mods: (rate, f"missing rate {rate:g}"))
 def random_settings(settings, modalities: list[str]) -> list[tuple[str, float]]:
     rates = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6) if settings is None else settings
     most = (len(modalities) - 1) / len(modalities)
@@ -141,7 +144,9 @@ def random_rate(data: FeatureSet, seed: int, settings=None) -> Masks:
             for name, rate in named_settings("random", settings, data.modalities).items()}
 
 
-@names_settings("independent")
+@names_settings("independent", lambda probs, mods: (
+    float(np.mean([float(probs.get(m, 0.0)) for m in mods])),
+    ", ".join(f"p({m}) {float(probs.get(m, 0.0)):g}" for m in mods)))
 def independent_settings(settings, modalities: list[str]) -> list[tuple[str, dict]]:
     """Names ``pa_0.5-pv_0.0-pt_0.0``: each modality by its initial (its whole name where initials clash)."""
     initials = [m[0] for m in modalities]
@@ -176,7 +181,7 @@ def independent(data: FeatureSet, seed: int, settings=None) -> Masks:
     return out
 
 
-@names_settings("segments")
+@names_settings("segments", lambda p, mods: (p, f"segments dropped with p {p:g}"))
 def segments_settings(settings, modalities: list[str]) -> list[tuple[str, float]]:
     probs = (0.2, 0.4) if settings is None else settings
     for p in probs:
@@ -201,13 +206,16 @@ def segments(data: FeatureSet, seed: int, settings=None) -> Masks:
     return out
 
 
-def make_masks(data: FeatureSet, protocols: dict, seed: int) -> Masks:
-    """All patterns of ``protocols`` (``{name: settings or None}``), named ``<protocol>/<setting>``."""
+def make_masks(data: FeatureSet, protocols: dict, seed: int) -> dict[Pattern, Mask]:
+    """All patterns of ``protocols`` (``{name: settings or None}``)."""
     out = {}
     for name, settings in protocols.items():
         build = PROTOCOLS.get(name)
         made = build(data, seed) if settings is None else build(data, seed, settings)
-        out.update({f"{name}/{setting}": mask for setting, mask in made.items()})
+        values = named_settings(name, settings, data.modalities)
+        for setting, mask in made.items():
+            rate, label = DESCRIBERS[name](values[setting], data.modalities)
+            out[Pattern(name, setting, rate, label)] = mask
     return out
 
 
@@ -215,33 +223,3 @@ def missing_rate(mask: Mask) -> float:
     """Fraction of hidden (clip, modality) slots, a slot counting as hidden when all its segments are."""
     hidden = np.stack([~a.any(axis=1) for a in mask.values()], axis=1)
     return float(hidden.mean())
-
-
-def save_masks(path: str | Path, masks: Masks, ids: list[str], meta: dict) -> None:
-    with atomic_h5(path) as f:
-        f.create_dataset("ids", data=np.array(ids, dtype=object), dtype=STRING)
-        f.attrs["meta"] = json.dumps(meta)
-        for pattern, per_modality in masks.items():
-            for m, mask in per_modality.items():
-                f.create_dataset(f"patterns/{pattern}/{m}", data=mask.astype(bool))
-
-
-def load_masks(path: str | Path, ids: list[str]) -> Masks:
-    """The masks of clips ``ids`` (in that order): all the file's clips, or some (a cross-validation fold's test
-    clips; masks are drawn per clip, so a clip's mask does not depend on which others are in the file)."""
-    with h5py.File(path, "r") as f:
-        stored = [s.decode() if isinstance(s, bytes) else s for s in f["ids"][()]]
-        row = {clip: i for i, clip in enumerate(stored)}
-        unknown = [clip for clip in ids if clip not in row]
-        if unknown:
-            raise ValueError(f"{path} was made for other clips than the feature store's (no masks for "
-                             f"{unknown[:3]}); re-run the masks stage")
-        rows = np.array([row[clip] for clip in ids], int)
-        out = {}
-
-        def visit(name, obj):
-            if isinstance(obj, h5py.Group) and any(isinstance(v, h5py.Dataset) for v in obj.values()):
-                out[name] = {m: obj[m][()].astype(bool)[rows] for m in obj}
-
-        f["patterns"].visititems(visit)
-        return out

@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
 
 from remodiff.registry import SettingError
-from remodiff.tasks import TASKS, Task, check_class_indices, class_indices
+from remodiff.tasks import TASKS, check_class_indices, class_indices
 
 log = logging.getLogger(__name__)
 BIG_FIVE = ("extraversion", "neuroticism", "agreeableness", "conscientiousness", "openness")
@@ -248,7 +248,6 @@ def clip_scores(task: str, metric: str, y_true: np.ndarray, y_pred: np.ndarray, 
 
 # The imputers a learned one must beat in the comparison (the oracles read the test labels: never references).
 CLASSICAL_IMPUTERS = ("zero", "mean", "repeat", "random", "knn", "gmm")
-LOWER_BOUND = "lower_bound"  # the lower bound's entry in downstream.json cells and beside the imputers in comparison.json
 # `zero` writes raw zeros, not the literature's zero-fill of standardised features (that equals `mean`)
 IMPUTER_LABELS = {"zero": "zero (raw 0)"}
 

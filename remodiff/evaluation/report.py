@@ -25,19 +25,19 @@ import json
 import logging
 import math
 import os
-import re
 from pathlib import Path
 
-import h5py
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.decomposition import PCA
 
-from remodiff.evaluation.metrics import LOWER_BOUND, imputer_label, metric_of_results
+from remodiff.evaluation.metrics import imputer_label, metric_of_results
+from remodiff.results import (LOWER_BOUND, Pattern, format_value, load_patterns, markdown_table, protocols_of,
+                              read_reconstruction, reconstruction_patterns, value_ci)
 from remodiff.scaling import Standardiser
-from remodiff.store import FeatureSet, partial_path, read_featureset
+from remodiff.store import FeatureSet, partial_path
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +56,6 @@ SUMMARY = "summary.md"
 # one colour per series, the same in every figure
 UPPER, IMPUTED, LOWER, FLOOR, REAL = "tab:green", "tab:blue", "tab:orange", "dimgray", "tab:blue"
 RECONSTRUCTED = "tab:red"
-# downstream.json keys that are not protocols
-REFERENCES = ("complete", "train_mean", "pooled")
 METRIC_LABELS = {"mean_acc": "mean accuracy (1 − MAE), higher is better", "mae": "MAE (label units), lower is better",
                  "pearson_r": "mean Pearson r, higher is better", "accuracy": "accuracy, higher is better"}
 SETTING_HEADERS = {"fixed": "missing modalities", "random": "missing rate", "independent": "drop probabilities",
@@ -76,31 +74,24 @@ def read_json(path: Path) -> object | None:
     return json.loads(path.read_text())
 
 
-def protocols_of(downstream: dict) -> dict[str, dict]:
-    return {k: v for k, v in downstream.items() if k not in REFERENCES and isinstance(v, dict)}
+Patterns = dict[str, Pattern]  # pattern key -> its Pattern (from the masks store)
 
 
-def value_ci(cell: dict | None, metric: str) -> tuple[float, float]:
-    """``metric`` and its 95 % CI half-width in one metrics dict; NaN where absent or null."""
-    cell = cell or {}
-    value, ci = cell.get(metric), cell.get(f"{metric}_ci95")
-    return (math.nan if value is None else float(value), math.nan if ci is None else float(ci))
+def pattern_of(patterns: Patterns, protocol: str, setting: str) -> Pattern:
+    """The pattern of a results cell: from the masks store, or (absent) named by its setting alone."""
+    return patterns.get(f"{protocol}/{setting}") or Pattern(protocol, setting, label=setting)
 
 
-def missing_rate(setting: str) -> float | None:
-    """``"mr_0.3"`` -> 0.3 (the random protocol's setting names)."""
-    match = re.fullmatch(r"mr_([0-9.]+)", setting)
-    return float(match.group(1)) if match else None
+def missing_rates(settings: dict, patterns: Patterns, protocol: str = "random") -> dict[float, dict]:
+    """``{missing rate: cell}`` of the random protocol's settings whose rate the masks store gives."""
+    rates = {pattern_of(patterns, protocol, s).rate: cell for s, cell in settings.items()}
+    rates.pop(None, None)
+    return rates
 
 
-def pattern_order(setting: str) -> tuple[int, str]:
-    """Single missing modalities first, then pairs, ... (HDF5 lists them alphabetically)."""
-    return setting.count("+"), setting
-
-
-def pattern_label(setting: str) -> str:
-    """``"audio+text_missing"`` -> ``"audio + text"``."""
-    return setting.removesuffix("_missing").replace("+", " + ")
+def ordered(settings: dict, patterns: Patterns, protocol: str) -> list[str]:
+    """Settings by the share of slots they hide, then name: single missing modalities first, then pairs, ..."""
+    return sorted(settings, key=lambda s: (pattern_of(patterns, protocol, s).rate or 0.0, s))
 
 
 def data_fingerprint(ids: list[str]) -> str:
@@ -168,12 +159,13 @@ def fit_limits(ax: Axes, values: list[float], cis: list[float]) -> None:
         ax.set_ylim(low - pad, high + pad)
 
 
-def plot_fixed(downstream: dict, metric: str, path: Path) -> str | None:
+def plot_fixed(downstream: dict, metric: str, path: Path, patterns: Patterns) -> str | None:
     fixed = downstream.get("fixed")
     if not fixed:
         log.info("report: no fixed protocol in the downstream metrics, skipping %s", path.name)
         return None
-    patterns = sorted(fixed, key=pattern_order)
+    labels = {s: pattern_of(patterns, "fixed", s).label.removesuffix(" missing") for s in fixed}
+    patterns = ordered(fixed, patterns, "fixed")
     upper = value_ci(downstream.get("complete"), metric)
     series = [("upper bound (complete data)", UPPER, [upper] * len(patterns)),
               (f"imputed ({downstream.get('imputer', '?')})", IMPUTED,
@@ -197,7 +189,7 @@ def plot_fixed(downstream: dict, metric: str, path: Path) -> str | None:
         shown_values.append(floor)
         shown_cis.append(math.nan)
     fit_limits(ax, shown_values, shown_cis)
-    ax.set_xticks(x, [pattern_label(p) for p in patterns])
+    ax.set_xticks(x, [labels[p] for p in patterns])
     ax.set_xlabel("missing modalities (hidden for every test clip)")
     ax.set_ylabel(METRIC_LABELS.get(metric, metric))
     ax.set_title(f"{metric} per missing pattern (fixed protocol; mean ± 95 % CI over seeds)")
@@ -207,9 +199,8 @@ def plot_fixed(downstream: dict, metric: str, path: Path) -> str | None:
     return f"{metric} per fixed missing pattern: upper bound, imputed, lower bound, training-mean floor"
 
 
-def plot_missing_rate(downstream: dict, metric: str, path: Path) -> str | None:
-    rates = {missing_rate(s): cell for s, cell in downstream.get("random", {}).items()}
-    rates.pop(None, None)
+def plot_missing_rate(downstream: dict, metric: str, path: Path, patterns: Patterns) -> str | None:
+    rates = missing_rates(downstream.get("random", {}), patterns)
     if not rates:
         log.info("report: no random protocol in the downstream metrics, skipping %s", path.name)
         return None
@@ -247,21 +238,19 @@ def plot_feature_space(test: FeatureSet | None, reconstructed_store: Path, run: 
         log.info("report: the run's test clips or %s are absent, skipping %s", reconstructed_store, path.name)
         return None
     panels = []
-    with h5py.File(reconstructed_store, "r") as f:
-        for m in test.modalities:
-            key = f"fixed/{m}_missing"
-            if key not in f:
-                log.info("report: %s has no %s, no %s panel", reconstructed_store, key, m)
-                continue
-            group = f[key]
-            masked = read_featureset(group["masked"], [m])
-            hidden = test.available[m] & ~masked.available[m]
-            real = test.features[m][test.available[m]]
-            if hidden.sum() < 1 or len(real) < 3 or real.shape[1] < 2:
-                log.info("report: too few %s slots or dimensions for a 2-D projection, no %s panel", m, m)
-                continue
-            restored = [read_featureset(group[k], [m]).features[m][hidden] for k in group if k.startswith("sample_")]
-            panels.append((m, real, test.features[m][hidden], restored))
+    stored = {p.key: p for p in reconstruction_patterns(reconstructed_store)}
+    for m in test.modalities:
+        key = f"fixed/{m}_missing"
+        if key not in stored:
+            log.info("report: %s has no %s, no %s panel", reconstructed_store, key, m)
+            continue
+        masked, samples = read_reconstruction(reconstructed_store, stored[key], [m])
+        hidden = test.available[m] & ~masked.available[m]
+        real = test.features[m][test.available[m]]
+        if hidden.sum() < 1 or len(real) < 3 or real.shape[1] < 2:
+            log.info("report: too few %s slots or dimensions for a 2-D projection, no %s panel", m, m)
+            continue
+        panels.append((m, real, test.features[m][hidden], [s.features[m][hidden] for s in samples]))
     if not panels:
         log.info("report: no fixed single-modality pattern to project, skipping %s", path.name)
         return None
@@ -290,12 +279,13 @@ def plot_feature_space(test: FeatureSet | None, reconstructed_store: Path, run: 
             f"test features, per modality: {', '.join(m for m, *_ in panels)}")
 
 
-def plot_reconstruction_error(reconstruction: dict | None, path: Path) -> str | None:
+def plot_reconstruction_error(reconstruction: dict | None, path: Path, patterns: Patterns) -> str | None:
     fixed = (reconstruction or {}).get("fixed")
     if not fixed:
         log.info("report: no fixed-protocol reconstruction metrics, skipping %s", path.name)
         return None
-    patterns = sorted(fixed, key=pattern_order)
+    labels = {s: pattern_of(patterns, "fixed", s).label.removesuffix(" missing") for s in fixed}
+    patterns = ordered(fixed, patterns, "fixed")
     modalities = sorted({m for p in patterns for m in fixed[p]})
     measures = [k for k in RECONSTRUCTION_MEASURES
                 if any(fixed[p][m].get(k) is not None for p in patterns for m in fixed[p])]
@@ -308,7 +298,7 @@ def plot_reconstruction_error(reconstruction: dict | None, path: Path) -> str | 
             cells = [value_ci(fixed[p][m], measure) for p in hiding]
             ax.bar(range(len(hiding)), [v for v, _ in cells], 0.6, yerr=error_bars([c for _, c in cells]), capsize=3,
                    color=[f"C{patterns.index(p)}" for p in hiding])
-            ax.set_xticks(range(len(hiding)), [pattern_label(p) for p in hiding], fontsize="small")
+            ax.set_xticks(range(len(hiding)), [labels[p] for p in hiding], fontsize="small")
             ax.set_title(f"{m}: {RECONSTRUCTION_MEASURES[measure]}")
             ax.grid(axis="y", alpha=0.3)
             if i == 0:
@@ -384,12 +374,11 @@ def plot_benchmark(benchmark: dict | None, path: Path) -> str | None:
     return f"diffusion sampling frontier: {quality} vs steps and vs wall-clock time, {len(runs)} runs"
 
 
-def plot_comparison(comparison: dict | None, imputers: list[str], metric: str, path: Path) -> str | None:
+def plot_comparison(comparison: dict | None, imputers: list[str], metric: str, path: Path,
+                    patterns: Patterns) -> str | None:
     """Every compared imputer's ``metric`` against the random protocol's missing rate (bands: 95 % CI over runs),
     with the upper bound (complete data) and, where measured, the lower bound."""
-    random = (comparison or {}).get("random", {})
-    rates = {missing_rate(s): row for s, row in random.items()}
-    rates.pop(None, None)
+    rates = missing_rates((comparison or {}).get("random", {}), patterns)
     shown = [i for i in imputers if any(i in row for row in rates.values())]
     if not rates or not shown:
         log.info("report: no random-protocol comparison (metrics/comparison.json), skipping %s", path.name)
@@ -432,44 +421,34 @@ def matplotlib_colours(n: int) -> list:
 # The Markdown summary
 # --------------------------------------------------------------------------------------------
 def fmt(value: float | None, ci: float | None = None) -> str:
-    """``0.9386 ± 0.0025``; the CI only where there is one (two seeds or more), a dash for a missing value."""
-    if value is None or math.isnan(value):
-        return "—"
-    if ci is None or math.isnan(ci):
-        return f"{value:.4g}"
-    if ci < 5e-5 * abs(value):  # identical seeds up to round-off (deterministic imputers)
-        return f"{value:.4g} ± 0"
-    return f"{value:.4g} ± {ci:.2g}"
-
-
-def table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+    return format_value(value, ci, 4, significant=True)
 
 
 def summary_markdown(downstream: dict, reconstruction: dict | None, benchmark: dict | None, metric: str,
-                     figures: dict[str, str | None]) -> str:
+                     figures: dict[str, str | None], patterns: Patterns | None = None) -> str:
+    patterns = patterns or {}
     lines = ["# ReMoDiff report", "",
              f"Imputer: `{downstream.get('imputer', '?')}`. Downstream metric: `{metric}`, the mean over runs (seeds, and folds) "
              "± the 95 % confidence half-width (none with one seed).", ""]
-    lines += table(["reference", metric],
+    lines += markdown_table(["reference", metric],
                    [["upper bound: complete test data", fmt(*value_ci(downstream.get("complete"), metric))],
                     ["floor: predict the training mean", fmt(*value_ci(downstream.get("train_mean"), metric))]]
                    + ([["upper bound, pooled out-of-fold (CI over seeds)",
                         fmt(*value_ci(downstream["pooled"].get("complete"), metric))]] if "pooled" in downstream else []))
     for protocol, settings in protocols_of(downstream).items():
         kinds = [k for k in ("imputed", "lower_bound") if any(k in cell for cell in settings.values())]
-        order = sorted(settings, key=pattern_order) if protocol == "fixed" else list(settings)
+        order = ordered(settings, patterns, protocol) if protocol == "fixed" else list(settings)
         rows = [[s] + [fmt(*value_ci(settings[s].get(k), metric)) for k in kinds] for s in order]
         lines += ["", f"## `{protocol}` protocol", ""]
-        lines += table([SETTING_HEADERS.get(protocol, "setting")] + [k.replace("_", " ") for k in kinds], rows)
+        lines += markdown_table([SETTING_HEADERS.get(protocol, "setting")] + [k.replace("_", " ") for k in kinds], rows)
     lines += ["", "## Reconstruction quality (hidden slots)", ""]
     if reconstruction:
         rows = [[protocol, setting, m, fmt(*value_ci(cell, "mse")), fmt(*value_ci(cell, "cosine")),
                  fmt(*value_ci(cell, "frechet")), fmt(value_ci(cell, "slots")[0])]
                 for protocol, settings in reconstruction.items()
-                for setting in (sorted(settings, key=pattern_order) if protocol == "fixed" else settings)
+                for setting in (ordered(settings, patterns, protocol) if protocol == "fixed" else settings)
                 for m, cell in settings[setting].items()]
-        lines += table(["protocol", "setting", "modality", "MSE", "cosine", "Fréchet", "hidden slots"], rows)
+        lines += markdown_table(["protocol", "setting", "modality", "MSE", "cosine", "Fréchet", "hidden slots"], rows)
     else:
         lines.append("No reconstruction metrics (`metrics/reconstruction.json` is absent).")
     if benchmark is not None:
@@ -478,7 +457,7 @@ def summary_markdown(downstream: dict, reconstruction: dict | None, benchmark: d
         rows = [[r["label"], str(r["steps"]), f"{r['seconds']:.4g}", fmt(r[quality]), "yes" if r in front else ""]
                 for r in sorted(benchmark["runs"], key=lambda r: (r["label"], r["steps"]))]
         lines += ["", "## Diffusion sampling benchmark", ""]
-        lines += table(["label", "steps", "seconds", quality, "on the frontier"], rows)
+        lines += markdown_table(["label", "steps", "seconds", quality, "on the frontier"], rows)
     lines += ["", "## Figures", ""]
     for name, caption in figures.items():
         lines.append(f"- `{name}`: {caption}" if caption else f"- `{name}`: skipped (its inputs are absent)")
@@ -489,11 +468,13 @@ def summary_markdown(downstream: dict, reconstruction: dict | None, benchmark: d
 
 
 def write_report(out_dir: Path, metrics_dir: Path, test: FeatureSet | None, reconstructed_dir: Path, run: str,
-                 metric: str, benchmark_path: Path | None, compared: list[str] = ()) -> dict[str, str | None]:
+                 metric: str, benchmark_path: Path | None, compared: list[str] = (),
+                 masks: Path | None = None) -> dict[str, str | None]:
     """Every figure whose inputs exist, and ``summary.md``, into ``out_dir``; returns figure name -> caption
     (None = skipped). ``test`` / ``run``: the first run's test clips and name (its reconstructions are drawn);
-    ``compared``: the imputers of ``compare.imputers`` (the comparison figure shows only these). Figures of an
-    earlier run that are skipped now are removed, never left stale."""
+    ``compared``: the imputers of ``compare.imputers`` (the comparison figure shows only these); ``masks``: the
+    masks store, whose patterns give the missing rates and labels. Figures of an earlier run that are skipped now
+    are removed, never left stale."""
     downstream_path = metrics_dir / "downstream.json"
     if not downstream_path.exists():
         raise FileNotFoundError(f"{downstream_path} does not exist; run the evaluate stage first")
@@ -505,21 +486,23 @@ def write_report(out_dir: Path, metrics_dir: Path, test: FeatureSet | None, reco
     test_ids = None if test is None else list(test.ids)
     comparison = read_json(metrics_dir / "comparison.json")
     benchmark = read_benchmark(benchmark_path, test_ids) if benchmark_path is not None else None
+    patterns = {p.key: p for p in load_patterns(masks)} if masks is not None and masks.exists() else {}
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in FIGURES:
         (out_dir / name).unlink(missing_ok=True)
     figures = {
-        FIXED_FIGURE: plot_fixed(downstream, metric, out_dir / FIXED_FIGURE),
-        RATE_FIGURE: plot_missing_rate(downstream, metric, out_dir / RATE_FIGURE),
+        FIXED_FIGURE: plot_fixed(downstream, metric, out_dir / FIXED_FIGURE, patterns),
+        RATE_FIGURE: plot_missing_rate(downstream, metric, out_dir / RATE_FIGURE, patterns),
         FEATURE_FIGURE: plot_feature_space(test, reconstructed_dir / f"{run}.h5", run,
                                            downstream.get("imputer", "?"), out_dir / FEATURE_FIGURE),
-        RECONSTRUCTION_FIGURE: plot_reconstruction_error(reconstruction, out_dir / RECONSTRUCTION_FIGURE),
+        RECONSTRUCTION_FIGURE: plot_reconstruction_error(reconstruction, out_dir / RECONSTRUCTION_FIGURE, patterns),
         TRAINING_FIGURE: plot_training(histories, out_dir / TRAINING_FIGURE),
         BENCHMARK_FIGURE: plot_benchmark(benchmark, out_dir / BENCHMARK_FIGURE),
-        COMPARISON_FIGURE: plot_comparison(comparison, list(compared), metric, out_dir / COMPARISON_FIGURE),
+        COMPARISON_FIGURE: plot_comparison(comparison, list(compared), metric, out_dir / COMPARISON_FIGURE, patterns),
     }
     summary = out_dir / SUMMARY
-    partial_path(summary).write_text(summary_markdown(downstream, reconstruction, benchmark, metric, figures))
+    partial_path(summary).write_text(summary_markdown(downstream, reconstruction, benchmark, metric, figures,
+                                                             patterns))
     os.replace(partial_path(summary), summary)
     log.info("report: %d of %d figures and %s in %s", sum(c is not None for c in figures.values()), len(figures),
              SUMMARY, out_dir)

@@ -8,16 +8,16 @@ import json
 import logging
 import shutil
 
-import h5py
-
 from remodiff.evaluation.aware import aggregate_samples, fit_aware, gap_closed, training_imputer
 from remodiff.evaluation.matrix import aggregate
 from remodiff.evaluation.metrics import headline_metric, task_metrics
 from remodiff.imputers import build_imputer, load_imputer
-from remodiff.pipeline.common import MAIN_RUN, METRICS, MODELS, with_sampling
+from remodiff.pipeline.common import with_sampling
 from remodiff.pipeline.runs import runs_of
 from remodiff.pipeline.train_fuser import fuser_for_seed
-from remodiff.store import read_featureset, write_json_atomic
+from remodiff.results import (MAIN_RUN, METRICS, MODELS, protocol_cells, read_reconstruction,
+                              reconstruction_patterns)
+from remodiff.store import write_json_atomic
 from remodiff.tasks import Task
 
 log = logging.getLogger(__name__)
@@ -54,13 +54,11 @@ def run(params: dict) -> dict:
                           imputer.impute, cfg["drop"], cfg["copies"], run.seed)
         fuser.save(AWARE_MODELS / run.name)
         result = {"complete": metrics(fuser.predict(run.test))}
-        with h5py.File(MAIN_RUN.reconstructed / f"{run.name}.h5", "r") as f:
-            for protocol in f:
-                for setting in f[protocol]:
-                    group = f[protocol][setting]
-                    predictions = [fuser.predict(read_featureset(group[k])) for k in group if k.startswith("sample_")]
-                    result.setdefault(protocol, {})[setting] = metrics(
-                        aggregate_samples(task.kind, predictions, cfg["aggregate"]))
+        store = MAIN_RUN.reconstruction(run.name)
+        for pattern in reconstruction_patterns(store):
+            _, samples = read_reconstruction(store, pattern)
+            result.setdefault(pattern.protocol, {})[pattern.setting] = metrics(
+                aggregate_samples(task.kind, [fuser.predict(s) for s in samples], cfg["aggregate"]))
         runs.append(result)
     aware = aggregate(runs)
     result = with_references(aware, load_downstream(), headline_metric(task.kind, run.test.label_names))
@@ -83,18 +81,15 @@ def with_references(aware: dict, downstream: dict, metric: str) -> dict:
     gap of ``metric`` that the plain fuser (``imputed``) and the aware one close."""
     out = {"complete": downstream["complete"], "complete_aware": aware["complete"], "metric": metric}
     upper = downstream["complete"].get(metric)
-    for protocol, settings in aware.items():
-        if protocol == "complete":
-            continue
-        for setting, scores in settings.items():
-            reference = downstream.get(protocol, {}).get(setting)
-            if reference is None:
-                raise ValueError(f"{MAIN_RUN.downstream} has no {protocol}/{setting}: re-run the evaluate stage")
-            cell = {"imputed_aware": scores, "imputed": reference["imputed"]}
-            lower = reference.get("lower_bound", {}).get(metric)
-            if "lower_bound" in reference:
-                cell["lower_bound"] = reference["lower_bound"]
-            cell["gap_closed"] = {"imputed": gap_closed(reference["imputed"].get(metric), lower, upper),
-                                  "imputed_aware": gap_closed(scores.get(metric), lower, upper)}
-            out.setdefault(protocol, {})[setting] = cell
+    for protocol, setting, scores in protocol_cells(aware):
+        reference = downstream.get(protocol, {}).get(setting)
+        if reference is None:
+            raise ValueError(f"{MAIN_RUN.downstream} has no {protocol}/{setting}: re-run the evaluate stage")
+        cell = {"imputed_aware": scores, "imputed": reference["imputed"]}
+        lower = reference.get("lower_bound", {}).get(metric)
+        if "lower_bound" in reference:
+            cell["lower_bound"] = reference["lower_bound"]
+        cell["gap_closed"] = {"imputed": gap_closed(reference["imputed"].get(metric), lower, upper),
+                              "imputed_aware": gap_closed(scores.get(metric), lower, upper)}
+        out.setdefault(protocol, {})[setting] = cell
     return out

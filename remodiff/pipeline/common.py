@@ -7,7 +7,6 @@ deps against the import closure of its module.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -18,10 +17,6 @@ DATA = Path("data")
 SAMPLE = DATA / "sample"
 SEGMENTS = DATA / "segments"
 FEATURES = DATA / "features"
-MASKS = DATA / "masks" / "test.h5"
-RECONSTRUCTED = DATA / "reconstructed"
-MODELS = Path("models")
-METRICS = Path("metrics")
 REPORTS = Path("reports")
 
 
@@ -30,29 +25,6 @@ def seeds_of(params: dict) -> list[int]:
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"eval.seeds must be a non-empty list of distinct integers, got {seeds}")
     return list(seeds)
-
-
-@dataclass(frozen=True)
-class ImputerRun:
-    """Where one imputer's models, reconstructions and metrics go: the main chain or a comparison entry."""
-
-    models: Path
-    reconstructed: Path
-    quality: Path
-    downstream: Path
-    predictions: Path  # per-clip predictions, one file per run (remodiff.evaluation.predictions)
-    history: Path | None = None
-
-
-PREDICTIONS = DATA / "predictions"
-MAIN_RUN = ImputerRun(MODELS / "imputer", RECONSTRUCTED, METRICS / "reconstruction.json",
-                      METRICS / "downstream.json", PREDICTIONS / "main", METRICS / "imputer_history.json")
-
-
-def compare_run(imputer: str) -> ImputerRun:
-    return ImputerRun(MODELS / "compare" / imputer, DATA / "compare" / imputer,
-                      METRICS / "compare" / imputer / "reconstruction.json",
-                      METRICS / "compare" / imputer / "downstream.json", PREDICTIONS / "compare" / imputer)
 
 
 PRECOMPUTED = "precomputed"  # the segment store's group holding a dataset's own feature set

@@ -2,10 +2,11 @@
 entry's fitted imputers and score them with the shared fusers."""
 from __future__ import annotations
 
-from remodiff.pipeline.common import compare_run, compare_seeds, compared
+from remodiff.pipeline.common import compare_seeds, compared
 from remodiff.pipeline.evaluate import score
 from remodiff.pipeline.reconstruct import reconstruct_test
 from remodiff.pipeline.runs import runs_of
+from remodiff.results import compare_run
 
 
 def run(params: dict, imputer: str) -> None:

@@ -1,31 +1,42 @@
-"""Stage ``compare_table``: the all-imputer comparison collected into ``metrics/comparison.{json,md}``, each imputer
-tested against the best classical imputer by a hierarchical paired bootstrap over runs and clips."""
+"""Stage ``compare_table``: the all-imputer comparison collected into ``metrics/comparison.{json,md}``.
+
+Rows: the upper bound (complete test data), every compared imputer, the lower bound (each clip scored by the fuser
+of its available modalities) and ``auto``, a route chosen per availability on validation clips (:func:`routes`).
+Each row is tested against three references by a hierarchical paired bootstrap over runs and clips: the best
+classical imputer of the column, ``mean`` and the lower bound. With ``eval.folds`` the table shows the pooled
+out-of-fold numbers (every clip scored once per seed; mean ± CI over seeds).
+"""
 from __future__ import annotations
 
 import json
 import logging
+from collections import defaultdict
 
 import numpy as np
 
-from remodiff.evaluation.matrix import hierarchical_bootstrap
-from remodiff.evaluation.metrics import (CLASSICAL_IMPUTERS, LOWER_BOUND, clip_scores, higher_is_better, imputer_label,
+from remodiff.evaluation.matrix import aggregate, hierarchical_bootstrap
+from remodiff.evaluation.metrics import (CLASSICAL_IMPUTERS, clip_scores, higher_is_better, imputer_label,
                                          metric_of_results, task_metrics)
-from remodiff.evaluation.predictions import Predictions, load_predictions
-from remodiff.pipeline.common import MAIN_RUN, METRICS, compare_run, compare_seeds
+from remodiff.pipeline.common import compare_seeds
 from remodiff.pipeline.runs import run_names
+from remodiff.results import (COMPARISON_JSON, COMPARISON_MD, COMPARISON_REFERENCES, IMPUTED, LOWER_BOUND, MAIN_RUN,
+                              METRICS, Predictions, compare_run, concatenate_predictions, format_value,
+                              load_predictions, protocol_cells, protocols_of)
 from remodiff.store import write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
 RESAMPLES = 2000  # compare.resamples when absent
-NOT_PROTOCOLS = ("upper_bound", "train_mean", "runs", "resamples")  # comparison.json keys beside the protocols
-BETTER, WORSE = "*", "†"
+AUTO = "auto"
+# the references every row is tested against, and how the Markdown marks a significant difference (better, worse)
+REFERENCES = {"best_classical": ("*", "†"), "mean": ("+m", "−m"), LOWER_BOUND: ("+lb", "−lb")}
 
 
 def run(params: dict) -> dict:
-    """``metrics/comparison.json``: ``<protocol>.<setting>.<imputer>.<metric>`` (mean and CI over runs), beside
-    each imputer ``paired`` (its bootstrap test against the setting's best classical imputer), the main chain's
-    ``lower_bound`` per setting, ``upper_bound`` and ``train_mean``; and a Markdown table of ``compare.metric``."""
+    """``metrics/comparison.json``: ``<protocol>.<setting>.<row>.<metric>`` (mean and CI over runs; rows: every
+    imputer, ``lower_bound``, ``auto``), beside each row ``paired`` (its bootstrap tests against the references),
+    ``upper_bound``, ``train_mean``, ``routes`` (what ``auto`` chose) and, with folds, ``pooled``; and a Markdown table
+    of ``compare.metric``."""
     cfg = params["compare"]
     imputers = list(cfg["imputers"])
     ignored = sorted(d.name for d in (METRICS / "compare").glob("*") if d.is_dir() and d.name not in imputers)
@@ -34,74 +45,159 @@ def run(params: dict) -> dict:
     results = {i: json.loads(compare_run(i).downstream.read_text()) for i in imputers}
     metric = metric_of_results(results[imputers[0]], cfg["metric"], "compare.metric")
     names = run_names(params, compare_seeds(params))
-    table: dict = {"upper_bound": results[imputers[0]]["complete"], "train_mean": results[imputers[0]]["train_mean"],
-                   "runs": len(names), "resamples": cfg.get("resamples", RESAMPLES)}
-    for imputer, result in results.items():
-        for protocol, settings in result.items():
-            if protocol in ("complete", "train_mean", "pooled", "imputer"):
-                continue
-            for setting, cell in settings.items():
-                table.setdefault(protocol, {}).setdefault(setting, {})[imputer] = dict(cell["imputed"])
-    main = METRICS / "downstream.json"  # the lower bound does not depend on the imputer: the main chain's
-    if main.exists():
-        lower = json.loads(main.read_text())
-        for protocol, settings in table.items():
-            for setting, row in (settings.items() if protocol not in NOT_PROTOCOLS else ()):
-                cell = lower.get(protocol, {}).get(setting, {})
-                if LOWER_BOUND in cell:
-                    row[LOWER_BOUND] = cell[LOWER_BOUND]
-    predictions = {i: [load_predictions(compare_run(i).predictions / f"{name}.h5") for name in names]
-                   for i in imputers}
-    if any(LOWER_BOUND in row for protocol, settings in table.items() if protocol not in NOT_PROTOCOLS
-           for row in settings.values()):  # is dropping the missing modality better than imputing it?
-        predictions[LOWER_BOUND] = [load_predictions(MAIN_RUN.predictions / f"{name}.h5") for name in names]
-    mark_against_best_classical(table, predictions, metric, table["resamples"])
-    write_json_atomic(METRICS / "comparison.json", table)
-    write_text_atomic(METRICS / "comparison.md", comparison_markdown(table, imputers, metric))
+    predictions = {i: [load_predictions(compare_run(i).prediction(name)) for name in names] for i in imputers}
+    main = [load_predictions(MAIN_RUN.prediction(name)) for name in names]
+    chosen: tuple = ()
+    if any(LOWER_BOUND in kinds for kinds in main[0].cells.values()):  # eval.lower_bound: also the auto route
+        predictions[LOWER_BOUND] = main
+        routed, chosen = zip(*(route(i, predictions, metric) for i in range(len(names))))
+        predictions[AUTO] = list(routed)
+    kinds = {name: LOWER_BOUND if name == LOWER_BOUND else IMPUTED for name in predictions}
+    table: dict = {"upper_bound": aggregate([scores(p, p.complete) for p in main]),
+                   "train_mean": results[imputers[0]]["train_mean"], "runs": len(names),
+                   "resamples": cfg.get("resamples", RESAMPLES)}
+    for name, runs in predictions.items():
+        for pattern in runs[0].cells:
+            protocol, setting = pattern.split("/", 1)
+            table.setdefault(protocol, {}).setdefault(setting, {})[name] = aggregate(
+                [scores(p, p.cells[pattern][kinds[name]]) for p in runs])
+    if chosen:
+        table["routes"] = route_counts(chosen, main[0].modalities)
+    if params["eval"].get("folds"):
+        table["pooled"] = pooled(params, predictions, kinds)
+    mark(table, predictions, kinds, metric, table["resamples"])
+    write_json_atomic(COMPARISON_JSON, table)
+    write_text_atomic(COMPARISON_MD, comparison_markdown(table, imputers, metric))
     return table
 
 
-def best_classical(row: dict, imputers: list[str], metric: str) -> str | None:
-    classical = [i for i in imputers if i in CLASSICAL_IMPUTERS and row.get(i, {}).get(metric) is not None]
+def scores(predictions: Predictions, values: np.ndarray) -> dict:
+    return task_metrics(predictions.task, predictions.labels, values, predictions.label_names,
+                        predictions.classes or None)
+
+
+def pooled(params: dict, predictions: dict[str, list[Predictions]], kinds: dict[str, str]) -> dict:
+    """Per pattern and row, every clip's out-of-fold prediction scored together per seed; mean and CI over seeds."""
+    seeds = compare_seeds(params)
+    names = run_names(params, seeds)
+    out: dict = {}
+    for name, runs in predictions.items():
+        per_seed = [concatenate_predictions([p for n, p in zip(names, runs) if n.endswith(f"seed_{s}")])
+                    for s in seeds]
+        for pattern in per_seed[0].cells:
+            protocol, setting = pattern.split("/", 1)
+            out.setdefault(protocol, {}).setdefault(setting, {})[name] = aggregate(
+                [scores(p, p.cells[pattern][kinds[name]]) for p in per_seed])
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# auto: a route per availability, chosen on validation clips
+# --------------------------------------------------------------------------------------------
+def route(index: int, predictions: dict[str, list[Predictions]], metric: str) -> tuple[Predictions, dict]:
+    """Run ``index``'s ``auto`` predictions and the route it took per availability.
+
+    Candidates: the lower bound and every compared imputer. Each availability (which modalities a clip has) gets the
+    candidate scoring best on the run's validation clips that have exactly it, over the fixed patterns; a tie, an
+    availability no validation clip has, and complete clips go to the lower bound (the model trained on exactly
+    what the clip has). Each test clip then takes its availability's candidate's prediction."""
+    main = predictions[LOWER_BOUND][index]
+    candidates = [LOWER_BOUND] + [name for name in predictions if name != LOWER_BOUND]
+    validation = {name: predictions[name][index].validation for name in candidates}
+    if any(v is None for v in validation.values()):
+        raise ValueError("auto needs every compared imputer's validation predictions: re-run the compare stages")
+    sign = 1.0 if higher_is_better(metric) else -1.0
+    pooled_rows: dict[tuple, list] = defaultdict(list)  # availability -> [(pattern, row indices)]
+    for pattern, available in main.validation.available.items():
+        for availability in {tuple(a) for a in available}:
+            rows = np.flatnonzero((available == availability).all(axis=1))
+            pooled_rows[availability].append((pattern, rows))
+    choice = {}
+    for availability, parts in pooled_rows.items():
+        if all(availability) or not any(availability):
+            continue
+        labels = np.concatenate([main.validation.labels[rows] for _, rows in parts])
+        best, best_score = LOWER_BOUND, -np.inf
+        for name in candidates:
+            kind = LOWER_BOUND if name == LOWER_BOUND else IMPUTED
+            values = np.concatenate([validation[name].cells[pattern][kind][rows] for pattern, rows in parts])
+            score = sign * (task_metrics(main.task, labels, values, main.label_names, main.classes or None)[metric] or 0)
+            if score > best_score + 1e-12:
+                best, best_score = name, score
+        choice[availability] = best
+    cells = {}
+    for pattern, available in main.available.items():
+        values = np.array(main.cells[pattern][LOWER_BOUND], copy=True)
+        for i, availability in enumerate(map(tuple, available)):
+            name = choice.get(availability, LOWER_BOUND)
+            if name != LOWER_BOUND:
+                values[i] = predictions[name][index].cells[pattern][IMPUTED][i]
+        cells[pattern] = {IMPUTED: values}
+    routed = Predictions(list(main.ids), main.labels, list(main.label_names), main.task, list(main.classes),
+                         main.complete, cells, list(main.modalities), dict(main.available))
+    return routed, choice
+
+
+def route_counts(chosen: tuple[dict, ...], modalities: list[str]) -> dict:
+    """``{availability label: {candidate: runs that chose it}}``, e.g. ``{"audio": {"knn": 4, "lower_bound": 1}}``."""
+    out: dict = {}
+    for choice in chosen:
+        for availability, name in choice.items():
+            label = "+".join(m for m, a in zip(modalities, availability) if a)
+            out.setdefault(label, {}).setdefault(name, 0)
+            out[label][name] += 1
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Paired tests
+# --------------------------------------------------------------------------------------------
+def best_classical(row: dict, names: list[str], metric: str) -> str | None:
+    classical = [i for i in names if i in CLASSICAL_IMPUTERS and row.get(i, {}).get(metric) is not None]
     if not classical:
         return None
     sign = 1 if higher_is_better(metric) else -1
     return max(classical, key=lambda i: sign * row[i][metric])
 
 
-def mark_against_best_classical(table: dict, predictions: dict[str, list[Predictions]], metric: str,
-                                resamples: int) -> None:
-    """Per setting, each imputer's ``paired`` entry: the mean difference to the best classical imputer of that
-    setting (positive = better, whatever the metric's direction) and its 95 % bootstrap interval. An entry
-    ``lower_bound`` in ``predictions`` (the main chain's) is tested by its lower-bound predictions."""
-    imputers = list(predictions)
-    for protocol, settings in table.items():
-        if protocol in NOT_PROTOCOLS:
-            continue
-        for setting, row in settings.items():
-            reference = best_classical(row, imputers, metric)
-            if reference is None:
-                continue
-            for imputer in imputers:
-                if imputer == reference:
+def column_references(row: dict, names: list[str], metric: str) -> dict[str, str]:
+    """The column's reference per role (``best_classical``, ``mean``, ``lower_bound``), where it has one."""
+    found = {"best_classical": best_classical(row, names, metric), "mean": "mean" if "mean" in row else None,
+             LOWER_BOUND: LOWER_BOUND if LOWER_BOUND in row else None}
+    return {role: name for role, name in found.items() if name is not None}
+
+
+def mark(table: dict, predictions: dict[str, list[Predictions]], kinds: dict[str, str], metric: str,
+         resamples: int) -> None:
+    """Per setting, each row's ``paired``: per reference role, the mean difference to that reference (positive =
+    better, whatever the metric's direction) and its 95 % bootstrap interval."""
+    names = list(predictions)
+    for protocol, setting, row in protocol_cells(table, COMPARISON_REFERENCES):
+        pattern = f"{protocol}/{setting}"
+        references = column_references(row, names, metric)
+        for name in names:
+            paired = {}
+            for role, reference in references.items():
+                if reference == name:
                     continue
-                pairs = [(predictions[imputer][r], predictions[reference][r]) for r in range(len(predictions[imputer]))]
-                kind = LOWER_BOUND if imputer == LOWER_BOUND else "imputed"
-                diffs = hierarchical_bootstrap([paired_difference(a, b, f"{protocol}/{setting}", metric, kind)
-                                                for a, b in pairs], [len(a.ids) for a, _ in pairs], resamples, seed=0)
+                pairs = list(zip(predictions[name], predictions[reference]))
+                diffs = hierarchical_bootstrap(
+                    [paired_difference(a, b, pattern, metric, kinds[name], kinds[reference]) for a, b in pairs],
+                    [len(a.ids) for a, _ in pairs], resamples, seed=0)
                 low, high = np.percentile(diffs, [2.5, 97.5])
-                row[imputer]["paired"] = {"reference": reference, "metric": metric,
-                                          "difference": float(np.mean(diffs)), "ci95_low": float(low),
-                                          "ci95_high": float(high)}
+                paired[role] = {"reference": reference, "difference": float(np.mean(diffs)),
+                                "ci95_low": float(low), "ci95_high": float(high)}
+            row[name]["paired"] = paired
 
 
-def paired_difference(a: Predictions, b: Predictions, pattern: str, metric: str, kind: str = "imputed"):
-    """``clips -> metric(a) - metric(b)`` on those clips of one run (sign: positive = ``a`` better); ``kind``: which
-    of ``a``'s predictions (``imputed`` or ``lower_bound``) against ``b``'s imputed ones."""
+def paired_difference(a: Predictions, b: Predictions, pattern: str, metric: str, kind_a: str = IMPUTED,
+                      kind_b: str = IMPUTED):
+    """``clips -> metric(a) - metric(b)`` on those clips of one run (sign: positive = ``a`` better); ``kind_*``:
+    which predictions of each (``imputed`` or ``lower_bound``)."""
     if a.ids != b.ids:
-        raise ValueError(f"the compared imputers' predictions cover different clips ({pattern}); re-run compare")
+        raise ValueError(f"the compared rows' predictions cover different clips ({pattern}); re-run compare")
     sign = 1.0 if higher_is_better(metric) else -1.0
-    pa, pb = a.cells[pattern][kind], b.cells[pattern]["imputed"]
+    pa, pb = a.cells[pattern][kind_a], b.cells[pattern][kind_b]
     per_clip = [clip_scores(a.task, metric, a.labels, p, a.label_names, a.classes) for p in (pa, pb)]
     if per_clip[0] is not None:
         delta = sign * (per_clip[0] - per_clip[1])
@@ -115,48 +211,65 @@ def paired_difference(a: Predictions, b: Predictions, pattern: str, metric: str,
     return on_clips
 
 
+# --------------------------------------------------------------------------------------------
+# Markdown
+# --------------------------------------------------------------------------------------------
+ROW_LABELS = {LOWER_BOUND: "lower bound (available modalities only)",
+              AUTO: "auto (route per availability, chosen on validation)"}
+
+
 def comparison_markdown(table: dict, imputers: list[str], metric: str) -> str:
+    """The comparison of ``metric`` as Markdown: one table per protocol; with folds the pooled numbers."""
+    shown = table.get("pooled") or protocols_of(table, COMPARISON_REFERENCES)
+
     def cell(values: dict | None) -> str:
         if values is None:
             return "—"
         if metric not in values:
             raise ValueError(f"compare.metric {metric!r} is not among the metrics {sorted(values)}")
-        ci = values.get(f"{metric}_ci95")
-        return f"{values[metric]:.4f}" + (f" ± {ci:.4f}" if ci is not None else "")
+        return format_value(values[metric], values.get(f"{metric}_ci95"))
 
-    def marked(values: dict, imputer: str, reference: str | None) -> str:
+    def marked(protocol: str, setting: str, name: str) -> str:
+        values = shown[protocol][setting].get(name)
         text = cell(values)
-        if imputer == reference:
-            return f"**{text}**"
-        paired = values.get("paired")
-        if paired and paired["ci95_low"] > 0:
-            return text + " " + BETTER
-        if paired and paired["ci95_high"] < 0:
-            return text + " " + WORSE
+        paired = table[protocol][setting].get(name, {}).get("paired", {})
+        references = column_references(table[protocol][setting], list(table[protocol][setting]), metric)
+        if references.get("best_classical") == name:
+            text = f"**{text}**"
+        for role, (better, worse) in REFERENCES.items():
+            test = paired.get(role)
+            if test and test["ci95_low"] > 0:
+                text += f" {better}"
+            elif test and test["ci95_high"] < 0:
+                text += f" {worse}"
         return text
 
-    lines = [f"# {metric} per imputer: mean ± 95 % CI over {table['runs']} runs (folds × seeds)", "",
-             f"Upper bound (complete data) {cell(table['upper_bound'])}; train-mean floor {cell(table['train_mean'])}.",
-             ""]
-    for protocol, settings in table.items():
-        if protocol in NOT_PROTOCOLS:
-            continue
+    scope = ("pooled out-of-fold (every clip scored once per seed), mean ± 95 % CI over seeds" if "pooled" in table
+             else f"mean ± 95 % CI over {table['runs']} runs (folds × seeds)")
+    lines = [f"# {metric} per imputer: {scope}", "",
+             f"Upper bound (complete data) {cell(table['upper_bound'])}; train-mean floor {cell(table['train_mean'])}"
+             " (both mean ± CI over runs).", ""]
+    for protocol, settings in protocols_of(table, COMPARISON_REFERENCES).items():
         columns = list(settings)
-        references = {s: best_classical(settings[s], imputers, metric) for s in columns}
-        lines += [f"## {protocol}", "", "| imputer | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns),
+        rows = [name for name in [*imputers, LOWER_BOUND, AUTO] if any(name in settings[s] for s in columns)]
+        lines += [f"## {protocol}", "", "| row | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns),
                   "| upper bound (complete data) | " + " | ".join(cell(table["upper_bound"]) for _ in columns) + " |"]
-        lines += [f"| {imputer_label(i)} | " + " | ".join(marked(settings[s][i], i, references[s])
-                                                                  for s in columns) + " |" for i in imputers]
-        if any(LOWER_BOUND in settings[s] for s in columns):
-            lines.append("| lower bound (available modalities only) | "
-                         + " | ".join(marked(settings[s][LOWER_BOUND], LOWER_BOUND, references[s])
-                                      if LOWER_BOUND in settings[s] else "—" for s in columns) + " |")
+        lines += [f"| {ROW_LABELS.get(name, imputer_label(name))} | "
+                  + " | ".join(marked(protocol, s, name) if name in settings[s] else "—" for s in columns) + " |"
+                  for name in rows]
         lines.append("")
-    lines += [f"**Bold**: the best classical imputer of the column ({', '.join(CLASSICAL_IMPUTERS)}; the oracles read the test "
-              f"labels and are never the reference). {BETTER} better / {WORSE} worse than it: the 95 % interval of a "
-              f"hierarchical paired bootstrap of the {metric} difference ({table['resamples']} resamples of the runs, "
-              f"then of the clips within each run, the same clips for both imputers) excludes 0; unmarked: no "
-              f"difference shown. `zero (raw 0)` writes raw zeros; the literature's zero-fill of standardised "
-              f"features equals `mean`. The lower bound (each clip scored by the fuser trained on exactly its "
-              f"available modalities, marked by the same test) comes from the main chain (eval.seeds).", ""]
+    if table.get("routes"):
+        lines += ["`auto` chose, per availability (runs): " + "; ".join(
+            f"{label}: " + ", ".join(f"{imputer_label(n)} {c}" for n, c in sorted(counts.items(), key=lambda x: -x[1]))
+            for label, counts in table["routes"].items()) + ".", ""]
+    lines += [f"**Bold**: the best classical imputer of the column ({', '.join(CLASSICAL_IMPUTERS)}; the oracles read "
+              f"the test labels and are never a reference). Marks: a hierarchical paired bootstrap of the {metric} "
+              f"difference ({table['resamples']} resamples of the runs, then of the clips within each run, the same "
+              f"clips for both rows) whose 95 % interval excludes 0: {REFERENCES['best_classical'][0]} better / "
+              f"{REFERENCES['best_classical'][1]} worse than the best classical imputer, {REFERENCES['mean'][0]} / "
+              f"{REFERENCES['mean'][1]} than `mean`, {REFERENCES[LOWER_BOUND][0]} / {REFERENCES[LOWER_BOUND][1]} than "
+              f"the lower bound; unmarked: no difference shown. `zero (raw 0)` writes raw zeros; the literature's "
+              f"zero-fill of standardised features equals `mean`. The lower bound (each clip scored by the fuser "
+              f"trained on exactly its available modalities) comes from the main chain. `auto` takes, per "
+              f"availability, the row (imputer or lower bound) that scored best on the run's validation clips.", ""]
     return "\n".join(lines)

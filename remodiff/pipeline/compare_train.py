@@ -3,9 +3,10 @@
 Training is its own stage so that sampling settings (``sampling``, ``eval.samples``) re-run only ``compare``."""
 from __future__ import annotations
 
-from remodiff.pipeline.common import compare_run, compare_seeds, compared
+from remodiff.pipeline.common import compare_seeds, compared
 from remodiff.pipeline.runs import runs_of
 from remodiff.pipeline.train_imputer import fit_imputers
+from remodiff.results import compare_run
 
 
 def run(params: dict, imputer: str) -> None:

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import logging
 
-import h5py
 import numpy as np
 
 from remodiff.evaluation.matrix import aggregate, lower_bound_predict, modality_subsets, subset_key
 from remodiff.evaluation.metrics import aggregate_predictions, task_metrics
-from remodiff.evaluation.predictions import Predictions, concatenate, save_predictions
 from remodiff.fusion import load_fuser
-from remodiff.pipeline.common import MAIN_RUN, MODELS, ImputerRun
 from remodiff.pipeline.runs import Run, runs_of
-from remodiff.store import FeatureSet, read_featureset, write_json_atomic
+from remodiff.results import (IMPUTED, LOWER_BOUND, MAIN_RUN, SHARED_FUSERS, ImputerRun, Predictions,
+                              concatenate_predictions, read_reconstruction, reconstruction_patterns, save_predictions)
+from remodiff.store import FeatureSet, write_json_atomic
 from remodiff.tasks import Task, check_class_indices
 
 log = logging.getLogger(__name__)
@@ -22,28 +21,34 @@ log = logging.getLogger(__name__)
 
 def predict_run(params: dict, run: Run, paths: ImputerRun, lower_bound: bool) -> Predictions:
     """The run's fuser on its complete test clips and, per mask pattern, on the imputer's reconstructions (its K
-    samples aggregated) and optionally the lower bound (each clip scored by the fuser of its available modalities)."""
+    samples aggregated) and optionally the lower bound (each clip scored by the fuser of its available modalities);
+    the same for its validation clips under the fixed patterns, where they were reconstructed."""
     modalities = list(params["features"])
     task = Task.from_attrs(run.test.attrs)
-    folder = MODELS / "fuser" / run.name
+    folder = SHARED_FUSERS / run.name
     full = load_fuser(folder / subset_key(modalities))
     lower = ({subset_key(s): load_fuser(folder / subset_key(s)) for s in modality_subsets(modalities)}
              if lower_bound else None)
-    floor = training_floor(task, run.train, len(run.test))
-    cells = {}
-    with h5py.File(paths.reconstructed / f"{run.name}.h5", "r") as f:
-        for protocol in f:
-            for setting in f[protocol]:
-                group = f[protocol][setting]
-                samples = [k for k in group if k.startswith("sample_")]
-                # K stochastic reconstructions: mean prediction (regression) or majority vote (classification)
-                cell = {"imputed": aggregate_predictions(task.kind,
-                                                         [full.predict(read_featureset(group[k])) for k in samples])}
-                if lower is not None:
-                    cell["lower_bound"] = lower_bound_predict(lower, read_featureset(group["masked"]), floor)
-                cells[f"{protocol}/{setting}"] = cell
-    return Predictions(list(run.test.ids), run.test.labels, list(run.test.label_names), task.kind, list(task.classes),
-                       full.predict(run.test), cells)
+
+    def predict(clips: FeatureSet, store) -> Predictions:
+        floor = training_floor(task, run.train, len(clips))
+        cells, available = {}, {}
+        for pattern in reconstruction_patterns(store):
+            masked, samples = read_reconstruction(store, pattern)
+            # K stochastic reconstructions: mean prediction (regression) or majority vote (classification)
+            cells[pattern.key] = {IMPUTED: aggregate_predictions(task.kind, [full.predict(s) for s in samples])}
+            if lower is not None:
+                cells[pattern.key][LOWER_BOUND] = lower_bound_predict(lower, masked, floor)
+            available[pattern.key] = np.stack([masked.available[m].any(axis=1) for m in modalities], axis=1)
+        return Predictions(list(clips.ids), clips.labels, list(clips.label_names), task.kind, list(task.classes),
+                           full.predict(clips) if len(clips) else np.zeros((0, 0), np.float32), cells, modalities,
+                           available)
+
+    predictions = predict(run.test, paths.reconstruction(run.name))
+    validation = paths.reconstruction(run.name, validation=True)
+    if len(run.val) and validation.exists():
+        predictions.validation = predict(run.val, validation)
+    return predictions
 
 
 def metrics_of(predictions: Predictions) -> dict:
@@ -69,7 +74,7 @@ def score(params: dict, runs: list[Run], paths: ImputerRun, imputer: str, lower_
     per_run, per_seed = [], {}
     for run in runs:
         predictions = predict_run(params, run, paths, lower_bound)
-        save_predictions(paths.predictions / f"{run.name}.h5", predictions)
+        save_predictions(paths.prediction(run.name), predictions)
         result = metrics_of(predictions)
         result["train_mean"] = task_metrics(task.kind, run.test.labels,
                                             training_floor(task, run.train, len(run.test)),
@@ -78,7 +83,7 @@ def score(params: dict, runs: list[Run], paths: ImputerRun, imputer: str, lower_
         per_seed.setdefault(run.seed, []).append(predictions)
     results = aggregate(per_run)
     if runs[0].fold is not None:
-        results["pooled"] = aggregate([metrics_of(concatenate(parts)) for parts in per_seed.values()])
+        results["pooled"] = aggregate([metrics_of(concatenate_predictions(parts)) for parts in per_seed.values()])
     results["imputer"] = imputer
     write_json_atomic(paths.downstream, results)
     log.info("evaluate %s: complete %s, training floor %s", imputer, headline(results["complete"]),

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import logging
 
-from remodiff.evaluation.masks import PROTOCOLS, make_masks, save_masks
-from remodiff.pipeline.common import MASKS
+from remodiff.evaluation.masks import PROTOCOLS, make_masks
+from remodiff.results import MASKS, save_masks
 from remodiff.pipeline.runs import evaluated_clips
 
 log = logging.getLogger(__name__)

@@ -4,8 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from remodiff.evaluation.report import write_report
-from remodiff.pipeline.common import FEATURES, METRICS, RECONSTRUCTED, REPORTS, seeds_of
+from remodiff.pipeline.common import FEATURES, REPORTS, seeds_of
 from remodiff.pipeline.runs import run_name, runs_of
+from remodiff.results import MASKS, METRICS, RECONSTRUCTED
 from remodiff.store import load_featureset
 
 
@@ -23,4 +24,4 @@ def run(params: dict) -> dict[str, str | None]:
         test = load_featureset(test_store) if test_store.exists() else None
         name = run_name(None, seeds_of(params)[0])
     compared = (params.get("compare") or {}).get("imputers", [])
-    return write_report(REPORTS, METRICS, test, RECONSTRUCTED, name, cfg["metric"], benchmark, compared)
+    return write_report(REPORTS, METRICS, test, RECONSTRUCTED, name, cfg["metric"], benchmark, compared, MASKS)

@@ -6,8 +6,8 @@ import time
 
 from remodiff.evaluation.matrix import modality_subsets, subset_key
 from remodiff.fusion import build_fuser
-from remodiff.pipeline.common import METRICS, MODELS
 from remodiff.pipeline.runs import runs_of
+from remodiff.results import METRICS, SHARED_FUSERS
 from remodiff.launch import is_main_process
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,6 @@ def run(params: dict) -> None:
             history = METRICS / "fuser_history.json" if run is runs[0] and len(subset) == len(modalities) else None
             fuser.fit(run.train.subset(list(subset)), run.val.subset(list(subset)), history_path=history)
             if is_main_process():  # under `accelerate launch` every process holds the same trained model
-                fuser.save(MODELS / "fuser" / run.name / subset_key(subset))
+                fuser.save(SHARED_FUSERS / run.name / subset_key(subset))
             log.info("train_fuser %s on %s, %s: %.1fs", params["fuser"]["type"], subset_key(subset), run.name,
                      time.perf_counter() - start)

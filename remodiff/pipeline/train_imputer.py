@@ -6,8 +6,8 @@ import logging
 import time
 
 from remodiff.imputers import build_imputer
-from remodiff.pipeline.common import MAIN_RUN, ImputerRun
 from remodiff.pipeline.runs import Run, runs_of
+from remodiff.results import MAIN_RUN, ImputerRun
 from remodiff.store import write_json_atomic
 from remodiff.launch import is_main_process
 
