@@ -24,9 +24,8 @@ import yaml
 from remodiff.data import DATASETS, build_dataset
 from remodiff.data.adapters import STAGE_KEYS
 from remodiff.data.asr import ASR_BACKENDS
-from remodiff.evaluation.aware import AGGREGATIONS, STARTS
 from remodiff.evaluation.folds import GROUP_RULES, REGEX, group_rule
-from remodiff.evaluation.masks import PROTOCOLS, named_settings
+from remodiff.evaluation.masks import PROTOCOLS, check_training_setting, named_settings
 from remodiff.evaluation.metrics import resolve_metric
 from remodiff.features import EXTRACTORS, MODALITIES
 from remodiff.features.base import extractor_settings
@@ -134,14 +133,16 @@ def fold_count(key: str, value) -> None:
         raise SettingError(key, f"must be 0 (the main imputer) or a number of folds >= 2, got {value!r}")
 
 
-def aware_start(key: str, value) -> None:
-    if value == "finetune":
-        raise SettingError(key, "finetune is not available: Fuser.fit always starts afresh", STARTS)
-    check_name(key, value, list(STARTS), "start")
+COMPARE_FUSERS = ("shared", "own")
 
 
-def aware_aggregate(key: str, value) -> None:
-    check_name(key, value, list(AGGREGATIONS), "aggregation")
+def compare_fuser(key: str, value) -> None:
+    check_name(key, value, list(COMPARE_FUSERS), "fuser mode")
+
+
+def own_settings(key: str, value) -> None:
+    """``compare.own``: how an imputer's own fuser sees missing inputs in training (complete training data)."""
+    check_keys(key, value, {"drop": Key(drop_probability), "copies": Key(positive_int), "folds": Key(fold_count)})
 
 
 @dataclass(frozen=True)
@@ -159,17 +160,16 @@ SECTIONS: dict[str, dict[str, Key]] = {
     "segment": {"segments": Key(positive_int), "fps": Key(positive_number), "frame_size": Key(positive_int),
                 "sample_rate": Key(positive_int), "workers": Key(positive_int, False)},
     "features": {},  # one per modality
-    "masks": {"protocol": Key(), "seed": Key(integer)},  # + one per protocol
+    "masks": {"protocol": Key(), "seed": Key(integer), "train": Key(None, False)},  # + one per protocol
     "eval": {"seeds": Key(seed_list), "samples": Key(positive_int), "lower_bound": Key(boolean),
              "folds": Key(folds_setting, False)},
     "imputer": {"type": Key()},  # + one per imputer
     "sampling": {},  # one per imputer: how it draws reconstructions
     "fuser": {"type": Key()},  # + one per fuser
     "compare": {"imputers": Key(imputer_list), "seeds": Key(seed_list_or_null, False),
-                "metric": Key(metric_name), "resamples": Key(positive_int, False)},
+                "metric": Key(metric_name), "resamples": Key(positive_int, False), "fuser": Key(compare_fuser),
+                "own": Key(own_settings)},
     "report": {"metric": Key(metric_name), "benchmark": Key(text_or_null, False)},
-    "aware": {"enabled": Key(boolean), "drop": Key(drop_probability), "copies": Key(positive_int),
-              "folds": Key(fold_count), "start": Key(aware_start), "aggregate": Key(aware_aggregate)},
 }
 
 
@@ -336,6 +336,11 @@ def check_features(cfg, dataset: DatasetFacts, asr) -> list[str]:
 
 def check_masks(cfg, modalities: list[str]) -> list[str]:
     check_keys("masks", cfg, SECTIONS["masks"], PROTOCOLS.names())
+    if cfg.get("train") is not None:
+        try:
+            check_training_setting(cfg["train"], modalities)
+        except ValueError as e:
+            raise SettingError("masks.train", str(e).removeprefix("masks.train: ")) from None
     check_name("masks.protocol", cfg["protocol"], ["all", *PROTOCOLS.names()], "protocol")
     chosen = PROTOCOLS.names() if cfg["protocol"] == "all" else [cfg["protocol"]]
     for protocol in PROTOCOLS.names():
@@ -427,8 +432,6 @@ def _check(params) -> list[str]:
         check_keys("report", params["report"], SECTIONS["report"])
         metric = resolve_metric(dataset.task, dataset.label_names, params["report"]["metric"], "report.metric")
         summary.append(f"report {metric}")
-    if "aware" in params:
-        check_keys("aware", params["aware"], SECTIONS["aware"])
     compared = params["compare"]["imputers"] if isinstance(params.get("compare"), dict) else []
     for name in dict.fromkeys([imputer, *compared]):
         for section in ("imputer", "sampling"):  # the stages' DVC params name these sections

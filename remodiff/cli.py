@@ -54,7 +54,7 @@ def info(path: Path = typer.Argument(..., exists=True, dir_okay=False, help="an 
 
 @app.command()
 def run(stage: str = typer.Argument(..., help="sample, segment, extract, masks, train_imputer, reconstruct, "
-                                               "train_fuser, evaluate, aware, report, compare_train / compare (with "
+                                               "train_fuser, evaluate, report, compare_train / compare (with "
                                                "--imputer) or compare_table"),
         params: Path = typer.Option(Path("params.yaml"), help="the params file"),
         imputer: str = typer.Option(None, help="the imputer of a `compare_train` / `compare` entry"),

@@ -41,7 +41,8 @@ LOWER_BOUND = "lower_bound"  # the lower bound's kind in prediction cells and it
 IMPUTED = "imputed"
 # downstream.json / comparison.json keys that are not protocols
 DOWNSTREAM_REFERENCES = ("complete", "train_mean", "pooled", "imputer", "training")
-COMPARISON_REFERENCES = ("upper_bound", "train_mean", "runs", "resamples", "pooled", "routes", "training")
+COMPARISON_REFERENCES = ("upper_bound", "train_mean", "runs", "resamples", "pooled", "routes", "training",
+                         "complete_case_fill")
 
 
 # --------------------------------------------------------------------------------------------

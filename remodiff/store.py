@@ -125,6 +125,11 @@ class FeatureSet:
                           {m: a[indices] for m, a in self.available.items()}, self.labels[indices],
                           list(self.label_names), dict(self.attrs))
 
+    def having(self, modalities: list[str]) -> "FeatureSet":
+        """The clips that have every one of ``modalities`` (in some segment)."""
+        present = np.stack([self.available[m].any(axis=1) for m in modalities], axis=1).all(axis=1)
+        return self.rows(np.flatnonzero(present))
+
     def subset(self, modalities: list[str]) -> "FeatureSet":
         missing = [m for m in modalities if m not in self.features]
         if missing:

@@ -1,5 +1,5 @@
-"""Imputation-aware fusion: training masks, reconstructed training copies, cross-fitting, K-sample aggregation and
-the `aware` stage on a tiny feature set."""
+"""Imputation-aware fusion: training masks, reconstructed training copies, cross-fitting, and the comparison's own
+fusers (`compare.fuser: own`) and incomplete training clips (`masks.train`) on a tiny feature set."""
 from __future__ import annotations
 
 import json
@@ -9,8 +9,7 @@ import pytest
 import yaml
 
 from remodiff.check import check_params
-from remodiff.evaluation.aware import (aggregate_samples, agreement_weights, drop_mask, fit_aware, gap_closed,
-                                       training_imputer)
+from remodiff.evaluation.aware import drop_mask, fit_aware, training_imputer
 from remodiff.imputers import build_imputer
 from remodiff.registry import SettingError
 from remodiff.store import FeatureSet, save_featureset
@@ -125,67 +124,85 @@ def test_cross_fitted_imputers_do_not_reconstruct_a_clip_from_itself():
             {m: np.full((10, 2), m != "audio") for m in val.modalities}), np.random.default_rng(0))
 
 
-def test_agreement_weighting_downweights_an_outlier_sample():
-    values = [np.array([[1.0]]), np.array([[1.1]]), np.array([[0.9]]), np.array([[1.05]]), np.array([[9.0]])]
-    weights = agreement_weights(np.stack(values))
-    assert weights[:, 0].argmin() == 4 and np.isclose(weights.sum(), 1.0)
-    plain = aggregate_samples("regression", values, "plain")[0, 0]
-    agreed = aggregate_samples("regression", values, "agreement")[0, 0]
-    assert abs(agreed - 1.0) < 0.5 * abs(plain - 1.0)
-    same = [np.array([[0.2, 0.8]])] * 3
-    np.testing.assert_allclose(aggregate_samples("classification", same, "agreement"), [[0.0, 1.0]])
-    # two samples for class 0, one confident outlier for class 1: it gets the smallest weight in the vote
-    votes = [np.array([[0.6, 0.4]]), np.array([[0.62, 0.38]]), np.array([[0.0, 1.0]])]
-    shares = aggregate_samples("classification", votes, "agreement")[0]
-    assert shares[1] < 1 / 3 and np.isclose(shares.sum(), 1.0)
-    with pytest.raises(ValueError, match="aware.aggregate"):
-        aggregate_samples("regression", values, "median")
-
-
-def test_gap_closed():
-    assert gap_closed(0.5, 0.4, 0.6) == pytest.approx(0.5)
-    assert gap_closed(0.3, 0.4, 0.6) == pytest.approx(-0.5)
-    assert gap_closed(0.5, 0.6, 0.6) is None and gap_closed(0.5, None, 0.6) is None
-
-
 @pytest.mark.parametrize("key, value, message", [
-    ("drop", 0.0, "aware.drop: must be a probability in (0, 1)"),
-    ("folds", 1, "aware.folds: must be 0 (the main imputer) or a number of folds >= 2"),
-    ("start", "finetune", "aware.start: finetune is not available"),
-    ("aggregate", "median", "aware.aggregate: unknown aggregation 'median' (valid: plain, agreement)"),
-    ("copies", 0, "aware.copies: must be a positive integer"),
-    ("colour", 1, "aware.colour: unknown setting"),
+    ("own", {"drop": 0.0, "copies": 1, "folds": 0}, "compare.own.drop: must be a probability in (0, 1)"),
+    ("own", {"drop": 0.5, "copies": 1, "folds": 1}, "compare.own.folds: must be 0 (the main imputer) or a number"),
+    ("own", {"drop": 0.5, "copies": 0, "folds": 0}, "compare.own.copies: must be a positive integer"),
+    ("own", {"drop": 0.5, "copies": 1, "folds": 0, "colour": 1}, "compare.own.colour: unknown setting"),
+    ("fuser", "aware", "compare.fuser: unknown fuser mode 'aware' (valid: shared, own)"),
 ])
-def test_unknown_or_bad_aware_settings_are_refused(key, value, message):
+def test_unknown_or_bad_comparison_fuser_settings_are_refused(key, value, message):
     params = yaml.safe_load(open("params.yaml"))
-    params["aware"][key] = value
+    params["compare"][key] = value
     with pytest.raises(SettingError, match=message.replace("(", r"\(").replace(")", r"\)")):
         check_params(params)
 
 
-def test_the_aware_stage_scores_every_pattern_next_to_the_bounds(tmp_path, monkeypatch):
-    from remodiff.pipeline import stage
+@pytest.mark.parametrize("setting, message", [
+    ({"fixed": None}, "masks.train: null, or one protocol with one setting"),
+    ({"independent": {"smell": 0.5}}, "unknown modalities"),
+    ({"random": 0.9}, "impossible"),
+])
+def test_bad_training_masks_are_refused(setting, message):
+    params = yaml.safe_load(open("params.yaml"))
+    params["masks"]["train"] = setting
+    with pytest.raises(SettingError, match=message):
+        check_params(params)
 
+
+def tiny_project(tmp_path, monkeypatch) -> dict:
     monkeypatch.chdir(tmp_path)
     dims = (("audio", 4), ("video", 3))
     for split, n, seed in (("train", 40, 0), ("val", 12, 1), ("test", 16, 2)):
         save_featureset(tmp_path / "data" / "features" / f"{split}.h5", toy_featureset(n, seed, 2, dims))
     train = {"epochs": 3, "batch_size": 16, "lr": 0.01, "patience": 3, "device": "cpu"}
-    params = {"features": {"audio": {}, "video": {}},
-              "masks": {"protocol": "independent", "seed": 0, "independent": [{"audio": 0.5, "video": 0.5}]},
-              "eval": {"seeds": [0, 1], "samples": 2, "lower_bound": True},
-              "imputer": {"type": "knn", "knn": {"k": 3}}, "sampling": {"knn": {}},
-              "fuser": {"type": "early", "early": {"hidden": 8, "train": train}},
-              "aware": {"enabled": True, "drop": 0.5, "copies": 1, "folds": 2, "start": "scratch",
-                        "aggregate": "agreement"}}
-    for name in ("masks", "train_imputer", "reconstruct", "train_fuser", "evaluate", "aware"):
+    return {"features": {"audio": {}, "video": {}},
+            "masks": {"protocol": "independent", "seed": 0, "independent": [{"audio": 0.5, "video": 0.5}],
+                      "train": None},
+            "eval": {"seeds": [0, 1], "samples": 2, "lower_bound": True},
+            "imputer": {"type": "knn", "knn": {"k": 3}, "mean": {}}, "sampling": {"knn": {}, "mean": {}},
+            "fuser": {"type": "early", "early": {"hidden": 8, "train": train}},
+            "compare": {"imputers": ["mean", "knn"], "seeds": None, "resamples": 50, "metric": "auto",
+                        "fuser": "own", "own": {"drop": 0.5, "copies": 1, "folds": 2}}}
+
+
+def run_stages(params: dict) -> dict:
+    from remodiff.pipeline import stage
+
+    for name in ("masks", "train_imputer", "reconstruct", "train_fuser", "evaluate"):
         stage(name)(params)
-    result = json.loads((tmp_path / "metrics" / "aware.json").read_text())
-    cell = result["independent"]["pa_0.5-pv_0.5"]
-    assert set(cell) == {"imputed_aware", "imputed", "lower_bound", "gap_closed"}
-    assert 0 <= cell["imputed_aware"]["mean_acc"] <= 1 and cell["imputed_aware"]["mean_acc_ci95"] is not None
-    assert result["complete"] == json.loads((tmp_path / "metrics" / "downstream.json").read_text())["complete"]
-    assert sorted(p.name for p in (tmp_path / "models" / "fuser_aware").iterdir()) == ["seed_0", "seed_1"]
-    params["aware"]["enabled"] = False
-    assert stage("aware")(params) == {"enabled": False}
-    assert not any((tmp_path / "models" / "fuser_aware").iterdir())
+    for imputer in params["compare"]["imputers"]:
+        stage("compare_train")(params, imputer)
+        stage("compare")(params, imputer)
+    return stage("compare_table")(params)
+
+
+def test_own_fusers_are_trained_per_imputer_and_run_and_score_every_pattern(tmp_path, monkeypatch):
+    params = tiny_project(tmp_path, monkeypatch)
+    table = run_stages(params)
+    own = tmp_path / "models" / "compare_fuser"
+    assert sorted(p.name for p in (own / "knn").iterdir()) == ["fuser.json", "seed_0", "seed_1"]
+    row = table["independent"]["pa_0.5-pv_0.5"]
+    assert set(row) == {"mean", "knn", "lower_bound", "auto"}
+    assert 0 <= row["knn"]["mean_acc"] <= 1 and row["knn"]["mean_acc_ci95"] is not None
+    # the own fuser, not the shared one, scored the complete clips too
+    shared = json.loads((tmp_path / "metrics" / "downstream.json").read_text())["complete"]["mean_acc"]
+    assert json.loads((tmp_path / "metrics/compare/knn/downstream.json").read_text())["complete"]["mean_acc"] != shared
+
+
+def test_incomplete_training_clips_train_complete_case_and_subset_fusers(tmp_path, monkeypatch):
+    from remodiff.pipeline.runs import runs_of
+
+    params = tiny_project(tmp_path, monkeypatch)
+    params["masks"]["train"] = {"independent": {"audio": 0.5, "video": 0.5}}
+    run = runs_of(params)[0]
+    present = np.stack([run.train.available[m].any(axis=1) for m in ("audio", "video")], axis=1)
+    assert present.any(axis=1).all() and not present.all(axis=1).all() and present.all(axis=1).any()
+    test = np.stack([run.test.available[m].all(axis=1) for m in ("audio", "video")], axis=1)
+    assert test.all()  # the test clips stay whole: the masks stage hides theirs
+    assert runs_of(params)[0].train.ids == run.train.ids  # the same gaps every time
+    np.testing.assert_array_equal(runs_of(params)[0].train.available["audio"], run.train.available["audio"])
+    table = run_stages(params)
+    assert set(table["independent"]["pa_0.5-pv_0.5"]) == {"mean", "knn", "lower_bound", "auto", "complete_case"}
+    md = (tmp_path / "metrics" / "comparison.md").read_text()
+    assert "complete-case training (knn fill)" in md

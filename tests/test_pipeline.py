@@ -111,9 +111,9 @@ def test_a_change_invalidates_only_the_stages_that_use_it(project):
     original_gan, original_params = gan.read_text(), params_file.read_text()
     try:
         gan.write_text(original_gan + "# touched\n")
-        # aware cross-fits imputers of imputer.type, so it runs every imputer's code
+        # compare cross-fits imputers with compare.own.folds, so it runs every imputer's code
         assert changed_stages(repo) == {"train_imputer", "reconstruct", "compare_train@zero", "compare_train@knn",
-                                        "compare@zero", "compare@knn", "aware"}
+                                        "compare@zero", "compare@knn"}
         gan.write_text(original_gan)
         params = yaml.safe_load(original_params)
         params["imputer"]["gan"]["hidden"] = 8  # an imputer neither selected nor compared
@@ -137,7 +137,7 @@ def test_second_repro_is_up_to_date_and_imputer_switch_reruns_only_downstream(pr
     out = run(["dvc", "repro"], repo)
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
     # compare_table reads the main chain's lower bound (imputer-independent: its table stays the same)
-    assert ran == {"train_imputer", "reconstruct", "evaluate", "aware", "compare_table", "report"}
+    assert ran == {"train_imputer", "reconstruct", "evaluate", "compare_table", "report"}
     metrics = json.loads((repo / "metrics" / "downstream.json").read_text())
     assert metrics["imputer"] == "mean" and metrics["fixed"]["video_missing"]["imputed"]["mean_acc"] > 0
 

@@ -11,8 +11,7 @@ The main imputer has seen the training clips, so its reconstructions of them are
 itself among the neighbours). ``folds = k`` cross-fits instead: k imputers, each fitted without one fold,
 reconstruct that fold (:func:`crossfit_imputers`); ``folds = 0`` uses the frozen main imputer.
 
-At test time the K reconstructions of a stochastic imputer give K predictions: :func:`aggregate_samples` takes
-their mean / majority vote (``plain``) or weighs each by its agreement with the others (``agreement``).
+The comparison trains such a fuser per imputer with ``compare.fuser: own`` (:mod:`remodiff.pipeline.compare`).
 """
 from __future__ import annotations
 
@@ -21,12 +20,8 @@ from typing import Callable
 import numpy as np
 
 from remodiff.evaluation.masks import Mask, check_probability, clip_rng, slot_mask
-from remodiff.evaluation.metrics import aggregate_predictions
 from remodiff.store import FeatureSet, concatenate
-from remodiff.tasks import class_indices
 
-AGGREGATIONS = ("plain", "agreement")
-STARTS = ("scratch",)  # `finetune` needs a fuser API that continues training; Fuser.fit always starts afresh
 
 
 def drop_mask(data: FeatureSet, p: float, seed: int, copy: int = 0) -> Mask:
@@ -81,7 +76,7 @@ def crossfit_imputers(train: FeatureSet, val: FeatureSet | None, fit: Callable, 
     """An ``impute(masked, rng)`` for training clips where each clip is reconstructed by an imputer fitted
     without its fold: ``fit(train_part, val) -> imputer`` builds and fits one per fold."""
     if folds < 2:
-        raise ValueError(f"aware.folds: cross-fitting needs at least 2 folds, got {folds}")
+        raise ValueError(f"compare.own.folds: cross-fitting needs at least 2 folds, got {folds}")
     assigned = fold_of(train.ids, folds, seed)
     fold = dict(zip(train.ids, assigned))
     imputers = [fit(train.rows(np.flatnonzero(assigned != k)), val) for k in range(folds)]
@@ -127,39 +122,3 @@ def fit_aware(fuser, train: FeatureSet, val: FeatureSet | None, train_impute: Im
     fuser.fit(aware_training_set(train, train_impute, p, copies, seed),
               None if val is None else aware_training_set(val, val_impute, p, copies, seed))
     return fuser
-
-
-def agreement_weights(stacked: np.ndarray) -> np.ndarray:
-    """``[K, N]`` weights (summing to 1 per clip) of K predictions ``[K, N, L]``: the inverse of each one's
-    distance to the K-mean, softened by the clip's median distance (scale-free, and no sample at the mean gets all
-    the weight). Identical predictions get equal weights."""
-    distance = np.abs(stacked - stacked.mean(axis=0)).sum(axis=2)  # [K, N], L1 (total variation for probabilities)
-    soft = np.median(distance, axis=0) + 1e-12
-    weights = 1.0 / (distance + soft)
-    return weights / weights.sum(axis=0)
-
-
-def aggregate_samples(task: str, predictions: list[np.ndarray], how: str) -> np.ndarray:
-    """One prediction from the fuser's predictions on K reconstructions: ``plain`` = mean (regression) / majority
-    vote (classification) as in the evaluate stage; ``agreement`` = the same with each sample weighted by its
-    agreement with the others (:func:`agreement_weights`): a weighted mean, or a weighted vote returned as the
-    weighted share of each class ``[N, C]``."""
-    if how not in AGGREGATIONS:
-        raise ValueError(f"aware.aggregate: {how!r}; valid values: {', '.join(AGGREGATIONS)}")
-    if how == "plain":
-        return aggregate_predictions(task, predictions)
-    stacked = np.stack([np.asarray(p, np.float64) for p in predictions])
-    if stacked.ndim != 3:
-        raise ValueError(f"predictions must be [N, L] values or [N, C] class scores, got {stacked.shape[1:]}")
-    weights = agreement_weights(stacked)[..., None]  # [K, N, 1]
-    if task == "classification":
-        stacked = np.eye(stacked.shape[2])[class_indices(stacked.reshape(-1, stacked.shape[2]))].reshape(stacked.shape)
-    return (weights * stacked).sum(axis=0)
-
-
-def gap_closed(value: float | None, lower: float | None, upper: float | None) -> float | None:
-    """Share of the lower -> upper bound gap that ``value`` closes (1 = the upper bound, 0 = the lower bound,
-    negative = below it); None where a bound is missing or the gap is not positive."""
-    if value is None or lower is None or upper is None or upper - lower <= 0:
-        return None
-    return (value - lower) / (upper - lower)

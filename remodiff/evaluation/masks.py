@@ -223,3 +223,23 @@ def missing_rate(mask: Mask) -> float:
     """Fraction of hidden (clip, modality) slots, a slot counting as hidden when all its segments are."""
     hidden = np.stack([~a.any(axis=1) for a in mask.values()], axis=1)
     return float(hidden.mean())
+
+
+TRAINING_PROTOCOLS = ("random", "independent", "segments")  # one setting each: a mask per clip, not a set of them
+
+
+def training_mask(data: FeatureSet, setting: dict, seed: int) -> Mask:
+    """The mask of ``masks.train`` (``{protocol: one setting}``, e.g. ``{independent: {audio: 0.5, video: 0.5}}``) for
+    training or validation clips: what real incomplete data looks like (no transcript, camera off). Drawn per clip
+    like the test masks, from seed ``seed + 1`` so a clip's training gaps are not its test gaps."""
+    check_training_setting(setting, data.modalities)
+    (protocol, value), = setting.items()
+    return next(iter(make_masks(data, {protocol: [value]}, seed + 1).values()))
+
+
+def check_training_setting(setting, modalities: list[str]) -> None:
+    if not isinstance(setting, dict) or len(setting) != 1 or next(iter(setting)) not in TRAINING_PROTOCOLS:
+        raise ValueError(f"masks.train: null, or one protocol with one setting, e.g. {{independent: {{audio: 0.5}}}} "
+                         f"or {{random: 0.5}} (protocols: {', '.join(TRAINING_PROTOCOLS)}); got {setting!r}")
+    (protocol, value), = setting.items()
+    named_settings(protocol, [value], modalities)

@@ -5,7 +5,7 @@ stage's module imports only what that stage runs (its DVC deps are exactly that 
 from importlib import import_module
 
 STAGES = ("sample", "segment", "extract", "masks", "train_imputer", "reconstruct", "train_fuser", "evaluate",
-          "aware", "compare_train", "compare", "compare_table", "report")
+          "compare_train", "compare", "compare_table", "report")
 
 
 def stage(name: str):

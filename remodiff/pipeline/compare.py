@@ -1,15 +1,60 @@
 """Stage ``compare@<imputer>``: one entry of the all-imputer comparison: reconstruct the shared masks with the
-entry's fitted imputers and score them with the shared fusers."""
+entry's fitted imputers and score them, with the shared fusers or, with ``compare.fuser: own``, a fuser per run
+trained on this imputer's reconstructions of the training clips (:func:`fit_own_fusers`)."""
 from __future__ import annotations
 
-from remodiff.pipeline.common import compare_seeds, compared
+import logging
+import shutil
+
+import numpy as np
+
+from remodiff.evaluation.aware import fit_aware, training_imputer
+from remodiff.evaluation.matrix import subset_key
+from remodiff.imputers import build_imputer, load_imputer
+from remodiff.pipeline.common import compare_seeds, compared, with_sampling
 from remodiff.pipeline.evaluate import score
 from remodiff.pipeline.reconstruct import reconstruct_test
-from remodiff.pipeline.runs import runs_of
-from remodiff.results import compare_run
+from remodiff.pipeline.runs import Run, runs_of
+from remodiff.pipeline.train_fuser import fuser_for_seed
+from remodiff.results import SHARED_FUSERS, ImputerRun, compare_run
+from remodiff.store import write_json_atomic
+
+log = logging.getLogger(__name__)
 
 
 def run(params: dict, imputer: str) -> None:
     runs, entry = runs_of(params, compare_seeds(params)), compare_run(compared(params, imputer))
+    mode = params["compare"]["fuser"]
+    shutil.rmtree(entry.fusers, ignore_errors=True)
+    if mode == "own":
+        fit_own_fusers(params, runs, entry)
+    write_json_atomic(entry.fusers / "fuser.json", {"fuser": mode})  # the stage's output also when nothing is trained
     reconstruct_test(params, runs, entry)
-    score(params, runs, entry, imputer, lower_bound=False)
+    score(params, runs, entry, imputer, lower_bound=False, fusers=entry.fusers if mode == "own" else SHARED_FUSERS)
+
+
+def fit_own_fusers(params: dict, runs: list[Run], entry: ImputerRun) -> None:
+    """Per run, a fuser (``fuser.type``, the run's seed) trained on what this imputer makes of the training clips,
+    so it never meets a reconstruction it was not trained on. With ``masks.train`` the clips' own gaps are filled;
+    with complete training data it trains on the complete clips plus ``compare.own.copies`` copies in which each
+    clip loses each modality with probability ``compare.own.drop``, reconstructed by the run's imputer (or, with
+    ``compare.own.folds`` k, by k imputers each fitted without the clip's fold). Validation clips get the same
+    treatment, so early stopping follows what the fuser will be tested on."""
+    cfg = params["compare"]["own"]
+    modalities = list(params["features"])
+    for run in runs:
+        imputer = with_sampling(load_imputer(entry.models / run.name), params)
+        fuser = fuser_for_seed(params, modalities, run.seed)
+        if params["masks"].get("train"):
+            rng = np.random.default_rng([run.seed, 2])
+            fuser.fit(imputer.impute(run.train, rng), imputer.impute(run.val, rng) if len(run.val) else None)
+        else:
+            def fitted(part, validation, seed=run.seed, name=imputer.name):
+                refit = build_imputer(name, params["imputer"].get(name))
+                refit.fit(part, validation, seed=seed)
+                return with_sampling(refit, params)
+
+            impute_train = training_imputer(imputer, fitted, run.train, run.val, cfg["folds"], run.seed)
+            fit_aware(fuser, run.train, run.val, impute_train, imputer.impute, cfg["drop"], cfg["copies"], run.seed)
+        fuser.save(entry.fusers / run.name / subset_key(modalities))
+        log.info("compare %s, %s: own fuser trained on its reconstructions", imputer.name, run.name)

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 RESAMPLES = 2000  # compare.resamples when absent
 AUTO = "auto"
+COMPLETE_CASE = "complete_case"  # with masks.train and own fusers: the shared (complete-case) fuser on the main fill
 # the references every row is tested against, and how the Markdown marks a significant difference (better, worse)
 REFERENCES = {"best_classical": ("*", "†"), "mean": ("+m", "−m"), LOWER_BOUND: ("+lb", "−lb")}
 
@@ -52,10 +53,14 @@ def run(params: dict) -> dict:
         predictions[LOWER_BOUND] = main
         routed, chosen = zip(*(route(i, predictions, metric) for i in range(len(names))))
         predictions[AUTO] = list(routed)
-    kinds = {name: LOWER_BOUND if name == LOWER_BOUND else IMPUTED for name in predictions}
     table: dict = {"upper_bound": aggregate([scores(p, p.complete) for p in main]),
                    "train_mean": results[imputers[0]]["train_mean"], "runs": len(names),
                    "resamples": cfg.get("resamples", RESAMPLES)}
+    if params["masks"].get("train") and cfg["fuser"] != "shared":
+        # the reference of imputation-based training: the fuser trained on the complete training clips only
+        predictions[COMPLETE_CASE] = main
+        table["complete_case_fill"] = params["imputer"]["type"]
+    kinds = {name: LOWER_BOUND if name == LOWER_BOUND else IMPUTED for name in predictions}
     for name, runs in predictions.items():
         for pattern in runs[0].cells:
             protocol, setting = pattern.split("/", 1)
@@ -251,10 +256,12 @@ def comparison_markdown(table: dict, imputers: list[str], metric: str) -> str:
              " (both mean ± CI over runs).", ""]
     for protocol, settings in protocols_of(table, COMPARISON_REFERENCES).items():
         columns = list(settings)
-        rows = [name for name in [*imputers, LOWER_BOUND, AUTO] if any(name in settings[s] for s in columns)]
+        rows = [name for name in [*imputers, LOWER_BOUND, COMPLETE_CASE, AUTO]
+                if any(name in settings[s] for s in columns)]
+        labels = {**ROW_LABELS, COMPLETE_CASE: f"complete-case training ({table.get('complete_case_fill')} fill)"}
         lines += [f"## {protocol}", "", "| row | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns),
                   "| upper bound (complete data) | " + " | ".join(cell(table["upper_bound"]) for _ in columns) + " |"]
-        lines += [f"| {ROW_LABELS.get(name, imputer_label(name))} | "
+        lines += [f"| {labels.get(name, imputer_label(name))} | "
                   + " | ".join(marked(protocol, s, name) if name in settings[s] else "—" for s in columns) + " |"
                   for name in rows]
         lines.append("")

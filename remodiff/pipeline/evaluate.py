@@ -4,6 +4,7 @@ run saved (``data/predictions/main/<run>.h5``)."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 
@@ -19,14 +20,16 @@ from remodiff.tasks import Task, check_class_indices
 log = logging.getLogger(__name__)
 
 
-def predict_run(params: dict, run: Run, paths: ImputerRun, lower_bound: bool) -> Predictions:
-    """The run's fuser on its complete test clips and, per mask pattern, on the imputer's reconstructions (its K
-    samples aggregated) and optionally the lower bound (each clip scored by the fuser of its available modalities);
-    the same for its validation clips under the fixed patterns, where they were reconstructed."""
+def predict_run(params: dict, run: Run, paths: ImputerRun, lower_bound: bool, fusers: Path = SHARED_FUSERS
+                ) -> Predictions:
+    """The run's fuser (from ``fusers``: the shared ones, or a comparison entry's own) on its complete test clips
+    and, per mask pattern, on the imputer's reconstructions (its K samples aggregated) and optionally the lower bound
+    (each clip scored by the shared fuser of its available modalities); the same for its validation clips under the
+    fixed patterns, where they were reconstructed."""
     modalities = list(params["features"])
     task = Task.from_attrs(run.test.attrs)
     folder = SHARED_FUSERS / run.name
-    full = load_fuser(folder / subset_key(modalities))
+    full = load_fuser(fusers / run.name / subset_key(modalities))
     lower = ({subset_key(s): load_fuser(folder / subset_key(s)) for s in modality_subsets(modalities)}
              if lower_bound else None)
 
@@ -64,7 +67,8 @@ def metrics_of(predictions: Predictions) -> dict:
     return result
 
 
-def score(params: dict, runs: list[Run], paths: ImputerRun, imputer: str, lower_bound: bool) -> dict:
+def score(params: dict, runs: list[Run], paths: ImputerRun, imputer: str, lower_bound: bool,
+          fusers: Path = SHARED_FUSERS) -> dict:
     """Upper bound (complete test data), the predict-the-training-mean floor, and per protocol setting the
     imputer's reconstructions and, optionally, the lower bound; mean and 95 % CI over runs, and with folds
     ``pooled``: the out-of-fold predictions of each seed (every clip once) scored together, mean and CI over seeds."""
@@ -73,7 +77,7 @@ def score(params: dict, runs: list[Run], paths: ImputerRun, imputer: str, lower_
     task = Task.from_attrs(runs[0].test.attrs)
     per_run, per_seed = [], {}
     for run in runs:
-        predictions = predict_run(params, run, paths, lower_bound)
+        predictions = predict_run(params, run, paths, lower_bound, fusers)
         save_predictions(paths.prediction(run.name), predictions)
         result = metrics_of(predictions)
         result["train_mean"] = task_metrics(task.kind, run.test.labels,

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from remodiff.evaluation.folds import cross_validation, pool
+from remodiff.evaluation.masks import training_mask
 from remodiff.pipeline.common import FEATURES, seeds_of
 from remodiff.store import FeatureSet, load_featureset
 
@@ -31,14 +32,22 @@ class Run:
 
 def runs_of(params: dict, seeds: list[int] | None = None) -> list[Run]:
     """Every run of ``seeds`` (default ``eval.seeds``), fold by fold; the extracted features are read once and,
-    with ``eval.folds``, re-split in memory."""
+    with ``eval.folds``, re-split in memory. With ``masks.train`` the training and validation clips lose modalities
+    too (:func:`remodiff.evaluation.masks.training_mask`); the test clips stay whole (the masks stage hides theirs)."""
     seeds = seeds_of(params) if seeds is None else list(seeds)
     splits = {s: load_featureset(FEATURES / f"{s}.h5") for s in SPLITS}
     folds = params["eval"].get("folds")
     if not folds:
-        return [Run(run_name(None, seed), seed, None, **splits) for seed in seeds]
-    parts = cross_validation(pool([splits[s] for s in SPLITS]), folds["k"], folds["group"], folds.get("seed", 0))
-    return [Run(run_name(f, seed), seed, f, **part) for f, part in enumerate(parts) for seed in seeds]
+        parts = [splits]
+    else:
+        parts = cross_validation(pool([splits[s] for s in SPLITS]), folds["k"], folds["group"], folds.get("seed", 0))
+    train_mask = params["masks"].get("train")
+    if train_mask:
+        seed = params["masks"]["seed"]
+        parts = [{**part, **{s: part[s].with_mask(training_mask(part[s], train_mask, seed)) for s in ("train", "val")}}
+                 for part in parts]
+    return [Run(run_name(f if folds else None, seed), seed, f if folds else None, **part)
+            for f, part in enumerate(parts) for seed in seeds]
 
 
 def run_name(fold: int | None, seed: int) -> str:

@@ -23,16 +23,23 @@ def fuser_for_seed(params: dict, modalities: list[str], seed: int):
 def run(params: dict) -> None:
     """Per run (seed, and fold with ``eval.folds``): the fuser on complete data (upper bound, fed with
     reconstructions) and, for the lower bound, one fuser per proper subset of the modalities, trained and tested
-    on that subset only."""
+    on that subset only. With ``masks.train`` (incomplete training clips) each is trained on the clips that have its
+    modalities: the full fuser is then complete-case training, a subset's fuser uses every clip that has it."""
     modalities = list(params["features"])
     subsets = modality_subsets(modalities) if params["eval"]["lower_bound"] else [tuple(modalities)]
+    incomplete = bool(params["masks"].get("train"))
     runs = runs_of(params)
     for run in runs:
         for subset in subsets:
             start = time.perf_counter()
             fuser = fuser_for_seed(params, list(subset), run.seed)
             history = METRICS / "fuser_history.json" if run is runs[0] and len(subset) == len(modalities) else None
-            fuser.fit(run.train.subset(list(subset)), run.val.subset(list(subset)), history_path=history)
+            train, val = (run.train.having(list(subset)), run.val.having(list(subset))) if incomplete else \
+                (run.train, run.val)
+            if not len(train):
+                raise ValueError(f"masks.train {params['masks']['train']} leaves no training clip with every one of "
+                                 f"{list(subset)} in {run.name}: lower the drop probability")
+            fuser.fit(train.subset(list(subset)), val.subset(list(subset)), history_path=history)
             if is_main_process():  # under `accelerate launch` every process holds the same trained model
                 fuser.save(SHARED_FUSERS / run.name / subset_key(subset))
             log.info("train_fuser %s on %s, %s: %.1fs", params["fuser"]["type"], subset_key(subset), run.name,
