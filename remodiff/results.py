@@ -301,7 +301,7 @@ class ImputerRun:
     quality: Path
     downstream: Path
     predictions: Path  # one prediction store per run
-    history: Path | None = None
+    history: Path | None = None  # training curves (the main chain: the first run's; an entry: every run's)
     training: Path | None = None  # per run: epochs, best epoch and cap of the imputer's training
     fusers: Path | None = None
 
@@ -324,4 +324,5 @@ def compare_run(imputer: str) -> ImputerRun:
     metrics = METRICS / "compare" / imputer
     return ImputerRun(MODELS / "compare" / imputer, Path("data") / "compare" / imputer, metrics / "reconstruction.json",
                       metrics / "downstream.json", PREDICTIONS / "compare" / imputer,
-                      training=metrics / "training.json", fusers=MODELS / "compare_fuser" / imputer)
+                      history=METRICS / "training" / f"{imputer}.history.json",
+                      training=METRICS / "training" / f"{imputer}.json", fusers=MODELS / "compare_fuser" / imputer)
