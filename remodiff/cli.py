@@ -167,5 +167,14 @@ def real_data(name: str = typer.Argument(..., help="a dev set with metrics/real/
         raise typer.Exit(2)
 
 
+@app.command()
+def results() -> None:
+    """Write docs/results.md from every committed real-data run (metrics/real/*/): its comparison table, references
+    and training summaries."""
+    from remodiff.realdata import write_results
+
+    typer.echo(f"wrote {write_results()}")
+
+
 if __name__ == "__main__":
     app()

@@ -16,6 +16,10 @@ def run(params: dict) -> None:
     cfg = params["masks"]
     test = evaluated_clips(params)
     chosen = list(PROTOCOLS.names()) if cfg["protocol"] == "all" else [cfg["protocol"]]
+    if "segments" in chosen and test.n_segments == 1 and len(chosen) > 1:
+        # with one segment per clip, dropping segments drops nothing (every clip keeps one): rows equal to complete
+        chosen.remove("segments")
+        log.info("masks: the segments protocol is skipped: the clips have one segment each")
     made = make_masks(test, {name: cfg.get(name) for name in chosen}, cfg["seed"])
     save_masks(MASKS, made, test.ids, cfg)
     log.info("masks: %d patterns (%s) for %d test clips", len(made), ", ".join(chosen), len(test))
