@@ -2,6 +2,7 @@
 the classical rows (linear, mlp) too, and every fuser's settings pass `remodiff check`."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from remodiff.evaluation.matrix import lower_bound_predict
 from remodiff.evaluation.metrics import classification_metrics, regression_metrics
 from remodiff.fusion import FUSERS, build_fuser, load_fuser
 from remodiff.fusion.blocks import drop_modalities, split_inputs, standardised_inputs
+from remodiff.imputers import build_imputer
 from remodiff.registry import SettingError
 from remodiff.store import FeatureSet
 from remodiff.tasks import class_indices
@@ -158,7 +160,7 @@ def test_drop_modalities_is_seeded_and_never_empties_a_clip():
     x["text"][:500] = 0.0
 
     def draw(seed):
-        return drop_modalities(x, available, 0.5, torch.Generator().manual_seed(seed))
+        return drop_modalities(x, available, 0.5, torch.Generator().manual_seed(seed), "missing")
 
     dropped_x, dropped_available = draw(3)
     again_x, again_available = draw(3)
@@ -191,6 +193,48 @@ def test_train_masking_is_deterministic_under_the_seed(regression_data):
     np.testing.assert_array_equal(trained(0.5), masked)
     assert not np.allclose(trained(0.0), masked, atol=1e-4)
     assert not np.allclose(trained(0.5, seed=1), masked, atol=1e-4)
+
+
+def test_masking_as_mean_trains_on_what_a_mean_reconstruction_looks_like():
+    """masked_as: mean shows a dropped modality exactly as the `mean` imputer's reconstruction reaches the fuser at
+    test time (the training mean, marked available); masked_as: missing shows a natural gap, which late fusion reads
+    otherwise (it leaves the modality out). One segment: the mean imputer fills the mean per segment position."""
+    train, test = toy_featureset(120, seed=0, segments=1), toy_featureset(40, seed=2, segments=1)
+    fuser = build_fuser("late", MODALITIES, {**FAST["late"], "train_masking": 0.5, "masked_as": "mean",
+                                             "train": {**TRAIN, "epochs": 5}})
+    fuser.fit(train, None)
+    x, available = split_inputs({k: torch.as_tensor(v) for k, v in
+                                 standardised_inputs(fuser.scaler, test, MODALITIES).items()}, MODALITIES)
+
+    def shown(masked_as: str):  # one training-time draw, shown both ways
+        return drop_modalities(x, available, 0.5, torch.Generator().manual_seed(0), masked_as)
+
+    gaps = {m: a.numpy() for m, a in shown("missing")[1].items()}
+    assert sum(int((~g).sum()) for g in gaps.values()) > 0
+    imputer = build_imputer("mean")
+    imputer.fit(train)
+    reconstructed = fuser.predict(imputer.impute(test.with_mask(gaps)))
+    with torch.no_grad():
+        as_mean = fuser.output.predictions(fuser.model(*shown("mean")).numpy())
+        as_missing = fuser.output.predictions(fuser.model(*shown("missing")).numpy())
+    np.testing.assert_allclose(reconstructed, as_mean, atol=1e-5)
+    assert not np.allclose(reconstructed, as_missing, atol=1e-3)
+
+
+def test_mask_validation_changes_what_early_stopping_follows_not_the_training(tmp_path, regression_data):
+    train, val, _ = regression_data
+
+    def fitted(mask_validation: bool) -> tuple:
+        fuser = build_fuser("mlp", MODALITIES, {**FAST["mlp"], "train_masking": 0.5, "masked_as": "mean",
+                                                "mask_validation": mask_validation,
+                                                "train": {**TRAIN, "epochs": 6, "min_epochs": 6}})
+        history = tmp_path / f"{mask_validation}.json"
+        fuser.fit(train, val, history_path=history)
+        return fuser, json.loads(history.read_text())
+
+    plain_history, masked_history = fitted(False)[1], fitted(True)[1]
+    assert [r["train_loss"] for r in masked_history] == [r["train_loss"] for r in plain_history]
+    assert all(a["val_score"] != b["val_score"] for a, b in zip(masked_history, plain_history))
 
 
 def test_bad_inputs_and_params_fail_clearly(regression_data, regression_fusers):
@@ -263,6 +307,17 @@ def test_neural_fusers_use_the_real_data_defaults_and_accept_overrides():
         7, 3, 64, 0.05, 10, "cosine")
 
 
+def test_committed_params_equal_the_code_defaults():
+    """params.yaml's fuser sections spell out the code's defaults: built as written or with no settings, a fuser is
+    the same (so a default measured and changed in one place is changed in both)."""
+    sections = read_params(Path(__file__).resolve().parents[1] / "params.yaml")["fuser"]
+    for name in ALL:
+        written, default = build_fuser(name, MODALITIES, sections[name]), build_fuser(name, MODALITIES)
+        assert {k: v for k, v in written.params.items() if k != "train"} == {
+            k: v for k, v in default.params.items() if k != "train"}, name
+        assert getattr(written, "train_cfg", None) == getattr(default, "train_cfg", None), name
+
+
 def test_committed_params_name_every_fuser_and_check_accepts_them(tmp_path, monkeypatch):
     params = read_params(Path(__file__).resolve().parents[1] / "params.yaml")
     assert sorted(set(params["fuser"]) - {"type"}) == ALL
@@ -271,7 +326,8 @@ def test_committed_params_name_every_fuser_and_check_accepts_them(tmp_path, monk
         check_params({**params, "fuser": {**params["fuser"], "type": name}})
     refused = {"linear": ({"penalties": [0.0]}, "positive numbers"),
                "mlp": ({"input_dropout": 1.0}, "input_dropout must be a probability"),
-               "early": ({"monitor": "auc"}, "valid values: score, loss")}
+               "early": ({"monitor": "auc"}, "valid values: score, loss"),
+               "late": ({"masked_as": "zero"}, "valid values: missing, mean"),}
     for name, (setting, message) in refused.items():
         bad = {**params, "fuser": {**params["fuser"], "type": name, name: {**params["fuser"][name], **setting}}}
         with pytest.raises(SettingError, match=message):
