@@ -18,7 +18,7 @@ from remodiff.fusion.blocks import drop_modalities, split_inputs, standardised_i
 from remodiff.imputers import build_imputer
 from remodiff.registry import SettingError
 from remodiff.store import FeatureSet
-from remodiff.tasks import class_indices
+from remodiff.tasks import Task, class_indices, task_score
 from tests.conftest import toy_featureset
 
 MODALITIES = ["audio", "video", "text"]
@@ -232,9 +232,29 @@ def test_mask_validation_changes_what_early_stopping_follows_not_the_training(tm
         fuser.fit(train, val, history_path=history)
         return fuser, json.loads(history.read_text())
 
-    plain_history, masked_history = fitted(False)[1], fitted(True)[1]
+    (plain, plain_history), (masked, masked_history) = fitted(False), fitted(True)
     assert [r["train_loss"] for r in masked_history] == [r["train_loss"] for r in plain_history]
     assert all(a["val_score"] != b["val_score"] for a, b in zip(masked_history, plain_history))
+    # validation_score: the kept model on the validation clips as given, masked or not while training
+    assert plain.validation_score == pytest.approx(max(r["val_score"] for r in plain_history), abs=1e-6)
+    task = Task.from_attrs(val.attrs)
+    for fuser in (plain, masked):
+        assert fuser.validation_score == pytest.approx(task_score(task, fuser.predict(val), val.labels), abs=1e-6)
+
+
+@pytest.mark.parametrize("name", ["early", "late", "linear", "mlp", "transformer"])
+def test_validation_score_is_one_definition_for_every_fuser(name, regression_data, regression_fusers,
+                                                            classification_data, classification_fusers):
+    """The score early stopping follows (TaskOutput.score) and linear fusion picks its penalty by are
+    remodiff.tasks.task_score of the fuser's predictions on the validation clips."""
+    for data, fusers in ((regression_data, regression_fusers), (classification_data, classification_fusers)):
+        train, val, _ = data
+        fuser = fusers[name]
+        if name == "linear":  # refitted on the validation clips by default: score the model picked before that
+            fuser = build_fuser("linear", MODALITIES, {"refit_on_val": False})
+            fuser.fit(train, val)
+        assert fuser.validation_score == pytest.approx(
+            task_score(Task.from_attrs(val.attrs), fuser.predict(val), val.labels), abs=1e-6)
 
 
 def test_bad_inputs_and_params_fail_clearly(regression_data, regression_fusers):

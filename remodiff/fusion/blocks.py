@@ -20,7 +20,7 @@ from remodiff.device import resolve_device
 from remodiff.fusion.base import Fuser
 from remodiff.scaling import Standardiser
 from remodiff.store import FeatureSet
-from remodiff.tasks import Task
+from remodiff.tasks import Task, clip_scores, task_score
 from remodiff.training import TrainConfig, batches, fit, seed_everything, to_tensors
 
 log = logging.getLogger(__name__)
@@ -109,11 +109,8 @@ class TaskOutput:
         return (raw + self.label_mean).astype(np.float32)
 
     def score(self, raw: torch.Tensor, labels: torch.Tensor) -> float:
-        """The validation score early stopping follows (higher is better): accuracy, or -MAE over the labels."""
-        if self.task.is_classification:
-            return float((raw.argmax(dim=1) == labels[:, 0].long()).float().mean())
-        prediction = raw + torch.as_tensor(self.label_mean, device=raw.device)
-        return -float((prediction - labels).abs().mean())
+        """The validation score early stopping follows (:func:`remodiff.tasks.task_score`)."""
+        return task_score(self.task, self.predictions(raw.detach().float().cpu().numpy()), labels.cpu().numpy())
 
     def state(self) -> dict:
         return {"task": self.task.kind, "classes": list(self.task.classes), "loss": self.loss_name,
@@ -209,7 +206,7 @@ class NeuralFuser(Fuser):
                              f"segments; the data has {dims} with {data.n_segments}")
 
     def fit(self, train: FeatureSet, val: FeatureSet | None, history_path: str | Path | None = None) -> None:
-        self.model = None  # refitting starts afresh
+        self.model, self.validation_scores = None, None  # refitting starts afresh
         self.check(train)
         task = Task.from_attrs(train.attrs)
         task.check_labels(train.labels)
@@ -252,6 +249,8 @@ class NeuralFuser(Fuser):
         fit(self.model, loss_fn, tensors(train), monitored, self.train_cfg, history_path=history_path,
             desc=f"fuser {self.name}", val_score=val_score if self.params["monitor"] == "score" else None)
         self.model.cpu()
+        if val is not None:  # the clips as given, even where early stopping followed them masked
+            self.validation_scores = clip_scores(task, self.predict(val), val.labels)
 
     @torch.no_grad()
     def predict(self, data: FeatureSet) -> np.ndarray:
