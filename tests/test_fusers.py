@@ -24,14 +24,16 @@ from tests.conftest import toy_featureset
 MODALITIES = ["audio", "video", "text"]
 CLASSES = ["calm", "happy", "sad"]
 TRAIN = {"epochs": 40, "batch_size": 16, "lr": 0.005, "patience": 10, "seed": 0}
+LOOP = {k: v for k, v in TRAIN.items() if k != "seed"}  # an auto candidate's train section: the seed is auto's
 FAST = {
+    "auto": {"candidates": {"linear": {}, "mlp": {"hidden": 32, "train": LOOP}}, "train": {"seed": 0}},
     "early": {"hidden": 16, "train": TRAIN},
     "late": {"hidden": 16, "combine": "learned", "train": TRAIN},
     "transformer": {"hidden": 16, "heads": 2, "layers": 1, "feedforward": 32, "train": TRAIN},
     "linear": {"train": {"seed": 0}},  # the one train key the pipeline passes
     "mlp": {"hidden": 32, "train": TRAIN},
 }
-ALL = ["early", "late", "linear", "mlp", "transformer"]
+ALL = ["auto", "early", "late", "linear", "mlp", "transformer"]
 
 
 def as_classification(fs: FeatureSet) -> FeatureSet:
@@ -257,6 +259,54 @@ def test_validation_score_is_one_definition_for_every_fuser(name, regression_dat
             task_score(Task.from_attrs(val.attrs), fuser.predict(val), val.labels), abs=1e-6)
 
 
+def two_class_set(n: int, seed: int, rule) -> FeatureSet:
+    rng = np.random.default_rng(seed)
+    features = {m: rng.normal(size=(n, 1, 2)).astype(np.float32) for m in ("audio", "video")}
+    labels = rule(features["audio"][:, 0, 0] > 0, features["video"][:, 0, 0] > 0).astype(np.float32)[:, None]
+    return FeatureSet([f"c{seed}_{i}" for i in range(n)], features, {m: np.ones((n, 1), bool) for m in features},
+                      labels, ["emotion"], {"task": "classification", "classes": ["calm", "happy"]})
+
+
+@pytest.mark.parametrize("rule, winner", [(np.logical_xor, "mlp"), (lambda audio, video: audio, "linear")])
+def test_auto_keeps_the_candidate_with_the_best_validation_score(rule, winner, tmp_path):
+    """XOR of the two modalities' signs: no linear model separates the classes, a small MLP does; the sign of audio
+    alone: linear does, the MLP (one epoch at a tiny learning rate) does not learn it. Auto keeps the better one
+    whichever is listed first, predicts as it does alone, writes its training history, and saves and loads it."""
+    train, val, test = (two_class_set(n, seed, rule) for n, seed in ((200, 0), (60, 1), (60, 2)))
+    learning = winner == "mlp"
+    mlp = {"hidden": 32, "dropout": 0.0, "input_dropout": 0.0,
+           "train": {**LOOP, "epochs": 60} if learning else {**LOOP, "epochs": 1, "lr": 1e-6, "min_epochs": 0}}
+    candidates = {"linear": {}, "mlp": mlp} if learning else {"mlp": mlp, "linear": {}}
+    auto = build_fuser("auto", ["audio", "video"], {"candidates": candidates, "train": {"seed": 0}})
+    auto.fit(train, val, history_path=tmp_path / "history.json")
+    loser = "linear" if learning else "mlp"
+    assert auto.chosen == winner and auto.scores[winner] > auto.scores[loser] + 0.2
+    assert auto.validation_score == auto.scores[winner]
+    alone = build_fuser(winner, ["audio", "video"], {**candidates[winner], "train": {
+        **candidates[winner].get("train", {}), "seed": 0}})
+    alone.fit(train, val)
+    np.testing.assert_array_equal(auto.predict(test), alone.predict(test))
+    assert (tmp_path / "history.json").exists() == learning  # linear has no training loop, so no history
+    auto.save(tmp_path / "auto")
+    again = load_fuser(tmp_path / "auto")
+    assert (again.chosen, again.scores, again.standard_errors) == (auto.chosen, auto.scores, auto.standard_errors)
+    np.testing.assert_array_equal(again.predict(test), auto.predict(test))
+    with pytest.raises(ValueError, match="needs validation clips"):
+        auto.fit(train, None)
+
+
+def test_auto_one_standard_error_rule_keeps_the_first_listed_candidate_within_the_noise():
+    auto = build_fuser("auto", MODALITIES, {"candidates": ["linear", "mlp", "early"]})
+    auto.scores = {"linear": 0.50, "mlp": 0.55, "early": 0.58}
+    auto.standard_errors = {"linear": 0.10, "mlp": 0.10, "early": 0.10}
+    assert auto.select() == "linear"  # 0.50 >= 0.58 - 0.10: the best's lead is within its standard error
+    auto.standard_errors["early"] = 0.05
+    assert auto.select() == "mlp"  # linear is out; mlp, listed before early, is within
+    best = build_fuser("auto", MODALITIES, {"candidates": ["linear", "mlp", "early"], "selection": "best"})
+    best.scores, best.standard_errors = auto.scores, auto.standard_errors
+    assert best.select() == "early"
+
+
 def test_bad_inputs_and_params_fail_clearly(regression_data, regression_fusers):
     train, val, test = regression_data
     with pytest.raises(ValueError, match=r"needs modalities \['depth'\]"):
@@ -347,7 +397,8 @@ def test_committed_params_name_every_fuser_and_check_accepts_them(tmp_path, monk
     refused = {"linear": ({"penalties": [0.0]}, "positive numbers"),
                "mlp": ({"input_dropout": 1.0}, "input_dropout must be a probability"),
                "early": ({"monitor": "auc"}, "valid values: score, loss"),
-               "late": ({"masked_as": "zero"}, "valid values: missing, mean"),}
+               "late": ({"masked_as": "zero"}, "valid values: missing, mean"),
+               "auto": ({"candidates": {"linear": {}, "early": {"hidden": 0}}}, "auto fusion candidate 'early'")}
     for name, (setting, message) in refused.items():
         bad = {**params, "fuser": {**params["fuser"], "type": name, name: {**params["fuser"][name], **setting}}}
         with pytest.raises(SettingError, match=message):
