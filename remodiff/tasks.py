@@ -64,3 +64,18 @@ def class_indices(predictions: np.ndarray) -> np.ndarray:
     if predictions.ndim != 2:
         raise ValueError(f"class scores must be [N, C], got shape {predictions.shape}")
     return predictions.argmax(axis=1)
+
+
+def clip_scores(task: Task, predictions: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``[N]`` per-clip validation scores (higher is better): 1 / 0 for a right / wrong :func:`class_indices` of
+    ``[N, C]`` class scores, or minus the clip's mean absolute error over its ``[N, L]`` labels."""
+    predictions = np.asarray(predictions)
+    if task.is_classification:
+        return (class_indices(predictions) == check_class_indices(labels, len(task.classes))).astype(np.float64)
+    return -np.abs(predictions - np.asarray(labels)).mean(axis=1, dtype=np.float64)
+
+
+def task_score(task: Task, predictions: np.ndarray, labels: np.ndarray) -> float:
+    """The one validation score fusers early-stop on and are selected by (higher is better): the mean of
+    :func:`clip_scores`, i.e. the accuracy, or minus the mean absolute error (every label weighs the same)."""
+    return float(clip_scores(task, predictions, labels).mean())

@@ -84,7 +84,7 @@ def set_key(params: dict, dotted: str, value) -> None:
     ("imputer.gan.train.precision", "fp8", "params.yaml: imputer.gan.train.precision: unknown precision 'fp8' "
                                            "(valid: fp32, fp16, bf16)"),
     ("imputer.diffusion.sampler", "heun", "params.yaml: imputer.diffusion: unknown sampler 'heun'"),
-    ("fuser.type", "svm", "params.yaml: fuser.type: unknown fuser 'svm' (valid: early, late, linear, mlp, transformer)"),
+    ("fuser.type", "svm", "params.yaml: fuser.type: unknown fuser 'svm' (valid: auto, early, late, linear, mlp, transformer)"),
     ("fuser.early.train.schedule", "linear", "params.yaml: fuser.early: training schedule 'linear'; valid values: "
                                              "constant, cosine, plateau"),
     ("fuser.linear.refit_on_val", "yes", "params.yaml: fuser.linear.refit_on_val: must be bool, got 'yes'"),

@@ -2,6 +2,7 @@
 the classical rows (linear, mlp) too, and every fuser's settings pass `remodiff check`."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -14,22 +15,25 @@ from remodiff.evaluation.matrix import lower_bound_predict
 from remodiff.evaluation.metrics import classification_metrics, regression_metrics
 from remodiff.fusion import FUSERS, build_fuser, load_fuser
 from remodiff.fusion.blocks import drop_modalities, split_inputs, standardised_inputs
+from remodiff.imputers import build_imputer
 from remodiff.registry import SettingError
 from remodiff.store import FeatureSet
-from remodiff.tasks import class_indices
+from remodiff.tasks import Task, class_indices, task_score
 from tests.conftest import toy_featureset
 
 MODALITIES = ["audio", "video", "text"]
 CLASSES = ["calm", "happy", "sad"]
 TRAIN = {"epochs": 40, "batch_size": 16, "lr": 0.005, "patience": 10, "seed": 0}
+LOOP = {k: v for k, v in TRAIN.items() if k != "seed"}  # an auto candidate's train section: the seed is auto's
 FAST = {
+    "auto": {"candidates": {"linear": {}, "mlp": {"hidden": 32, "train": LOOP}}, "train": {"seed": 0}},
     "early": {"hidden": 16, "train": TRAIN},
     "late": {"hidden": 16, "combine": "learned", "train": TRAIN},
     "transformer": {"hidden": 16, "heads": 2, "layers": 1, "feedforward": 32, "train": TRAIN},
     "linear": {"train": {"seed": 0}},  # the one train key the pipeline passes
     "mlp": {"hidden": 32, "train": TRAIN},
 }
-ALL = ["early", "late", "linear", "mlp", "transformer"]
+ALL = ["auto", "early", "late", "linear", "mlp", "transformer"]
 
 
 def as_classification(fs: FeatureSet) -> FeatureSet:
@@ -158,7 +162,7 @@ def test_drop_modalities_is_seeded_and_never_empties_a_clip():
     x["text"][:500] = 0.0
 
     def draw(seed):
-        return drop_modalities(x, available, 0.5, torch.Generator().manual_seed(seed))
+        return drop_modalities(x, available, 0.5, torch.Generator().manual_seed(seed), "missing")
 
     dropped_x, dropped_available = draw(3)
     again_x, again_available = draw(3)
@@ -191,6 +195,116 @@ def test_train_masking_is_deterministic_under_the_seed(regression_data):
     np.testing.assert_array_equal(trained(0.5), masked)
     assert not np.allclose(trained(0.0), masked, atol=1e-4)
     assert not np.allclose(trained(0.5, seed=1), masked, atol=1e-4)
+
+
+def test_masking_as_mean_trains_on_what_a_mean_reconstruction_looks_like():
+    """masked_as: mean shows a dropped modality exactly as the `mean` imputer's reconstruction reaches the fuser at
+    test time (the training mean, marked available); masked_as: missing shows a natural gap, which late fusion reads
+    otherwise (it leaves the modality out). One segment: the mean imputer fills the mean per segment position."""
+    train, test = toy_featureset(120, seed=0, segments=1), toy_featureset(40, seed=2, segments=1)
+    fuser = build_fuser("late", MODALITIES, {**FAST["late"], "train_masking": 0.5, "masked_as": "mean",
+                                             "train": {**TRAIN, "epochs": 5}})
+    fuser.fit(train, None)
+    x, available = split_inputs({k: torch.as_tensor(v) for k, v in
+                                 standardised_inputs(fuser.scaler, test, MODALITIES).items()}, MODALITIES)
+
+    def shown(masked_as: str):  # one training-time draw, shown both ways
+        return drop_modalities(x, available, 0.5, torch.Generator().manual_seed(0), masked_as)
+
+    gaps = {m: a.numpy() for m, a in shown("missing")[1].items()}
+    assert sum(int((~g).sum()) for g in gaps.values()) > 0
+    imputer = build_imputer("mean")
+    imputer.fit(train)
+    reconstructed = fuser.predict(imputer.impute(test.with_mask(gaps)))
+    with torch.no_grad():
+        as_mean = fuser.output.predictions(fuser.model(*shown("mean")).numpy())
+        as_missing = fuser.output.predictions(fuser.model(*shown("missing")).numpy())
+    np.testing.assert_allclose(reconstructed, as_mean, atol=1e-5)
+    assert not np.allclose(reconstructed, as_missing, atol=1e-3)
+
+
+def test_mask_validation_changes_what_early_stopping_follows_not_the_training(tmp_path, regression_data):
+    train, val, _ = regression_data
+
+    def fitted(mask_validation: bool) -> tuple:
+        fuser = build_fuser("mlp", MODALITIES, {**FAST["mlp"], "train_masking": 0.5, "masked_as": "mean",
+                                                "mask_validation": mask_validation,
+                                                "train": {**TRAIN, "epochs": 6, "min_epochs": 6}})
+        history = tmp_path / f"{mask_validation}.json"
+        fuser.fit(train, val, history_path=history)
+        return fuser, json.loads(history.read_text())
+
+    (plain, plain_history), (masked, masked_history) = fitted(False), fitted(True)
+    assert [r["train_loss"] for r in masked_history] == [r["train_loss"] for r in plain_history]
+    assert all(a["val_score"] != b["val_score"] for a, b in zip(masked_history, plain_history))
+    # validation_score: the kept model on the validation clips as given, masked or not while training
+    assert plain.validation_score == pytest.approx(max(r["val_score"] for r in plain_history), abs=1e-6)
+    task = Task.from_attrs(val.attrs)
+    for fuser in (plain, masked):
+        assert fuser.validation_score == pytest.approx(task_score(task, fuser.predict(val), val.labels), abs=1e-6)
+
+
+@pytest.mark.parametrize("name", ["early", "late", "linear", "mlp", "transformer"])
+def test_validation_score_is_one_definition_for_every_fuser(name, regression_data, regression_fusers,
+                                                            classification_data, classification_fusers):
+    """The score early stopping follows (TaskOutput.score) and linear fusion picks its penalty by are
+    remodiff.tasks.task_score of the fuser's predictions on the validation clips."""
+    for data, fusers in ((regression_data, regression_fusers), (classification_data, classification_fusers)):
+        train, val, _ = data
+        fuser = fusers[name]
+        if name == "linear":  # refitted on the validation clips by default: score the model picked before that
+            fuser = build_fuser("linear", MODALITIES, {"refit_on_val": False})
+            fuser.fit(train, val)
+        assert fuser.validation_score == pytest.approx(
+            task_score(Task.from_attrs(val.attrs), fuser.predict(val), val.labels), abs=1e-6)
+
+
+def two_class_set(n: int, seed: int, rule) -> FeatureSet:
+    rng = np.random.default_rng(seed)
+    features = {m: rng.normal(size=(n, 1, 2)).astype(np.float32) for m in ("audio", "video")}
+    labels = rule(features["audio"][:, 0, 0] > 0, features["video"][:, 0, 0] > 0).astype(np.float32)[:, None]
+    return FeatureSet([f"c{seed}_{i}" for i in range(n)], features, {m: np.ones((n, 1), bool) for m in features},
+                      labels, ["emotion"], {"task": "classification", "classes": ["calm", "happy"]})
+
+
+@pytest.mark.parametrize("rule, winner", [(np.logical_xor, "mlp"), (lambda audio, video: audio, "linear")])
+def test_auto_keeps_the_candidate_with_the_best_validation_score(rule, winner, tmp_path):
+    """XOR of the two modalities' signs: no linear model separates the classes, a small MLP does; the sign of audio
+    alone: linear does, the MLP (one epoch at a tiny learning rate) does not learn it. Auto keeps the better one
+    whichever is listed first, predicts as it does alone, writes its training history, and saves and loads it."""
+    train, val, test = (two_class_set(n, seed, rule) for n, seed in ((200, 0), (60, 1), (60, 2)))
+    learning = winner == "mlp"
+    mlp = {"hidden": 32, "dropout": 0.0, "input_dropout": 0.0,
+           "train": {**LOOP, "epochs": 60} if learning else {**LOOP, "epochs": 1, "lr": 1e-6, "min_epochs": 0}}
+    candidates = {"linear": {}, "mlp": mlp} if learning else {"mlp": mlp, "linear": {}}
+    auto = build_fuser("auto", ["audio", "video"], {"candidates": candidates, "train": {"seed": 0}})
+    auto.fit(train, val, history_path=tmp_path / "history.json")
+    loser = "linear" if learning else "mlp"
+    assert auto.chosen == winner and auto.scores[winner] > auto.scores[loser] + 0.2
+    assert auto.validation_score == auto.scores[winner]
+    alone = build_fuser(winner, ["audio", "video"], {**candidates[winner], "train": {
+        **candidates[winner].get("train", {}), "seed": 0}})
+    alone.fit(train, val)
+    np.testing.assert_array_equal(auto.predict(test), alone.predict(test))
+    assert (tmp_path / "history.json").exists() == learning  # linear has no training loop, so no history
+    auto.save(tmp_path / "auto")
+    again = load_fuser(tmp_path / "auto")
+    assert (again.chosen, again.scores, again.standard_errors) == (auto.chosen, auto.scores, auto.standard_errors)
+    np.testing.assert_array_equal(again.predict(test), auto.predict(test))
+    with pytest.raises(ValueError, match="needs validation clips"):
+        auto.fit(train, None)
+
+
+def test_auto_one_standard_error_rule_keeps_the_first_listed_candidate_within_the_noise():
+    auto = build_fuser("auto", MODALITIES, {"candidates": ["linear", "mlp", "early"]})
+    auto.scores = {"linear": 0.50, "mlp": 0.55, "early": 0.58}
+    auto.standard_errors = {"linear": 0.10, "mlp": 0.10, "early": 0.10}
+    assert auto.select() == "linear"  # 0.50 >= 0.58 - 0.10: the best's lead is within its standard error
+    auto.standard_errors["early"] = 0.05
+    assert auto.select() == "mlp"  # linear is out; mlp, listed before early, is within
+    best = build_fuser("auto", MODALITIES, {"candidates": ["linear", "mlp", "early"], "selection": "best"})
+    best.scores, best.standard_errors = auto.scores, auto.standard_errors
+    assert best.select() == "early"
 
 
 def test_bad_inputs_and_params_fail_clearly(regression_data, regression_fusers):
@@ -263,6 +377,17 @@ def test_neural_fusers_use_the_real_data_defaults_and_accept_overrides():
         7, 3, 64, 0.05, 10, "cosine")
 
 
+def test_committed_params_equal_the_code_defaults():
+    """params.yaml's fuser sections spell out the code's defaults: built as written or with no settings, a fuser is
+    the same (so a default measured and changed in one place is changed in both)."""
+    sections = read_params(Path(__file__).resolve().parents[1] / "params.yaml")["fuser"]
+    for name in ALL:
+        written, default = build_fuser(name, MODALITIES, sections[name]), build_fuser(name, MODALITIES)
+        assert {k: v for k, v in written.params.items() if k != "train"} == {
+            k: v for k, v in default.params.items() if k != "train"}, name
+        assert getattr(written, "train_cfg", None) == getattr(default, "train_cfg", None), name
+
+
 def test_committed_params_name_every_fuser_and_check_accepts_them(tmp_path, monkeypatch):
     params = read_params(Path(__file__).resolve().parents[1] / "params.yaml")
     assert sorted(set(params["fuser"]) - {"type"}) == ALL
@@ -271,7 +396,9 @@ def test_committed_params_name_every_fuser_and_check_accepts_them(tmp_path, monk
         check_params({**params, "fuser": {**params["fuser"], "type": name}})
     refused = {"linear": ({"penalties": [0.0]}, "positive numbers"),
                "mlp": ({"input_dropout": 1.0}, "input_dropout must be a probability"),
-               "early": ({"monitor": "auc"}, "valid values: score, loss")}
+               "early": ({"monitor": "auc"}, "valid values: score, loss"),
+               "late": ({"masked_as": "zero"}, "valid values: missing, mean"),
+               "auto": ({"candidates": {"linear": {}, "early": {"hidden": 0}}}, "auto fusion candidate 'early'")}
     for name, (setting, message) in refused.items():
         bad = {**params, "fuser": {**params["fuser"], "type": name, name: {**params["fuser"][name], **setting}}}
         with pytest.raises(SettingError, match=message):

@@ -20,6 +20,9 @@ class Fuser(abc.ABC):
     def __init__(self, modalities: list[str], **params):
         self.modalities = list(modalities)
         self.params = params
+        # set by fit where validation clips are given: the fitted model's remodiff.tasks.clip_scores on them as given
+        # (before any refit on them), what the auto fuser compares candidates by
+        self.validation_scores: np.ndarray | None = None
 
     @abc.abstractmethod
     def fit(self, train: FeatureSet, val: FeatureSet | None, history_path: str | Path | None = None) -> None: ...
@@ -34,6 +37,11 @@ class Fuser(abc.ABC):
 
     @abc.abstractmethod
     def load_state_dict(self, state: dict) -> None: ...
+
+    @property
+    def validation_score(self) -> float | None:
+        """The fitted model's :func:`remodiff.tasks.task_score` on the validation clips it was given (None without)."""
+        return None if self.validation_scores is None else float(self.validation_scores.mean())
 
     def check(self, data: FeatureSet) -> None:
         lacking = [m for m in self.modalities if m not in data.features]

@@ -20,7 +20,7 @@ from remodiff.device import resolve_device
 from remodiff.fusion.base import Fuser
 from remodiff.scaling import Standardiser
 from remodiff.store import FeatureSet
-from remodiff.tasks import Task
+from remodiff.tasks import Task, clip_scores, task_score
 from remodiff.training import TrainConfig, batches, fit, seed_everything, to_tensors
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,16 @@ LOSSES = ("l1", "mse")
 PREDICT_BATCH = 512
 # The masking generator's seed is the training seed plus this, so its stream is apart from the batch order's.
 MASKING_SEED_OFFSET = 1_000_003
+# The validation masks' seed offset: one fixed draw, apart from the training masks' stream.
+VALIDATION_MASKING_SEED_OFFSET = 2_000_003
 MONITORS = ("score", "loss")
+# How a modality dropped by train_masking is shown to the network: "missing" = marked unavailable (a natural gap,
+# what a lower-bound fuser sees); "mean" = the training mean marked available, what a `mean` imputer's
+# reconstruction looks like at test time (reconstructions arrive marked available; exactly so with one segment,
+# with several the imputer fills each segment position's own mean). It matters to late and transformer fusion,
+# which leave unavailable modalities out; early fusion reads no availability, and the mlp pools a dropped modality
+# to 0 either way.
+MASKED_AS = ("missing", "mean")
 # The training loop's settings for fusers, sized on the real dev sets (README, "Fusers"); a fuser's `train`
 # section overrides them key by key. Kept equal to params.yaml's fuser sections.
 FUSER_TRAIN_DEFAULTS = {"epochs": 60, "batch_size": 64, "lr": 5e-4, "weight_decay": 0.05, "patience": 10,
@@ -100,11 +109,8 @@ class TaskOutput:
         return (raw + self.label_mean).astype(np.float32)
 
     def score(self, raw: torch.Tensor, labels: torch.Tensor) -> float:
-        """The validation score early stopping follows (higher is better): accuracy, or -MAE over the labels."""
-        if self.task.is_classification:
-            return float((raw.argmax(dim=1) == labels[:, 0].long()).float().mean())
-        prediction = raw + torch.as_tensor(self.label_mean, device=raw.device)
-        return -float((prediction - labels).abs().mean())
+        """The validation score early stopping follows (:func:`remodiff.tasks.task_score`)."""
+        return task_score(self.task, self.predictions(raw.detach().float().cpu().numpy()), labels.cpu().numpy())
 
     def state(self) -> dict:
         return {"task": self.task.kind, "classes": list(self.task.classes), "loss": self.loss_name,
@@ -116,13 +122,18 @@ class TaskOutput:
 
 
 def drop_modalities(x: dict[str, torch.Tensor], available: dict[str, torch.Tensor], p: float,
-                    generator: torch.Generator) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """Drop each (clip, modality) with probability ``p``: features zeroed, every segment marked unavailable.
+                    generator: torch.Generator, masked_as: str
+                    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Drop each (clip, modality) with probability ``p``: features zeroed (= the training mean after z-scoring);
+    ``masked_as="missing"`` marks every segment of it unavailable, ``"mean"`` leaves the availability as it was, so
+    the dropped modality looks like a `mean` imputer's reconstruction (:data:`MASKED_AS`).
 
     Only modalities the clip has (in some segment) are dropped, and a clip never loses all of them: where every
     one was drawn, one of them, chosen uniformly, stays. Draws come from ``generator`` (CPU), so a seeded
     generator gives the same masks on any device.
     """
+    if masked_as not in MASKED_AS:
+        raise ValueError(f"masked_as {masked_as!r}; valid values: {', '.join(MASKED_AS)}")
     names = list(x)
     present = torch.stack([available[m].any(dim=1) for m in names], dim=1)  # [B, M]
     device = present.device
@@ -133,6 +144,8 @@ def drop_modalities(x: dict[str, torch.Tensor], available: dict[str, torch.Tenso
     keep = F.one_hot(keep_score.argmax(dim=1), len(names)).bool() & emptied[:, None]
     drop &= ~keep
     dropped_x = {m: x[m].masked_fill(drop[:, j, None, None], 0.0) for j, m in enumerate(names)}
+    if masked_as == "mean":
+        return dropped_x, available
     dropped_available = {m: available[m] & ~drop[:, j, None] for j, m in enumerate(names)}
     return dropped_x, dropped_available
 
@@ -143,20 +156,25 @@ class NeuralFuser(Fuser):
     Subclasses implement :meth:`network` and pass their own params on to ``__init__``. The task comes from
     ``train.attrs["task"]`` (default regression); ``loss`` (l1 | mse) applies to regression, classification
     always uses cross-entropy. ``train_masking`` = p drops each (clip, modality) of a training batch with
-    probability p (:func:`drop_modalities`); 0 trains on the data as given. ``input_dropout`` zeroes single
+    probability p (:func:`drop_modalities`), shown to the network as ``masked_as`` says (:data:`MASKED_AS`); 0 trains
+    on the data as given. ``mask_validation`` masks the validation clips the same way, once (a fixed, seeded draw),
+    so the epoch kept is the best one on inputs with gaps, not on complete ones. ``input_dropout`` zeroes single
     standardised input values (sets them to the training mean) while training. ``monitor: score`` stops early on
     the validation accuracy / -MAE (``loss``: on the validation loss). ``train`` overrides
     :data:`FUSER_TRAIN_DEFAULTS` key by key.
     """
 
     def __init__(self, modalities: list[str], *, hidden: int, dropout: float, loss: str, train_masking: float,
-                 train: dict | None, input_dropout: float = 0.0, monitor: str = "score", **own):
+                 train: dict | None, input_dropout: float = 0.0, monitor: str = "score", masked_as: str = "mean",
+                 mask_validation: bool = False, **own):
         if not modalities:
             raise ValueError("a fuser needs at least one modality")
         if loss not in LOSSES:
             raise ValueError(f"fuser loss {loss!r}; valid values: {', '.join(LOSSES)}")
         if not 0.0 <= train_masking < 1.0:
             raise ValueError(f"train_masking must be a probability in [0, 1), got {train_masking}")
+        if masked_as not in MASKED_AS:
+            raise ValueError(f"fuser masked_as {masked_as!r}; valid values: {', '.join(MASKED_AS)}")
         if hidden < 1 or not 0.0 <= dropout < 1.0:
             raise ValueError(f"fuser needs hidden >= 1 and dropout in [0, 1), got hidden={hidden}, dropout={dropout}")
         if not 0.0 <= input_dropout < 1.0:
@@ -164,7 +182,8 @@ class NeuralFuser(Fuser):
         if monitor not in MONITORS:
             raise ValueError(f"fuser monitor {monitor!r}; valid values: {', '.join(MONITORS)}")
         super().__init__(modalities, hidden=hidden, dropout=dropout, loss=loss, train_masking=train_masking,
-                         train=train or {}, input_dropout=input_dropout, monitor=monitor, **own)
+                         masked_as=masked_as, mask_validation=mask_validation, train=train or {},
+                         input_dropout=input_dropout, monitor=monitor, **own)
         self.train_cfg = TrainConfig.from_params({**FUSER_TRAIN_DEFAULTS, **(train or {})})
         self.model: nn.Module | None = None
 
@@ -187,7 +206,7 @@ class NeuralFuser(Fuser):
                              f"segments; the data has {dims} with {data.n_segments}")
 
     def fit(self, train: FeatureSet, val: FeatureSet | None, history_path: str | Path | None = None) -> None:
-        self.model = None  # refitting starts afresh
+        self.model, self.validation_scores = None, None  # refitting starts afresh
         self.check(train)
         task = Task.from_attrs(train.attrs)
         task.check_labels(train.labels)
@@ -200,14 +219,14 @@ class NeuralFuser(Fuser):
             task.check_labels(val.labels)
         device = resolve_device(self.train_cfg.device)
         self.model.to(device)
-        p, p_input = self.params["train_masking"], self.params["input_dropout"]
+        p, p_input, masked_as = self.params["train_masking"], self.params["input_dropout"], self.params["masked_as"]
         masking = torch.Generator().manual_seed(self.train_cfg.seed + MASKING_SEED_OFFSET)
 
         def loss_fn(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
             x, available = split_inputs(batch, self.modalities)
-            if model.training:  # validation sees the data as given
+            if model.training:  # validation is masked once, up front (mask_validation), or not at all
                 if p > 0:
-                    x, available = drop_modalities(x, available, p, masking)
+                    x, available = drop_modalities(x, available, p, masking, masked_as)
                 if p_input > 0:
                     x = {m: F.dropout(v, p_input) for m, v in x.items()}
             return self.output.loss(model(x, available), batch["y"])
@@ -215,17 +234,23 @@ class NeuralFuser(Fuser):
         def tensors(data: FeatureSet) -> dict[str, torch.Tensor]:
             return to_tensors({**standardised_inputs(self.scaler, data, self.modalities), "y": data.labels}, device)
 
-        val_tensors = tensors(val) if val is not None else None
+        monitored = tensors(val) if val is not None else None  # what early stopping follows
+        if monitored is not None and self.params["mask_validation"] and p > 0:
+            fixed = torch.Generator().manual_seed(self.train_cfg.seed + VALIDATION_MASKING_SEED_OFFSET)
+            x, available = drop_modalities(*split_inputs(monitored, self.modalities), p, fixed, masked_as)
+            monitored = {**monitored, **{f"x/{m}": x[m] for m in x}, **{f"a/{m}": available[m] for m in available}}
 
         def val_score(model: nn.Module) -> float:
-            raw = torch.cat([model(*split_inputs(b, self.modalities)) for b in batches(val_tensors, PREDICT_BATCH)])
-            return self.output.score(raw, val_tensors["y"])
+            raw = torch.cat([model(*split_inputs(b, self.modalities)) for b in batches(monitored, PREDICT_BATCH)])
+            return self.output.score(raw, monitored["y"])
 
         log.info("fuser %s: %s task, %d training clips, modalities %s", self.name, task.kind, len(train),
                  self.modalities)
-        fit(self.model, loss_fn, tensors(train), val_tensors, self.train_cfg, history_path=history_path,
+        fit(self.model, loss_fn, tensors(train), monitored, self.train_cfg, history_path=history_path,
             desc=f"fuser {self.name}", val_score=val_score if self.params["monitor"] == "score" else None)
         self.model.cpu()
+        if val is not None:  # the clips as given, even where early stopping followed them masked
+            self.validation_scores = clip_scores(task, self.predict(val), val.labels)
 
     @torch.no_grad()
     def predict(self, data: FeatureSet) -> np.ndarray:

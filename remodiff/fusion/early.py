@@ -30,9 +30,11 @@ class EarlyFusion(NeuralFuser):
     name = "early"
 
     def __init__(self, modalities: list[str], hidden: int = 64, dropout: float = 0.3, input_dropout: float = 0.3,
-                 loss: str = "l1", train_masking: float = 0.0, monitor: str = "score", train: dict | None = None):
+                 loss: str = "l1", train_masking: float = 0.0, masked_as: str = "mean",
+                 mask_validation: bool = False, monitor: str = "score", train: dict | None = None):
         super().__init__(modalities, hidden=hidden, dropout=dropout, input_dropout=input_dropout, loss=loss,
-                         train_masking=train_masking, monitor=monitor, train=train)
+                         train_masking=train_masking, masked_as=masked_as,
+                         mask_validation=mask_validation, monitor=monitor, train=train)
 
     def network(self, dims: dict[str, int], n_segments: int, out_dim: int) -> nn.Module:
         return EarlyFusionNet(dims, self.params["hidden"], out_dim, self.params["dropout"])

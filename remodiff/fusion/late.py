@@ -42,12 +42,14 @@ class LateFusion(NeuralFuser):
     name = "late"
 
     def __init__(self, modalities: list[str], hidden: int = 64, dropout: float = 0.3, input_dropout: float = 0.3,
-                 loss: str = "l1", combine: str = "mean", train_masking: float = 0.0, monitor: str = "score",
+                 loss: str = "l1", combine: str = "mean", train_masking: float = 0.0, masked_as: str = "mean",
+                 mask_validation: bool = False, monitor: str = "score",
                  train: dict | None = None):
         if combine not in COMBINE:
             raise ValueError(f"late fusion combine {combine!r}; valid values: {', '.join(COMBINE)}")
         super().__init__(modalities, hidden=hidden, dropout=dropout, input_dropout=input_dropout, loss=loss,
-                         train_masking=train_masking, monitor=monitor, train=train, combine=combine)
+                         train_masking=train_masking, masked_as=masked_as,
+                         mask_validation=mask_validation, monitor=monitor, train=train, combine=combine)
 
     def network(self, dims: dict[str, int], n_segments: int, out_dim: int) -> nn.Module:
         return LateFusionNet(dims, self.params["hidden"], out_dim, self.params["dropout"],

@@ -17,7 +17,7 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from remodiff.fusion.base import FUSERS, Fuser
 from remodiff.scaling import Standardiser, masked_mean
 from remodiff.store import FeatureSet
-from remodiff.tasks import Task, check_class_indices
+from remodiff.tasks import Task, check_class_indices, clip_scores
 
 log = logging.getLogger(__name__)
 # ridge alpha (regression) / inverse regularisation strength C (classification): sklearn's meanings
@@ -52,13 +52,16 @@ class LinearFusion(Fuser):
             return LogisticRegression(C=penalty, max_iter=2000)
         return Ridge(alpha=penalty)
 
-    def score(self, task: Task, model, x: np.ndarray, labels: np.ndarray) -> float:
-        if task.is_classification:
-            return float((model.predict(x) == check_class_indices(labels, len(task.classes))).mean())
-        return -float(np.abs(model.predict(x) - labels).mean())
+    def outputs(self, task: Task, model, x: np.ndarray) -> np.ndarray:
+        """What :meth:`predict` gives for pooled features ``x``, from a fitted scikit-learn ``model``."""
+        if not task.is_classification:
+            return model.predict(x)
+        probabilities = np.zeros((len(x), len(task.classes)))
+        probabilities[:, model.classes_.astype(int)] = model.predict_proba(x)
+        return probabilities
 
     def fit(self, train: FeatureSet, val: FeatureSet | None, history_path: str | Path | None = None) -> None:
-        self.state = None
+        self.state, self.validation_scores = None, None
         self.check(train)
         task = Task.from_attrs(train.attrs)
         task.check_labels(train.labels)
@@ -67,12 +70,15 @@ class LinearFusion(Fuser):
         y = check_class_indices(train.labels, len(task.classes)) if task.is_classification else train.labels
         penalties = self.params["penalties"] or DEFAULT_PENALTIES[task.kind]
         penalty = penalties[len(penalties) // 2]
-        if val is not None and len(val) and len(penalties) > 1:
+        if val is not None and len(val):
             self.check(val)
             task.check_labels(val.labels)
             x_val = self.pooled(val, scaler)
-            scores = [self.score(task, self.estimator(task, p).fit(x, y), x_val, val.labels) for p in penalties]
-            penalty = penalties[int(np.argmax(scores))]  # ties to the first (strongest) penalty
+            per_clip = [clip_scores(task, self.outputs(task, self.estimator(task, p).fit(x, y), x_val), val.labels)
+                        for p in penalties]
+            scores = [float(s.mean()) for s in per_clip]  # remodiff.tasks.task_score of each
+            best = int(np.argmax(scores))  # ties to the first (strongest) penalty
+            penalty, self.validation_scores = penalties[best], per_clip[best]
             log.info("linear fusion: validation scores %s over penalties %s, picked %g",
                      [round(s, 4) for s in scores], penalties, penalty)
             if self.params["refit_on_val"]:

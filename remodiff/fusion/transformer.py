@@ -42,13 +42,15 @@ class TransformerFusion(NeuralFuser):
 
     def __init__(self, modalities: list[str], hidden: int = 64, heads: int = 4, layers: int = 2,
                  feedforward: int = 128, dropout: float = 0.3, input_dropout: float = 0.3, loss: str = "l1",
-                 train_masking: float = 0.0, monitor: str = "score", train: dict | None = None):
+                 train_masking: float = 0.0, masked_as: str = "mean",
+                 mask_validation: bool = False, monitor: str = "score", train: dict | None = None):
         if heads < 1 or hidden % heads:
             raise ValueError(f"transformer fusion needs hidden ({hidden}) divisible by heads ({heads})")
         if layers < 1 or feedforward < 1:
             raise ValueError(f"transformer fusion needs layers >= 1 and feedforward >= 1, got {layers}, {feedforward}")
         super().__init__(modalities, hidden=hidden, dropout=dropout, input_dropout=input_dropout, loss=loss,
-                         train_masking=train_masking, monitor=monitor, train=train, heads=heads, layers=layers,
+                         train_masking=train_masking, masked_as=masked_as,
+                         mask_validation=mask_validation, monitor=monitor, train=train, heads=heads, layers=layers,
                          feedforward=feedforward)
 
     def network(self, dims: dict[str, int], n_segments: int, out_dim: int) -> nn.Module:
