@@ -18,6 +18,9 @@ def masked_mean(x: np.ndarray, available: np.ndarray, axis: int) -> np.ndarray:
     return np.divide(total, count, out=np.zeros_like(total), where=count > 0)
 
 
+CONSTANT_VARIANCE = 1e-12  # a training variance at or below this: the dimension is constant
+
+
 class Standardiser:
     """Per-modality, per-dimension z-scoring with training statistics over available slots."""
 
@@ -32,7 +35,9 @@ class Standardiser:
             flat_x, flat_a = x.reshape(-1, 1, x.shape[-1]), a.reshape(-1, 1)
             mean[m] = masked_mean(flat_x, flat_a, axis=0)[0].astype(np.float32)
             var = masked_mean((flat_x - mean[m]) ** 2, flat_a, axis=0)[0]
-            std[m] = (np.sqrt(var) + 1e-6).astype(np.float32)  # constant dimensions stay finite
+            # a dimension constant in training (e.g. a tf-idf word no training clip uses) is centred, not scaled:
+            # dividing by ~0 would turn any test value into an extreme one
+            std[m] = np.where(var > CONSTANT_VARIANCE, np.sqrt(var), 1.0).astype(np.float32)
         return cls(mean, std)
 
     def transform(self, data: FeatureSet, modality: str) -> np.ndarray:

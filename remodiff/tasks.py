@@ -79,3 +79,15 @@ def task_score(task: Task, predictions: np.ndarray, labels: np.ndarray) -> float
     """The one validation score fusers early-stop on and are selected by (higher is better): the mean of
     :func:`clip_scores`, i.e. the accuracy, or minus the mean absolute error (every label weighs the same)."""
     return float(clip_scores(task, predictions, labels).mean())
+
+
+def one_standard_error(clip_scores: dict[str, np.ndarray]) -> str:
+    """The one-standard-error rule (Breiman et al., CART; Hastie et al., ESL 7.10) over candidates' per-clip
+    validation scores (higher is better), listed simplest first: the first candidate whose mean score is within one
+    standard error (over the clips) of the best mean. On a few dozen validation clips the plain best is often a
+    lucky draw; this keeps the simpler candidate unless another is clearly better."""
+    means = {name: float(np.mean(scores)) for name, scores in clip_scores.items()}
+    best = max(means, key=means.get)  # the first of the best
+    scores = np.asarray(clip_scores[best], np.float64)
+    error = float(scores.std(ddof=1) / np.sqrt(len(scores))) if len(scores) > 1 else 0.0
+    return next(name for name, mean in means.items() if mean >= means[best] - error)

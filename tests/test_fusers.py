@@ -296,15 +296,20 @@ def test_auto_keeps_the_candidate_with_the_best_validation_score(rule, winner, t
 
 
 def test_auto_one_standard_error_rule_keeps_the_first_listed_candidate_within_the_noise():
+    def right(n_right: int, n: int) -> np.ndarray:  # per-clip accuracies
+        return np.array([1.0] * n_right + [0.0] * (n - n_right))
+
+    # 25 clips: the best (early, 0.60) has a standard error of 0.1, so linear (0.52) is within it
+    scores = {"linear": right(13, 25), "mlp": right(14, 25), "early": right(15, 25)}
     auto = build_fuser("auto", MODALITIES, {"candidates": ["linear", "mlp", "early"]})
-    auto.scores = {"linear": 0.50, "mlp": 0.55, "early": 0.58}
-    auto.standard_errors = {"linear": 0.10, "mlp": 0.10, "early": 0.10}
-    assert auto.select() == "linear"  # 0.50 >= 0.58 - 0.10: the best's lead is within its standard error
-    auto.standard_errors["early"] = 0.05
-    assert auto.select() == "mlp"  # linear is out; mlp, listed before early, is within
+    auto.scores = {k: float(v.mean()) for k, v in scores.items()}
+    assert auto.select(scores) == "linear"
+    # 100 clips: early's lead over linear (0.58 vs 0.50) exceeds its standard error (0.05); mlp (0.55) is within
+    scores = {"linear": right(50, 100), "mlp": right(55, 100), "early": right(58, 100)}
+    assert auto.select(scores) == "mlp"
     best = build_fuser("auto", MODALITIES, {"candidates": ["linear", "mlp", "early"], "selection": "best"})
-    best.scores, best.standard_errors = auto.scores, auto.standard_errors
-    assert best.select() == "early"
+    best.scores = {k: float(v.mean()) for k, v in scores.items()}
+    assert best.select(scores) == "early"
 
 
 def test_bad_inputs_and_params_fail_clearly(regression_data, regression_fusers):

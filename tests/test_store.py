@@ -69,3 +69,16 @@ def test_mask_application_merges_natural_missingness():
     np.testing.assert_array_equal(masked.features["text"], fs.features["text"])
     with pytest.raises(ValueError, match="shape"):
         fs.with_mask({m: np.ones((2, 5), bool) for m in fs.modalities})
+
+
+def test_standardiser_centres_a_dimension_constant_in_training_without_blowing_it_up():
+    from remodiff.scaling import Standardiser
+
+    train = toy_featureset(12, seed=0)
+    train.features["audio"][..., 0] = 3.0  # e.g. a tf-idf word no training clip uses
+    scaler = Standardiser.fit(train)
+    test = toy_featureset(4, seed=1)
+    test.features["audio"][..., 0] = 5.0
+    z = scaler.transform(test, "audio")
+    np.testing.assert_allclose(z[..., 0], 2.0)  # centred, unscaled: not 2 / 1e-6
+    assert np.abs(z[..., 1:]).max() < 50  # the varying dimensions are z-scored as before

@@ -26,6 +26,7 @@ import numpy as np
 
 from remodiff.fusion.base import FUSERS, Fuser, build_fuser
 from remodiff.store import FeatureSet, write_json_atomic
+from remodiff.tasks import one_standard_error
 
 log = logging.getLogger(__name__)
 DEFAULT_CANDIDATES = ("linear", "early", "mlp")  # simplest first: what the one-standard-error rule prefers
@@ -99,7 +100,7 @@ class AutoFusion(Fuser):
                 self.scores[name] = float(clip_scores.mean())
                 self.standard_errors[name] = (float(clip_scores.std(ddof=1) / np.sqrt(len(clip_scores)))
                                               if len(clip_scores) > 1 else 0.0)
-            self.chosen = self.select()
+            self.chosen = self.select({name: fuser.validation_scores for name, fuser in fitted.items()})
             chosen_history = Path(histories) / f"{self.chosen}.json"
             if history_path is not None and chosen_history.exists():  # a fuser with a training loop wrote one
                 write_json_atomic(history_path, json.loads(chosen_history.read_text()))
@@ -108,13 +109,11 @@ class AutoFusion(Fuser):
             {k: f"{v:.4f} ± {self.standard_errors[k]:.4f}" for k, v in self.scores.items()}), self.chosen,
             self.params["selection"])
 
-    def select(self) -> str:
-        """The candidate kept, from :attr:`scores` and :attr:`standard_errors` (in the order listed)."""
-        best = max(self.scores, key=self.scores.get)  # the first of the best
+    def select(self, clip_scores: dict[str, np.ndarray]) -> str:
+        """The candidate kept, from each one's per-clip validation scores (in the order listed)."""
         if self.params["selection"] == "best":
-            return best
-        return next(name for name, score in self.scores.items()
-                    if score >= self.scores[best] - self.standard_errors[best])
+            return max(self.scores, key=self.scores.get)  # the first of the best
+        return one_standard_error(clip_scores)
 
     def predict(self, data: FeatureSet) -> np.ndarray:
         if self.fuser is None:

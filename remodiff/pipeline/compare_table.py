@@ -1,7 +1,7 @@
 """Stage ``compare_table``: the all-imputer comparison collected into ``metrics/comparison.{json,md}``.
 
 Rows: the upper bound (complete test data), every compared imputer, the lower bound (each clip scored by the fuser
-of its available modalities) and ``auto``, a route chosen per availability on validation clips (:func:`routes`).
+of its available modalities) and ``auto``, a route chosen per availability on validation clips (:func:`route`).
 Each row is tested against three references by a hierarchical paired bootstrap over runs and clips: the best
 classical imputer of the column, ``mean`` and the lower bound. With ``eval.folds`` the table shows the pooled
 out-of-fold numbers (every clip scored once per seed; mean ± CI over seeds).
@@ -23,6 +23,7 @@ from remodiff.results import (COMPARISON_JSON, COMPARISON_MD, COMPARISON_REFEREN
                               METRICS, Predictions, compare_run, concatenate_predictions, format_value,
                               load_predictions, protocol_cells, protocols_of)
 from remodiff.store import write_json_atomic, write_text_atomic
+from remodiff.tasks import one_standard_error
 
 log = logging.getLogger(__name__)
 
@@ -102,10 +103,11 @@ def pooled(params: dict, predictions: dict[str, list[Predictions]], kinds: dict[
 def route(index: int, predictions: dict[str, list[Predictions]], metric: str) -> tuple[Predictions, dict]:
     """Run ``index``'s ``auto`` predictions and the route it took per availability.
 
-    Candidates: the lower bound and every compared imputer. Each availability (which modalities a clip has) gets the
-    candidate scoring best on the run's validation clips that have exactly it, over the fixed patterns; a tie, an
-    availability no validation clip has, and complete clips go to the lower bound (the model trained on exactly
-    what the clip has). Each test clip then takes its availability's candidate's prediction."""
+    Candidates: the lower bound, then every compared imputer. Each availability (which modalities a clip has) gets,
+    by the one-standard-error rule over the run's validation clips that have exactly it (the fixed patterns), the
+    first candidate within one standard error of the best: the lower bound (the model trained on exactly what the
+    clip has) unless an imputer is clearly better. An availability no validation clip has, and complete clips, go to
+    the lower bound. Each test clip then takes its availability's candidate's prediction."""
     main = predictions[LOWER_BOUND][index]
     candidates = [LOWER_BOUND] + [name for name in predictions if name != LOWER_BOUND]
     validation = {name: predictions[name][index].validation for name in candidates}
@@ -122,14 +124,16 @@ def route(index: int, predictions: dict[str, list[Predictions]], metric: str) ->
         if all(availability) or not any(availability):
             continue
         labels = np.concatenate([main.validation.labels[rows] for _, rows in parts])
-        best, best_score = LOWER_BOUND, -np.inf
+        per_clip = {}
         for name in candidates:
             kind = LOWER_BOUND if name == LOWER_BOUND else IMPUTED
             values = np.concatenate([validation[name].cells[pattern][kind][rows] for pattern, rows in parts])
-            score = sign * (task_metrics(main.task, labels, values, main.label_names, main.classes or None)[metric] or 0)
-            if score > best_score + 1e-12:
-                best, best_score = name, score
-        choice[availability] = best
+            scores = clip_scores(main.task, metric, labels, values, main.label_names, main.classes)
+            if scores is None:  # a metric that is not a mean over clips (F1, r): the whole set's value, no error
+                scores = np.array([task_metrics(main.task, labels, values, main.label_names,
+                                                main.classes or None)[metric] or 0.0])
+            per_clip[name] = sign * scores
+        choice[availability] = one_standard_error(per_clip)
     cells = {}
     for pattern, available in main.available.items():
         values = np.array(main.cells[pattern][LOWER_BOUND], copy=True)
