@@ -88,6 +88,20 @@ def to_tensors(arrays: Mapping[str, np.ndarray], device: torch.device | str = "c
     return {k: torch.as_tensor(np.ascontiguousarray(v)).to(device) for k, v in arrays.items()}
 
 
+class History(list):
+    """The per-epoch rows of one :func:`fit` (a plain list to JSON), plus what the run amounted to:
+    ``best_epoch`` (the epoch whose weights were restored; -1 if none was) and ``epoch_cap`` (``cfg.epochs``)."""
+
+    def __init__(self, rows=(), best_epoch: int = -1, epoch_cap: int = 0):
+        super().__init__(rows)
+        self.best_epoch, self.epoch_cap = best_epoch, epoch_cap
+
+    def summary(self, criterion: str) -> dict:
+        """``{epochs, best_epoch, epoch_cap, criterion}``: what an imputer reports as its ``fit_summary``."""
+        return {"epochs": len(self), "best_epoch": self.best_epoch, "epoch_cap": self.epoch_cap,
+                "criterion": criterion}
+
+
 def batches(data: Batch, batch_size: int) -> Iterator[Batch]:
     """Yield dicts of aligned row slices of ``data`` (all tensors share their first dimension), in order."""
     n = len(next(iter(data.values())))
@@ -130,8 +144,8 @@ def fit(model: nn.Module, loss_fn: Callable[[nn.Module, Batch], torch.Tensor], t
         val: Batch | None, cfg: TrainConfig, history_path: str | Path | None = None,
         step: Callable[[Batch, int], dict[str, float]] | None = None, desc: str = "train",
         after_step: Callable[[], None] | None = None,
-        val_score: Callable[[nn.Module], float] | None = None) -> list[dict]:
-    """Train ``model`` on tensors ``train`` (already on the model's device) and return the history.
+        val_score: Callable[[nn.Module], float] | None = None) -> History:
+    """Train ``model`` on tensors ``train`` (already on the model's device) and return the :class:`History`.
 
     ``loss_fn(model, batch)`` gives the loss to minimise (and the validation loss). Models that need more
     than one optimiser (GANs) pass ``step(batch, epoch) -> {name: value}`` instead, which does its own
@@ -179,7 +193,7 @@ def fit(model: nn.Module, loss_fn: Callable[[nn.Module, Batch], torch.Tensor], t
         raise ValueError(f"{desc}: a custom training step owns its optimisers; schedule {cfg.schedule!r} needs the "
                          "loop's own (use schedule: constant)")
 
-    history: list[dict] = []
+    history = History(epoch_cap=cfg.epochs)
     scored = val is not None and val_score is not None
     best, best_epoch, best_state, waited = -float("inf"), -1, None, 0
     n_train = len(next(iter(train.values())))
@@ -234,6 +248,7 @@ def fit(model: nn.Module, loss_fn: Callable[[nn.Module, Batch], torch.Tensor], t
         accelerator.unwrap_model(training_loss, keep_fp32_wrapper=False)  # restores the plain forward
     if best_state is not None:
         model.load_state_dict(best_state)
+    history.best_epoch = best_epoch
     model.eval()
     if history_path is not None and is_main_process():
         write_json_atomic(history_path, history)

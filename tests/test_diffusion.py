@@ -251,3 +251,38 @@ def test_mean_mode_is_shrunk_toward_the_training_mean_where_the_condition_says_n
     assert 0.0 <= factors["b"] < 0.6, factors
     imputer.set_sampling(mode="sample")  # one sample: a draw from the distribution, never shrunk
     assert error(imputer) > 1.5 * error(mean)
+
+
+def test_learns_from_training_and_validation_clips_none_of_which_is_complete():
+    """b = tanh(2a), c = a (+ noise); every training clip lacks one of the three modalities, so they are only
+    ever seen two at a time. Imputing b from a still beats the training mean by far. The validation set starts
+    with 300 clips that have one modality (useless for calibration: nothing is left once it is hidden); the
+    shrinkage is calibrated on the clips after them, where b is predictable, so it is barely shrunk."""
+    def clips(n: int, rng: np.random.Generator, lose: int = 1) -> FeatureSet:
+        a = rng.normal(size=(n, 1, 1)).astype(np.float32)
+        data = featureset({"a": a, "b": (np.tanh(2 * a) + 0.1 * rng.normal(size=a.shape)).astype(np.float32),
+                           "c": (a + 0.1 * rng.normal(size=a.shape)).astype(np.float32)})
+        kept = rng.integers(3, size=n)  # with lose=2 the one kept, else the one lost
+        return data.with_mask({m: ((kept == i) if lose == 2 else (kept != i))[:, None] for i, m in enumerate("abc")})
+
+    rng = np.random.default_rng(0)
+    train = clips(800, rng)
+    single, pairs = clips(300, rng, lose=2), clips(200, rng)
+    val = FeatureSet(single.ids + [f"p{i}" for i in pairs.ids],
+                     {m: np.concatenate([single.features[m], pairs.features[m]]) for m in "abc"},
+                     {m: np.concatenate([single.available[m], pairs.available[m]]) for m in "abc"},
+                     np.zeros((500, 1), np.float32), ["y"])
+    imputer = build_imputer("diffusion", {
+        "preset": "none", "conditioning": "mlp", "hidden": 32, "sampler": "ddim", "steps": 10, "draws": 4,
+        "train": {"epochs": 30, "batch_size": 128, "lr": 3e-3, "patience": 1000, "device": "cpu"}})
+    imputer.fit(train, val, seed=0)
+    assert imputer.fit_summary["criterion"].startswith("validation MSE")
+    a = rng.normal(size=(300, 1, 1)).astype(np.float32)
+    test = featureset({"a": a, "b": np.tanh(2 * a), "c": a})
+    masked = test.with_mask({"a": np.ones((300, 1), bool), "b": np.zeros((300, 1), bool),
+                             "c": np.zeros((300, 1), bool)})
+    restored = imputer.impute(masked, np.random.default_rng(2)).features["b"]
+    mean_error = float(np.mean((train.features["b"][train.available["b"]].mean() - test.features["b"]) ** 2))
+    assert np.mean((restored - test.features["b"]) ** 2) < 0.3 * mean_error
+    factors = dict(zip(imputer.modalities, imputer.shrink.tolist()))
+    assert factors["b"] > 0.8, factors

@@ -22,6 +22,7 @@ FAST = {
     "cvae": {"hidden": 16, "latent": 3, "train": {"epochs": 3, "batch_size": 32}},
     "gan": {"hidden": 16, "noise": 3, "train": {"epochs": 3, "batch_size": 32}},
     "gmm": {"max_iter": 50},
+    "diffusion": {"hidden": 16, "steps": 4, "draws": 2, "train": {"epochs": 3, "batch_size": 32}},
 }
 NAMES = IMPUTERS.names()
 
@@ -119,13 +120,29 @@ def test_save_load_round_trip(name, tmp_path):
 def test_neural_imputers_keep_history_and_save_weights_not_modules(name, tmp_path):
     imputer = fitted(name)
     assert len(imputer.history) == FAST[name]["train"]["epochs"]
-    assert all("val_loss" in row and np.isfinite(row["val_loss"]) for row in imputer.history)
+    assert all("val_loss" in row and np.isfinite(row["val_score"]) for row in imputer.history)
     imputer.save(tmp_path)
     with open(tmp_path / "state.pkl", "rb") as f:
         state = pickle.load(f)
     assert not any(isinstance(v, torch.nn.Module) for v in state.values())
     assert state["generator"] and all(isinstance(v, torch.Tensor) and v.device.type == "cpu"
                                       for v in state["generator"].values())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_fit_summary_says_how_training_went_and_survives_save_load(name, tmp_path):
+    imputer = fitted(name)
+    summary = imputer.fit_summary
+    if name in ("cvae", "gan", "diffusion"):
+        history = imputer.history
+        assert summary["epochs"] == len(history) and summary["epoch_cap"] == FAST[name]["train"]["epochs"]
+        # the restored epoch is the best by the criterion, which is the validation reconstruction error
+        assert summary["best_epoch"] == max(range(len(history)), key=lambda e: history[e]["val_score"])
+        assert summary["criterion"].startswith("validation MSE")
+    else:
+        assert summary is None  # not trained by gradient
+    imputer.save(tmp_path / name)
+    assert load_imputer(tmp_path / name).fit_summary == summary
 
 
 @pytest.mark.parametrize("name, params", [
@@ -232,6 +249,89 @@ def test_knn_and_neural_imputers_learn_from_training_sets_with_natural_gaps():
         imputer = build_imputer(name, FAST.get(name))
         imputer.fit(train, seed=0)
         check_filled(test, imputer.impute(test, np.random.default_rng(0)))
+
+
+def without_complete_clips(data: FeatureSet, seed: int) -> FeatureSet:
+    """Each clip loses one modality (all its segments) at random: no clip is complete, every pair is seen."""
+    lost = np.random.default_rng(seed).integers(len(data.modalities), size=len(data))
+    return data.with_mask({m: np.repeat((lost != i)[:, None], data.n_segments, axis=1)
+                           for i, m in enumerate(data.modalities)})
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_imputer_fits_on_training_clips_none_of_which_is_complete(name):
+    train = without_complete_clips(learnable(30, seed=0, segments=3), seed=0)
+    val = without_complete_clips(learnable(10, seed=1, segments=3), seed=1)
+    assert not any(np.logical_and.reduce([train.available[m] for m in DIMS]).ravel())
+    imputer = build_imputer(name, FAST.get(name))
+    imputer.fit(train, val, seed=0)
+    test = learnable(6, seed=2, segments=3)
+    for r in (1, 2):
+        for gone in itertools.combinations(DIMS, r):
+            masked = hide(test, set(gone))
+            check_filled(masked, imputer.impute(masked, np.random.default_rng(0)))
+
+
+@pytest.mark.parametrize("name, params", [
+    ("knn", {"k": 5}),
+    ("cvae", {"hidden": 64, "latent": 4, "train": {"epochs": 25, "batch_size": 32, "lr": 0.003}}),
+    ("gan", {"hidden": 64, "noise": 4, "train": {"epochs": 25, "batch_size": 32, "lr": 0.002}}),
+])
+def test_learned_imputers_beat_the_training_mean_without_complete_training_clips(name, params):
+    """Every training clip lacks one modality; each test clip keeps one modality and loses two."""
+    train = without_complete_clips(learnable(180, seed=0), seed=0)
+    val = without_complete_clips(learnable(40, seed=1), seed=1)
+    test = learnable(40, seed=2)
+    mean = build_imputer("mean")
+    mean.fit(train)
+    imputer = build_imputer(name, params)
+    imputer.fit(train, val, seed=0)
+    for kept in DIMS:
+        gone = set(DIMS) - {kept}
+        masked = hide(test, gone)
+        errors = {label: {m: float(((model.impute(masked, np.random.default_rng(0)).features[m]
+                                     - test.features[m]) ** 2).mean()) for m in gone}
+                  for label, model in (("mean", mean), (name, imputer))}
+        for m in gone:
+            assert errors[name][m] < 0.75 * errors["mean"][m], (kept, m, errors)
+
+
+def test_knn_neighbours_have_what_the_query_is_compared_on_and_what_is_filled():
+    train = learnable(40, seed=0, segments=1)
+    # clips 0-9 have audio and video, 10-19 audio only, 20-39 audio and text (text never meets video)
+    mask = {m: np.ones((40, 1), bool) for m in DIMS}
+    mask["text"][:20] = False
+    mask["video"][10:] = False
+    train = train.with_mask(mask)
+    imputer = build_imputer("knn", {"k": 3})
+    imputer.fit(train)
+    test = learnable(5, seed=2, segments=1)
+    filled = imputer.impute(hide(test, {"video", "text"}), np.random.default_rng(0)).features
+    video_keys, audio = train.features["video"][:10, 0], train.features["audio"][:, 0]
+    # the video donors of a clip that keeps audio are the 3 audio-nearest among the clips with video (0-9)
+    scaled = (audio - audio.mean(0)) / audio.std(0)
+    query = (test.features["audio"][:, 0] - audio.mean(0)) / audio.std(0)
+    nearest = np.argsort(((query[:, None] - scaled[None, :10]) ** 2).sum(-1), axis=1)[:, :3]
+    np.testing.assert_allclose(filled["video"][:, 0], video_keys[nearest].mean(axis=1), rtol=1e-5)
+    # text is filled from the clips with audio and text (20-39) only
+    nearest = 20 + np.argsort(((query[:, None] - scaled[None, 20:]) ** 2).sum(-1), axis=1)[:, :3]
+    np.testing.assert_allclose(filled["text"][:, 0], train.features["text"][nearest, 0].mean(axis=1), rtol=1e-5)
+    # a clip with audio and video missing text: no training clip has all three, so the training mean
+    text_mean = train.features["text"][20:].mean(axis=0)
+    only_text_gone = imputer.impute(hide(test, {"text"}), np.random.default_rng(0)).features["text"]
+    np.testing.assert_allclose(only_text_gone, np.broadcast_to(text_mean, only_text_gone.shape), rtol=1e-5)
+
+
+def test_gmm_learns_the_clusters_from_training_clips_that_each_lack_a_modality():
+    train, _ = two_clusters(300, seed=0)
+    train = without_complete_clips(train, seed=0)
+    test, cluster = two_clusters(40, seed=1)
+    imputer = build_imputer("gmm", {"components": 2, "pca_dims": 2})
+    imputer.fit(train, seed=0)
+    out = imputer.impute(hide(test, {"text", "video"}), np.random.default_rng(0))
+    for m in ("text", "video"):
+        means = out.features[m].mean(axis=(1, 2))
+        assert np.all(np.sign(means) == np.where(cluster == 1, 1, -1)) and np.all(np.abs(np.abs(means) - 3) < 0.5)
 
 
 @pytest.mark.parametrize("name, params, message", [

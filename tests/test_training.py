@@ -1,6 +1,7 @@
 """The shared training loop: early stopping on a validation score, min_epochs, learning-rate schedules."""
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -43,6 +44,11 @@ def test_early_stopping_keeps_the_best_validation_score_not_the_lowest_loss():
     best = max(range(len(history)), key=lambda e: history[e]["val_score"])
     assert 5 < best < len(history) - 5  # the case is built so that the two criteria disagree
     assert w == pytest.approx(seen[best]) and w == pytest.approx(1.5, abs=0.06)
+    # the history says which epoch's weights were restored, out of how many allowed; JSON sees a plain list
+    assert (history.best_epoch, history.epoch_cap) == (best, 25)
+    assert history.summary("val score") == {"epochs": len(history), "best_epoch": best, "epoch_cap": 25,
+                                            "criterion": "val score"}
+    assert json.loads(json.dumps(history)) == [dict(row) for row in history]
     assert min(range(len(history)), key=lambda e: history[e]["val_loss"]) == len(history) - 1
     assert set(history[0]) == {"epoch", "train_loss", "val_loss", "val_score"}
 

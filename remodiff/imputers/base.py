@@ -33,6 +33,9 @@ class Imputer(abc.ABC):
     stochastic: bool = False
     #: the constructor settings that only affect drawing reconstructions (params.yaml ``sampling.<name>``)
     sampling_settings: tuple[str, ...] = ()
+    #: after fitting an imputer trained by gradient: ``{"epochs": run, "best_epoch": restored, "epoch_cap": the
+    #: budget, "criterion": what early stopping followed}`` (saved with it); None for the others
+    fit_summary: dict | None = None
 
     def __init__(self, **params):
         self.params = params
@@ -54,7 +57,8 @@ class Imputer(abc.ABC):
 
     @abc.abstractmethod
     def fit(self, train: FeatureSet, val: FeatureSet | None = None, seed: int = 0) -> None:
-        """Learn from training clips (all modalities present where ``train.available`` says so)."""
+        """Learn from training clips (a modality present where ``train.available`` says so: training clips may
+        miss any modality, and none may be complete)."""
 
     @abc.abstractmethod
     def _fill(self, data: FeatureSet, rng: np.random.Generator) -> dict[str, np.ndarray]:

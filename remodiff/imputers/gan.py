@@ -7,7 +7,7 @@ normalised critic (Miyato et al. 2018), one critic and one generator update per 
 with beta1 = 0.5, the shared loop's ``step=`` hook). On a few hundred training rows the adversarial signal
 alone is weak and noisy, so the generator also minimises ``recon_weight`` x the MSE on the hidden columns
 (pix2pix-style); ``recon_weight: 0`` is the pure adversarial game. Early stopping watches the validation MSE
-of imputations (fixed noise), as for the CVAE.
+of the ``mode: mean`` imputation (fixed noise draws), as for the CVAE.
 """
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from remodiff.imputers.base import IMPUTERS, check_positive_int
-from remodiff.imputers.mask_conditioned import ConditionalGenerator, MaskConditionedImputer, hidden_mse, mlp
-from remodiff.training import Batch, TrainConfig, fit
+from remodiff.imputers.mask_conditioned import ConditionalGenerator, MaskConditionedImputer, masked_mse, mlp
+from remodiff.training import Batch, History, TrainConfig, fit
 
 
 class Generator(ConditionalGenerator):
@@ -31,12 +31,14 @@ class Generator(ConditionalGenerator):
 
 
 class Critic(nn.Module):
-    def __init__(self, width: int, cond_dim: int, hidden: int):
-        super().__init__()
-        self.net = mlp(width + cond_dim, hidden, 1, layer=lambda i, o: spectral_norm(nn.Linear(i, o)))
+    """D(row, availability, condition): the availability tells it which zeros of a row are missing values."""
 
-    def forward(self, row: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([row, cond], dim=1)).squeeze(1)
+    def __init__(self, width: int, modalities: int, cond_dim: int, hidden: int):
+        super().__init__()
+        self.net = mlp(width + modalities + cond_dim, hidden, 1, layer=lambda i, o: spectral_norm(nn.Linear(i, o)))
+
+    def forward(self, row: torch.Tensor, available: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([row, available, cond], dim=1)).squeeze(1)
 
 
 class AdversarialPair(nn.Module):
@@ -63,29 +65,30 @@ class GANImputer(MaskConditionedImputer):
         return Generator(self.codec.width, self.codec.cond_dim, self.params["hidden"], self.params["noise"],
                          self.params["dropout"])
 
-    def train_generator(self, generator: Generator, train: Batch, val: Batch | None, cfg: TrainConfig) -> list[dict]:
+    def train_generator(self, generator: Generator, train: Batch, val: Batch | None, cfg: TrainConfig) -> History:
         device = next(generator.parameters()).device
-        pair = AdversarialPair(generator, Critic(self.codec.width, self.codec.cond_dim, self.params["hidden"]))
+        critic = Critic(self.codec.width, len(self.codec.modalities), self.codec.cond_dim, self.params["hidden"])
+        pair = AdversarialPair(generator, critic)
         pair.to(device)
         adam = dict(lr=cfg.lr, betas=(0.5, 0.9), weight_decay=cfg.weight_decay)
         opt_g = torch.optim.Adam(pair.generator.parameters(), **adam)
         opt_d = torch.optim.Adam(pair.critic.parameters(), **adam)
 
         def step(batch: Batch, epoch: int) -> dict[str, float]:
-            x = batch["x"]
-            keep = self.training_keep(batch)
-            hidden, cond = self.codec.hidden(keep), self.condition(batch, keep)
+            x, available = batch["x"], batch["available"]
+            keep, hidden = self.training_pattern(batch)
+            cond = self.condition(batch, keep)
             fake = pair.generator.generate(torch.randn(len(x), generator.latent, device=device), cond)
-            completed = x * (1.0 - hidden) + fake * hidden
+            completed = x * (1.0 - hidden) + fake * hidden  # missing columns stay 0 in both rows
 
-            critic_loss = (nn.functional.relu(1.0 - pair.critic(x, cond)).mean()
-                           + nn.functional.relu(1.0 + pair.critic(completed.detach(), cond)).mean())
+            critic_loss = (nn.functional.relu(1.0 - pair.critic(x, available, cond)).mean()
+                           + nn.functional.relu(1.0 + pair.critic(completed.detach(), available, cond)).mean())
             opt_d.zero_grad(set_to_none=True)
             critic_loss.backward()
             opt_d.step()
 
-            adversarial = -pair.critic(completed, cond).mean()
-            reconstruction = hidden_mse(fake, x, hidden)
+            adversarial = -pair.critic(completed, available, cond).mean()
+            reconstruction = masked_mse(fake, x, hidden)
             loss = adversarial + self.params["recon_weight"] * reconstruction
             opt_g.zero_grad(set_to_none=True)
             loss.backward()
@@ -96,4 +99,5 @@ class GANImputer(MaskConditionedImputer):
         def validation(model: AdversarialPair, batch: Batch) -> torch.Tensor:
             return self.validation_loss(model.generator, batch)
 
-        return fit(pair, validation, train, val, cfg, step=step, desc=self.name)
+        return fit(pair, validation, train, val, cfg, step=step, desc=self.name,
+                   val_score=lambda model: -self.validation_error(model.generator, val))

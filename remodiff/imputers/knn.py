@@ -2,11 +2,12 @@
 
 Distances use only what the clip has: its available (modality, segment) slots, z-scored with training
 statistics and flattened. Each slot block is divided by sqrt(D) of its modality so every available slot
-weighs the same whatever the modality's width. Clips differ in what they have, so test clips are grouped
-by availability pattern and one scikit-learn ``NearestNeighbors`` index is built per pattern over the same
-slots of the training clips (a training slot that is itself missing counts as the training mean, 0).
-A neighbour lacking the slot being filled is skipped in the mean; if all k lack it, or the clip has nothing
-available to compare, the slot gets the training mean at that segment position.
+weighs the same whatever the modality's width. Clips differ in what they have, so test clips are grouped by
+availability pattern, and per pattern and missing modality one scikit-learn ``NearestNeighbors`` index is built
+over the training clips that have every slot the pattern compares on *and* every slot being filled: distances
+use real values only (never a training clip's own gap) and every neighbour has what it donates, which matters
+once training clips are themselves masked. Where no training clip qualifies (or the clip has nothing available
+to compare), the slot gets the training mean at that segment position; fewer than k candidates are all used.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
 from remodiff.imputers.base import IMPUTERS, Imputer, check_positive_int, segment_means
-from remodiff.scaling import Standardiser, masked_mean
+from remodiff.scaling import Standardiser
 from remodiff.store import FeatureSet
 
 
@@ -31,7 +32,7 @@ class KNNImputer(Imputer):
         self.dims = {m: train.features[m].shape[-1] for m in self.modalities}
         self.scaler = Standardiser.fit(train)
         self.reference = {m: train.features[m].copy() for m in self.modalities}
-        self.reference_available = {m: train.available[m].copy() for m in self.modalities}
+        self.reference_slots = np.stack([train.available[m] for m in self.modalities], axis=1)  # [N, M, S]
         self.keys = self._slot_keys(train)
         self.means = segment_means(train)
 
@@ -49,16 +50,20 @@ class KNNImputer(Imputer):
         patterns = np.stack([data.available[m] for m in self.modalities], axis=1)  # [N, M, S]
         unique, group = np.unique(patterns.reshape(len(data), -1), axis=0, return_inverse=True)
         keys = self._slot_keys(data)
-        k = min(self.params["k"], len(self.keys))
-        for g, pattern in enumerate(unique):
-            columns = self._slot_columns(pattern.reshape(patterns.shape[1:]))
-            if not columns.any():
+        for g, flat in enumerate(unique):
+            pattern = flat.reshape(patterns.shape[1:])
+            if not pattern.any():
                 continue  # nothing to compare: training mean
+            columns = self._slot_columns(pattern)
             rows = np.flatnonzero(group.ravel() == g)
-            index = NearestNeighbors(n_neighbors=k).fit(self.keys[:, columns])
-            _, neighbours = index.kneighbors(keys[rows][:, columns])  # [n, k]
-            for m in self.modalities:
-                x, a = self.reference[m][neighbours], self.reference_available[m][neighbours]  # [n,k,S,D], [n,k,S]
-                mean = masked_mean(x, a, axis=1)                                              # [n, S, D]
-                out[m][rows] = np.where(a.any(axis=1)[..., None], mean, self.means[m][None])
+            compared = (self.reference_slots | ~pattern).all(axis=(1, 2))  # training clips with the compared slots
+            for i, m in enumerate(self.modalities):
+                if pattern[i].all():
+                    continue  # nothing of m to fill
+                candidates = np.flatnonzero(compared & (self.reference_slots[:, i] | pattern[i]).all(axis=1))
+                if not len(candidates):
+                    continue  # no training clip has both: training mean
+                index = NearestNeighbors(n_neighbors=min(self.params["k"], len(candidates)))
+                _, neighbours = index.fit(self.keys[candidates][:, columns]).kneighbors(keys[rows][:, columns])
+                out[m][rows] = self.reference[m][candidates[neighbours]].mean(axis=1)  # [n, S, D]
         return out
