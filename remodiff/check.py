@@ -133,7 +133,7 @@ def fold_count(key: str, value) -> None:
         raise SettingError(key, f"must be 0 (the main imputer) or a number of folds >= 2, got {value!r}")
 
 
-COMPARE_FUSERS = ("shared", "own")
+COMPARE_FUSERS = ("shared", "own", "joint")
 
 
 def compare_fuser(key: str, value) -> None:
@@ -143,6 +143,16 @@ def compare_fuser(key: str, value) -> None:
 def own_settings(key: str, value) -> None:
     """``compare.own``: how an imputer's own fuser sees missing inputs in training (complete training data)."""
     check_keys(key, value, {"drop": Key(drop_probability), "copies": Key(positive_int), "folds": Key(fold_count)})
+
+
+def joint_settings(key: str, value) -> None:
+    """``compare.joint``: the drop probability simulated in every batch and the imputer loss's weight."""
+    check_keys(key, value, {"drop": Key(drop_probability), "weight": Key(non_negative_number)})
+
+
+def non_negative_number(key: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise SettingError(key, f"must be a number >= 0, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -168,7 +178,7 @@ SECTIONS: dict[str, dict[str, Key]] = {
     "fuser": {"type": Key()},  # + one per fuser
     "compare": {"imputers": Key(imputer_list), "seeds": Key(seed_list_or_null, False),
                 "metric": Key(metric_name), "resamples": Key(positive_int, False), "fuser": Key(compare_fuser),
-                "own": Key(own_settings)},
+                "own": Key(own_settings), "joint": Key(joint_settings)},
     "report": {"metric": Key(metric_name), "benchmark": Key(text_or_null, False)},
 }
 

@@ -312,6 +312,11 @@ class ImputerRun:
     def prediction(self, run: str) -> Path:
         return self.predictions / f"{run}.h5"
 
+    @property
+    def joint_fusers(self) -> Path:
+        """The fusers trained together with the entry's imputers (``compare.fuser: joint``), beside them."""
+        return self.models / "joint_fuser"
+
 
 SHARED_FUSERS = MODELS / "fuser"
 MAIN_RUN = ImputerRun(MODELS / "imputer", RECONSTRUCTED, METRICS / "reconstruction.json",

@@ -205,7 +205,9 @@ class NeuralFuser(Fuser):
             raise ValueError(f"fuser {self.name!r} was fitted on feature sizes {self.dims} with {self.n_segments} "
                              f"segments; the data has {dims} with {data.n_segments}")
 
-    def fit(self, train: FeatureSet, val: FeatureSet | None, history_path: str | Path | None = None) -> None:
+    def prepare(self, train: FeatureSet) -> Task:
+        """A fresh network, output and standardiser for ``train`` (what :meth:`fit` trains; joint training,
+        :mod:`remodiff.joint`, trains the same network together with an imputer)."""
         self.model, self.validation_scores = None, None  # refitting starts afresh
         self.check(train)
         task = Task.from_attrs(train.attrs)
@@ -214,6 +216,10 @@ class NeuralFuser(Fuser):
         self.scaler = Standardiser.fit(train, self.modalities)
         self._build({m: train.features[m].shape[-1] for m in self.modalities}, train.n_segments,
                     self.output.out_dim)
+        return task
+
+    def fit(self, train: FeatureSet, val: FeatureSet | None, history_path: str | Path | None = None) -> None:
+        task = self.prepare(train)
         if val is not None:
             self.check(val)
             task.check_labels(val.labels)

@@ -60,6 +60,20 @@ class CVAEImputer(MaskConditionedImputer):
         return ConditionalVAE(self.codec.width, len(self.codec.modalities), self.codec.cond_dim,
                               self.params["hidden"], self.params["latent"], self.params["dropout"])
 
+    def elbo(self, model: ConditionalVAE, batch: Batch, kl_ramp: float = 1.0) -> torch.Tensor:
+        """The loss on training rows: a random pattern hides some available modalities, the decoder rebuilds them
+        from a posterior draw (MSE on the hidden available columns) + ``kl_ramp`` x ``kl_weight`` x KL per column."""
+        keep, target = self.training_pattern(batch)
+        cond = self.condition(batch, keep)
+        mean, log_var = model.posterior(batch["x"], batch["available"], cond)
+        z = mean + torch.randn_like(mean) * (0.5 * log_var).exp()
+        reconstruction = masked_mse(model.generate(z, cond), batch["x"], target)
+        kl = 0.5 * (mean ** 2 + log_var.exp() - 1.0 - log_var).sum(dim=1).mean()
+        return reconstruction + kl_ramp * self.params["kl_weight"] * kl / self.codec.width
+
+    def joint_loss(self, model: ConditionalVAE, x: torch.Tensor, available: torch.Tensor) -> torch.Tensor:
+        return self.elbo(model, self.joint_rows(x, available))
+
     def train_generator(self, generator: ConditionalVAE, train: Batch, val: Batch | None,
                         cfg: TrainConfig) -> History:
         warmup_steps = self.params["kl_warmup"] * math.ceil(len(train["x"]) / cfg.batch_size)
@@ -68,14 +82,7 @@ class CVAEImputer(MaskConditionedImputer):
         def loss_fn(model: ConditionalVAE, batch: Batch) -> torch.Tensor:
             if not model.training:
                 return self.validation_loss(model, batch)
-            keep, target = self.training_pattern(batch)
-            cond = self.condition(batch, keep)
-            mean, log_var = model.posterior(batch["x"], batch["available"], cond)
-            z = mean + torch.randn_like(mean) * (0.5 * log_var).exp()
-            reconstruction = masked_mse(model.generate(z, cond), batch["x"], target)
-            kl = 0.5 * (mean ** 2 + log_var.exp() - 1.0 - log_var).sum(dim=1).mean()
-            ramp = min(1.0, (steps[0] + 1) / warmup_steps) if warmup_steps else 1.0
-            return reconstruction + ramp * self.params["kl_weight"] * kl / self.codec.width
+            return self.elbo(model, batch, min(1.0, (steps[0] + 1) / warmup_steps) if warmup_steps else 1.0)
 
         def count_step() -> None:
             steps[0] += 1

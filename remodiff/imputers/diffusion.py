@@ -38,7 +38,7 @@ import torch
 
 from remodiff.device import resolve_device
 from remodiff.diffusion import (CONDITIONINGS, GRIDS, SAMPLERS, SDES, AveragedModel, ScoreModel, build_score_network,
-                                build_sde, dsm_loss, expand_mask, sample_condition_mask, time_grid)
+                                build_sde, dsm_loss, expand_mask, sample_condition_mask, sample_ddim, time_grid)
 from remodiff.scaling import Standardiser
 from remodiff.imputers.base import IMPUTERS, Imputer, check_mode
 from remodiff.registry import UnknownNameError
@@ -194,6 +194,45 @@ class DiffusionImputer(Imputer):
         self.fit_summary = history.summary(CRITERION if self.calibration is not None else
                                            "validation denoising loss" if val_tensors is not None else "training loss")
         self.model.cpu().eval()
+        self.shrink = None
+
+    # Joint training (remodiff.joint): the score network trained together with a fuser.
+    joint_steps = 2  # DDIM steps of the differentiable completion a fuser is trained on
+
+    def joint_setup(self, train: FeatureSet, seed: int) -> torch.nn.Module:
+        self.modalities = train.modalities
+        self.dims = [train.features[m].shape[-1] for m in self.modalities]
+        self.segments = train.n_segments
+        self.scaler = Standardiser.fit(train, self.modalities)
+        seed_everything(seed)
+        self.model = self._build()
+        return self.model
+
+    def joint_loss(self, model: AveragedModel, x: torch.Tensor, available: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        real = available.bool()
+        cond_mask = sample_condition_mask(real, c.segment_mask_prob, c.cond_dropout)
+        return dsm_loss(model, self.sde, x, real, cond_mask, self.dims, eps=c.train_eps,
+                        likelihood_weighting=c.likelihood_weighting)
+
+    def joint_fill(self, model: AveragedModel, x: torch.Tensor, keep: torch.Tensor,
+                   noise: torch.Generator | None = None) -> torch.Tensor:
+        """A :attr:`joint_steps`-step DDIM completion of ``x`` given the kept slots, with gradients (IMDer samples
+        inside training too; two steps keep it cheap)."""
+        known = expand_mask(keep.bool(), self.dims)
+
+        def score_fn(state: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            mean, std = self.sde.marginal_prob(x, t)
+            return torch.where(known, -(state - mean) / std ** 2, model(state, t, x, keep.bool()))
+
+        start = self.sde.prior_sampling(tuple(x.shape), noise).to(x.device)
+        ts = time_grid(self.sde, self.joint_steps, self.config.eps, device=x.device)
+        return sample_ddim(score_fn, self.sde, start, ts)
+
+    def joint_done(self, model: AveragedModel, history, val: FeatureSet | None) -> None:
+        self.history, self.fit_summary = list(history), history.summary("the joint validation task score")
+        self.model = model.cpu().eval()
+        self.calibration = self._calibration_clips(val) if val is not None else None
         self.shrink = None
 
     def _calibration_clips(self, val: FeatureSet) -> dict[str, np.ndarray] | None:

@@ -65,6 +65,15 @@ class GANImputer(MaskConditionedImputer):
         return Generator(self.codec.width, self.codec.cond_dim, self.params["hidden"], self.params["noise"],
                          self.params["dropout"])
 
+    def joint_loss(self, generator: Generator, x: torch.Tensor, available: torch.Tensor) -> torch.Tensor:
+        """In joint training the generator keeps its reconstruction term; the critic is not trained there (the
+        task loss takes the adversary's place as the signal beyond the squared error)."""
+        batch = self.joint_rows(x, available)
+        keep, hidden = self.training_pattern(batch)
+        fake = generator.generate(torch.randn(len(batch["x"]), generator.latent, device=x.device),
+                                  self.condition(batch, keep))
+        return self.params["recon_weight"] * masked_mse(fake, batch["x"], hidden)
+
     def train_generator(self, generator: Generator, train: Batch, val: Batch | None, cfg: TrainConfig) -> History:
         device = next(generator.parameters()).device
         critic = Critic(self.codec.width, len(self.codec.modalities), self.codec.cond_dim, self.params["hidden"])

@@ -239,6 +239,34 @@ class MaskConditionedImputer(Imputer):
         log.info("%s: %d training rows (%d complete), %d epochs, best epoch %d", self.name, int(usable.sum()),
                  int(rows["available"].all(axis=1).sum()), len(history), history.best_epoch)
 
+    # Joint training (remodiff.joint): the generator trained together with a fuser, on whole clips [B, S, W].
+    joint_draws = 4  # latent draws averaged per slot in a joint reconstruction (the mode-mean, cheaply)
+
+    def joint_setup(self, train: FeatureSet, seed: int) -> nn.Module:
+        self.modalities = train.modalities
+        self.codec = SegmentCodec.fit(train)
+        seed_everything(seed)
+        return self.build()
+
+    def joint_rows(self, x: torch.Tensor, mask: torch.Tensor) -> Batch:
+        """Clips ``x [B, S, W]`` and a per-modality ``mask [B, S, M]`` as the rows the generator works on."""
+        n, s = x.shape[:2]
+        return {"x": x.reshape(n * s, -1), "available": mask.reshape(n * s, -1).float(),
+                "pos": torch.arange(s, device=x.device).repeat(n)}
+
+    def joint_fill(self, generator: ConditionalGenerator, x: torch.Tensor, keep: torch.Tensor,
+                   noise: torch.Generator | None = None) -> torch.Tensor:
+        """The completion of clips ``x`` given the kept modalities ``keep [B, S, M]``, differentiable: the average
+        decode of :attr:`joint_draws` latent draws (from ``noise`` where given, for a fixed validation draw)."""
+        rows = self.joint_rows(x, keep)
+        cond = self.condition(rows, rows["available"])
+        latent = torch.randn((self.joint_draws, len(cond), generator.latent), generator=noise).to(x.device)
+        return torch.stack([generator.generate(z, cond) for z in latent]).mean(0).reshape(x.shape)
+
+    def joint_done(self, generator: ConditionalGenerator, history: History, val: FeatureSet | None) -> None:
+        self.history, self.fit_summary = list(history), history.summary("the joint validation task score")
+        self.generator = generator.cpu().eval()
+
     def _validation_rows(self, val: FeatureSet, latent: int, seed: int) -> dict[str, np.ndarray] | None:
         """Every validation row with two or more available modalities under every pattern that keeps a non-empty
         proper subset of them, with fixed latent draws ``[rows, VALIDATION_DRAWS, latent]``; None if there is none."""

@@ -1,6 +1,7 @@
 """Stage ``compare@<imputer>``: one entry of the all-imputer comparison: reconstruct the shared masks with the
 entry's fitted imputers and score them, with the shared fusers or, with ``compare.fuser: own``, a fuser per run
-trained on this imputer's reconstructions of the training clips (:func:`fit_own_fusers`)."""
+trained on this imputer's reconstructions of the training clips (:func:`fit_own_fusers`), or with ``joint`` the
+fusers trained together with the imputers."""
 from __future__ import annotations
 
 import logging
@@ -12,6 +13,7 @@ from remodiff.evaluation.aware import fit_aware, training_imputer
 from remodiff.evaluation.matrix import subset_key
 from remodiff.imputers import build_imputer, load_imputer
 from remodiff.pipeline.common import compare_seeds, compared, with_sampling
+from remodiff.pipeline.compare_train import trains_jointly
 from remodiff.pipeline.evaluate import score
 from remodiff.pipeline.reconstruct import reconstruct_test
 from remodiff.pipeline.runs import Run, runs_of
@@ -23,14 +25,21 @@ log = logging.getLogger(__name__)
 
 
 def run(params: dict, imputer: str) -> None:
+    """Score the entry's imputer with the shared fusers, its own (``own``; and ``joint`` for an imputer that cannot
+    be trained jointly) or those trained together with it (``joint``, by ``compare_train``)."""
     runs, entry = runs_of(params, compare_seeds(params)), compare_run(compared(params, imputer))
     mode = params["compare"]["fuser"]
     shutil.rmtree(entry.fusers, ignore_errors=True)
-    if mode == "own":
+    fusers = SHARED_FUSERS
+    if trains_jointly(params, imputer):
+        fusers = entry.joint_fusers
+    elif mode in ("own", "joint"):
         fit_own_fusers(params, runs, entry)
-    write_json_atomic(entry.fusers / "fuser.json", {"fuser": mode})  # the stage's output also when nothing is trained
+        fusers = entry.fusers
+    # the stage's output also when it trains nothing, saying which fusers scored
+    write_json_atomic(entry.fusers / "fuser.json", {"fuser": mode, "scored_by": str(fusers)})
     reconstruct_test(params, runs, entry)
-    score(params, runs, entry, imputer, lower_bound=False, fusers=entry.fusers if mode == "own" else SHARED_FUSERS)
+    score(params, runs, entry, imputer, lower_bound=False, fusers=fusers)
 
 
 def fit_own_fusers(params: dict, runs: list[Run], entry: ImputerRun) -> None:

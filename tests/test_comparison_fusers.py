@@ -11,6 +11,7 @@ import yaml
 from remodiff.check import check_params
 from remodiff.evaluation.aware import drop_mask, fit_aware, training_imputer
 from remodiff.imputers import build_imputer
+from remodiff.fusion import build_fuser
 from remodiff.registry import SettingError
 from remodiff.store import FeatureSet, save_featureset
 from tests.conftest import toy_featureset
@@ -80,7 +81,6 @@ def test_aware_training_sees_the_reconstructions_of_the_dropped_slots():
 def test_an_aware_fuser_learns_what_a_reconstruction_means():
     """Audio and video carry the label; the marking imputer writes an out-of-range value into dropped audio. The
     fuser trained on complete data is thrown by it; the aware fuser has learnt to read video instead."""
-    from remodiff.fusion import build_fuser
 
     def redundant(n: int, seed: int) -> FeatureSet:
         y = np.random.default_rng(seed).normal(size=(n, 1)).astype(np.float32)
@@ -129,7 +129,8 @@ def test_cross_fitted_imputers_do_not_reconstruct_a_clip_from_itself():
     ("own", {"drop": 0.5, "copies": 1, "folds": 1}, "compare.own.folds: must be 0 (the main imputer) or a number"),
     ("own", {"drop": 0.5, "copies": 0, "folds": 0}, "compare.own.copies: must be a positive integer"),
     ("own", {"drop": 0.5, "copies": 1, "folds": 0, "colour": 1}, "compare.own.colour: unknown setting"),
-    ("fuser", "aware", "compare.fuser: unknown fuser mode 'aware' (valid: shared, own)"),
+    ("fuser", "aware", "compare.fuser: unknown fuser mode 'aware' (valid: shared, own, joint)"),
+    ("joint", {"drop": 0.5, "weight": -1}, "compare.joint.weight: must be a number >= 0"),
 ])
 def test_unknown_or_bad_comparison_fuser_settings_are_refused(key, value, message):
     params = yaml.safe_load(open("params.yaml"))
@@ -163,7 +164,8 @@ def tiny_project(tmp_path, monkeypatch) -> dict:
             "imputer": {"type": "knn", "knn": {"k": 3}, "mean": {}}, "sampling": {"knn": {}, "mean": {}},
             "fuser": {"type": "early", "early": {"hidden": 8, "train": train}},
             "compare": {"imputers": ["mean", "knn"], "seeds": None, "resamples": 50, "metric": "auto",
-                        "fuser": "own", "own": {"drop": 0.5, "copies": 1, "folds": 2}}}
+                        "fuser": "own", "own": {"drop": 0.5, "copies": 1, "folds": 2},
+                        "joint": {"drop": 0.5, "weight": 1.0}}}
 
 
 def run_stages(params: dict) -> dict:
@@ -206,3 +208,49 @@ def test_incomplete_training_clips_train_complete_case_and_subset_fusers(tmp_pat
     assert set(table["independent"]["pa_0.5-pv_0.5"]) == {"mean", "knn", "lower_bound", "auto", "complete_case"}
     md = (tmp_path / "metrics" / "comparison.md").read_text()
     assert "complete-case training (knn fill)" in md
+
+
+def test_joint_training_fits_both_and_the_task_loss_reaches_the_imputer():
+    import torch
+
+    from remodiff.joint import fit_joint
+
+    dims = (("audio", 4), ("video", 3))
+    train, val, test = (toy_featureset(n, seed, 2, dims) for n, seed in ((40, 0), (12, 1), (10, 2)))
+    train_cfg = {"epochs": 4, "batch_size": 16, "patience": 4, "min_epochs": 0, "device": "cpu", "seed": 3}
+    imputer_params = {"hidden": 16, "latent": 4, "train": {"device": "cpu"}}
+
+    def joint(weight: float):
+        imputer = build_imputer("cvae", imputer_params)
+        fuser = build_fuser("early", ["audio", "video"], {"hidden": 8, "train": train_cfg})
+        history = fit_joint(imputer, fuser, train, val, drop=0.5, weight=weight, seed=3)
+        return imputer, fuser, history
+
+    imputer, fuser, history = joint(weight=1.0)
+    assert len(history) == 4 and "val_score" in history[0] and "joint" in imputer.fit_summary["criterion"]
+    restored = imputer.impute(test.with_mask({"audio": np.zeros((10, 2), bool), "video": np.ones((10, 2), bool)}))
+    assert fuser.predict(restored).shape == (10, test.labels.shape[1])
+    # with the imputer's own loss switched off, only the fuser's task loss trains the imputer: its weights move
+    untrained = build_imputer("cvae", imputer_params).joint_setup(train, 3)
+    imputer, _, _ = joint(weight=0.0)
+    moved = [not torch.equal(a, b) for a, b in zip(untrained.state_dict().values(),
+                                                    imputer.generator.state_dict().values())]
+    assert any(moved)
+    with pytest.raises(ValueError, match="cannot be trained jointly"):
+        fit_joint(build_imputer("knn", {}), build_fuser("early", ["audio", "video"], {}), train, val, 0.5, 1.0, 0)
+
+
+def test_joint_comparison_trains_cvae_with_its_fuser_and_gives_mean_its_own(tmp_path, monkeypatch):
+    params = tiny_project(tmp_path, monkeypatch)
+    params["compare"].update(imputers=["mean", "cvae"], fuser="joint", joint={"drop": 0.5, "weight": 1.0})
+    params["imputer"]["cvae"] = {"hidden": 16, "latent": 4, "train": {"epochs": 3, "device": "cpu"}}
+    params["sampling"]["cvae"] = {"draws": 2}
+    table = run_stages(params)
+    assert sorted(p.name for p in (tmp_path / "models/compare/cvae/joint_fuser").iterdir()) == ["seed_0", "seed_1"]
+    assert json.loads((tmp_path / "models/compare_fuser/cvae/fuser.json").read_text())["scored_by"].endswith(
+        "joint_fuser")
+    assert sorted(p.name for p in (tmp_path / "models/compare_fuser/mean").iterdir()) == ["fuser.json", "seed_0",
+                                                                                      "seed_1"]
+    training = json.loads((tmp_path / "metrics/training/cvae.json").read_text())
+    assert set(training["runs"]) == {"seed_0", "seed_1"} and training["runs"]["seed_0"]["epoch_cap"] == 3
+    assert set(table["independent"]["pa_0.5-pv_0.5"]) == {"mean", "cvae", "lower_bound", "auto"}
