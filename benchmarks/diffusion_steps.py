@@ -1,7 +1,7 @@
 """Sampling cost vs quality of the diffusion imputer, per sampler and number of steps.
 
-Trains one diffusion imputer (on a real dev set with ``--devset ravdess|fi``; else on
-``<features>/{train,val,test}.h5`` when present; else on a synthetic conditional problem of feature-like size:
+Trains one diffusion imputer (on ``--features <dir>/{train,val,test}.h5`` when present -- a real dev set's are in
+``.real/<name>/data/features`` after ``remodiff real-data <name>``; else on a synthetic conditional problem of feature-like size:
 3 modalities of 64 / 110 / 128 dims, 5 segments, driven by a shared latent), then imputes the test clips (clip i
 misses modality i mod M) with every sampler and steps in {1000, 200, 100, 50, 20, 10, 5}. Per setting it prints
 the time per 1,000 imputed clips, the reconstruction MSE (standardised features, missing slots only), the
@@ -13,7 +13,7 @@ for); ``--mode mean`` averages ``--draws`` draws, as the pipeline's default samp
 quality-vs-time plot.
 
     python benchmarks/diffusion_steps.py benchmarks/diffusion_steps.png [--quick] [--items N] \\
-        [--devset ravdess] [--mode sample|mean] \\
+        [--features .real/ravdess/data/features] [--mode sample|mean] \\
         [--json metrics/diffusion_benchmark.json]   # the report stage then draws the frontier
 """
 from __future__ import annotations
@@ -55,11 +55,7 @@ def synthetic(n: int, rng: np.random.Generator, segments: int = 5, dims=(64, 110
     return FeatureSet([f"clip{i}" for i in range(n)], features, available, np.zeros((n, 1), np.float32), ["none"])
 
 
-def load_data(features_dir: Path, devset: str | None) -> tuple[FeatureSet, FeatureSet, FeatureSet, str]:
-    if devset is not None:
-        from benchmarks.real_imputers import dev_set
-
-        return (*dev_set(devset), f"dev set {devset}")
+def load_data(features_dir: Path) -> tuple[FeatureSet, FeatureSet, FeatureSet, str]:
     if all((features_dir / f"{s}.h5").exists() for s in ("train", "val", "test")):
         return (*(load_featureset(features_dir / f"{s}.h5") for s in ("train", "val", "test")), str(features_dir))
     rng = np.random.default_rng(0)
@@ -82,8 +78,6 @@ def main() -> None:
     parser.add_argument("--conditioning", default="mlp", help="mlp (fast on CPU) | transformer")
     parser.add_argument("--sde", default="vp")
     parser.add_argument("--epochs", type=int, default=100)
-    parser.add_argument("--devset", choices=["ravdess", "fi"], default=None,
-                        help="a real dev set (benchmarks/devsets.py)")
     parser.add_argument("--mode", choices=["sample", "mean"], default="sample")
     parser.add_argument("--draws", type=int, default=8, help="draws averaged per slot in --mode mean")
     parser.add_argument("--seed", type=int, default=0, help="seed of the imputer and the fuser")
@@ -96,7 +90,7 @@ def main() -> None:
     steps_list = (1000, 100, 20, 5) if args.quick else STEPS
     epochs = 40 if args.quick else args.epochs
 
-    train, val, test, source = load_data(args.features, args.devset)
+    train, val, test, source = load_data(args.features)
     items = 16 if args.quick else min(args.items, len(test))
     imputer = build_imputer("diffusion", {"preset": "none", "sde": args.sde, "conditioning": args.conditioning,
                                           "mode": args.mode, "draws": args.draws,
