@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE ?= 1
 export DVC_NO_ANALYTICS := 1
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup repro test real-ravdess real-fi
+.PHONY: setup repro test real-ravdess real-fi real results
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -29,3 +29,11 @@ real-ravdess: setup
 
 real-fi: setup
 	remodiff real-data fi
+
+# every committed dev-set run (metrics/real/*/switches.yaml), then docs/results.md
+real: setup
+	for name in $$(ls metrics/real); do remodiff real-data $$name || exit 1; done
+	remodiff results
+
+results: setup
+	remodiff results
