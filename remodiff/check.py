@@ -29,7 +29,7 @@ from remodiff.evaluation.masks import PROTOCOLS, check_training_setting, named_s
 from remodiff.evaluation.metrics import resolve_metric
 from remodiff.features import EXTRACTORS, MODALITIES
 from remodiff.features.base import extractor_settings
-from remodiff.features.deep import ModelUnavailableError
+from remodiff.hub import ModelUnavailableError
 from remodiff.fusion import FUSERS, build_fuser
 from remodiff.fusion.base import fuser_settings
 from remodiff.imputers import IMPUTERS, build_imputer

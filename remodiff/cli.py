@@ -67,7 +67,7 @@ def run(stage: str = typer.Argument(..., help="sample, segment, extract, masks, 
     from functools import partial
 
     from remodiff.pipeline import stage as stage_run
-    from remodiff.pipeline.common import main
+    from remodiff.pipeline.entry import main
 
     if (shard is not None or merge) and stage != "extract":
         raise typer.BadParameter("--shard and --merge are options of the extract stage")
@@ -115,7 +115,7 @@ def fetch_models(params: Path = typer.Option(Path("params.yaml"), help="the para
     HF_HUB_OFFLINE set it checks that they are in the local cache. Tries every one, then fails if any is missing."""
     from remodiff.data.asr import asr_backend
     from remodiff.features import EXTRACTORS
-    from remodiff.features.deep import ModelUnavailableError
+    from remodiff.hub import ModelUnavailableError
     from remodiff.params import load_params
 
     setup_logging()

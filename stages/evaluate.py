@@ -1,5 +1,5 @@
 """DVC stage `evaluate`: remodiff/pipeline/evaluate.py."""
-from remodiff.pipeline.common import main
+from remodiff.pipeline.entry import main
 from remodiff.pipeline.evaluate import run
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """DVC stage `extract`: remodiff/pipeline/extract.py."""
-from remodiff.pipeline.common import main
+from remodiff.pipeline.entry import main
 from remodiff.pipeline.extract import run
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """DVC stage `masks`: remodiff/pipeline/masks.py."""
-from remodiff.pipeline.common import main
+from remodiff.pipeline.entry import main
 from remodiff.pipeline.masks import run
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """DVC stage `reconstruct`: remodiff/pipeline/reconstruct.py."""
-from remodiff.pipeline.common import main
+from remodiff.pipeline.entry import main
 from remodiff.pipeline.reconstruct import run
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """DVC stage `report`: remodiff/pipeline/report.py."""
-from remodiff.pipeline.common import main
+from remodiff.pipeline.entry import main
 from remodiff.pipeline.report import run
 
 if __name__ == "__main__":

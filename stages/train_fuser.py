@@ -1,5 +1,5 @@
 """DVC stage `train_fuser`: remodiff/pipeline/train_fuser.py."""
-from remodiff.pipeline.common import main
+from remodiff.pipeline.entry import main
 from remodiff.pipeline.train_fuser import run
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """DVC stage `train_imputer`: remodiff/pipeline/train_imputer.py."""
-from remodiff.pipeline.common import main
+from remodiff.pipeline.entry import main
 from remodiff.pipeline.train_imputer import run
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from remodiff.pipeline import stage
 from remodiff.data import build_dataset
 from remodiff.data.decode import decode_audio, segment_clip
 from remodiff.data.precomputed import pool_segments
-from remodiff.features.deep import ModelUnavailableError
+from remodiff.hub import ModelUnavailableError
 from remodiff.store import load_featureset
 from tests.conftest import SHARED_MINI, make_video
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from remodiff.device import resolve_device
-from remodiff.features.deep import hf_offline, snapshot, unavailable
+from remodiff.hub import hf_offline, snapshot, unavailable
 
 log = logging.getLogger(__name__)
 WHISPER_RATE = 16000  # Hz: what Whisper's feature extractor expects

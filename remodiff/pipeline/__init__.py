@@ -1,6 +1,6 @@
 """The pipeline stages, one module each: ``remodiff.pipeline.<stage>.run(params, ...)``.
 
-``stages/*.py`` call them through :func:`remodiff.pipeline.common.main`. This file imports nothing, so importing a
+``stages/*.py`` call them through :func:`remodiff.pipeline.entry.main`. This file imports nothing, so importing a
 stage's module imports only what that stage runs (its DVC deps are exactly that code)."""
 from importlib import import_module
 
