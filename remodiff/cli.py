@@ -150,7 +150,8 @@ def fetch_models(params: Path = typer.Option(Path("params.yaml"), help="the para
 
 
 @app.command("real-data")
-def real_data(name: str = typer.Argument(..., help="a dev set with metrics/real/NAME/switches.yaml (ravdess, fi)"),
+def real_data(name: str = typer.Argument(..., help="a dev set: any NAME with metrics/real/NAME/switches.yaml "
+                                                   "(`ls metrics/real`: ravdess, fi, ravdess-train50, ...)"),
               shared: Path = typer.Option(None, help="the shared data root (default: $REMODIFF_SHARED, else "
                                                      "../shared/data next to the project)"),
               stage: list[str] = typer.Option(None, help="only these stages (default: the whole pipeline)")) -> None:

@@ -187,17 +187,22 @@ def collect_metrics(scratch: Path, dest: Path) -> list[str]:
     return copied
 
 
-def git_commit(project: Path) -> dict:
+def git_commit(project: Path, switches: Path | None = None) -> dict:
+    """The commit the run's code comes from, and whether the tree differs from it: a changed tracked file, or the
+    run's own switches file changed or not yet committed."""
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=project, capture_output=True, text=True).stdout.strip()
-    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    own = bool(git("status", "--porcelain", "--", str(switches))) if switches is not None else False
+    return {"commit": git("rev-parse", "HEAD"),
+            "dirty": own or bool(git("status", "--porcelain", "--untracked-files=no"))}
 
 
 def real_data(name: str, project: Path = Path("."), shared: str | Path | None = None,
               stages: list[str] | None = None) -> dict:
     """Run the pipeline on dev set ``name`` (all stages, or ``stages``) and record the results; returns run.json."""
     project = project.resolve()
-    started, code = time.perf_counter(), git_commit(project)  # the code copied into the scratch
+    started = time.perf_counter()
+    code = git_commit(project, project / REAL_METRICS / name / "switches.yaml")  # the code copied into the scratch
     scratch, switches = prepare_scratch(project, name, shared_root(shared, project))
     seconds = reproduce(scratch, stages)
     dest = project / REAL_METRICS / name

@@ -71,6 +71,26 @@ def test_real_data_runs_dvc_and_commits_metrics_with_the_command(tiny_project):
     assert recorded["settings"] == ["dataset.root={data}", "x.scale=10"]
     assert list(recorded["stage_seconds"]) == ["score"]
     assert json.loads((project / "metrics" / "score.json").read_text()) == {"score": -1}  # the sample's stays
+    # the switches file is not committed: the run says its tree differs from the commit; committed, it does not
+    assert recorded["dirty"] is True
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "add", "-A"], cwd=project, check=True)
+    subprocess.run([*git, "commit", "-qm", "all"], cwd=project, check=True)
+    assert real_data("tiny", project=project, shared=shared)["dirty"] is False
+
+
+def test_results_document_is_made_from_the_committed_runs(tiny_project):
+    from remodiff.realdata import results_markdown
+
+    project, shared = tiny_project
+    (project / "metrics" / "real" / "tiny" / "switches.yaml").write_text(
+        "data: tiny-dev\ntitle: Tiny dev set\nabout: what it asks\nreferences: ridge 1.0\n"
+        "set: ['dataset.root={data}', 'x.scale=10']\n")
+    real_data("tiny", project=project, shared=shared)
+    (project / "metrics" / "real" / "tiny" / "comparison.md").write_text("# accuracy per imputer\n\n| a | b |\n")
+    text = results_markdown(project)
+    assert "## Tiny dev set" in text and "what it asks" in text and "References: ridge 1.0" in text
+    assert "### accuracy per imputer" in text and "`remodiff real-data tiny`" in text
 
 
 def test_shared_root_from_the_environment_and_clear_errors(tiny_project, monkeypatch):
