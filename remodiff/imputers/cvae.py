@@ -46,8 +46,10 @@ class ConditionalVAE(ConditionalGenerator):
 class CVAEImputer(MaskConditionedImputer):
     name = "cvae"
 
-    def __init__(self, hidden: int = 128, latent: int = 16, kl_weight: float = 1.0, kl_warmup: int = 0,
-                 dropout: float = 0.1, train: dict | None = None, mode: str = "mean", draws: int = 16):
+    train_defaults = {"epochs": 300, "batch_size": 64, "lr": 2e-4, "weight_decay": 1e-4, "patience": 30}
+
+    def __init__(self, hidden: int = 128, latent: int = 16, kl_weight: float = 5.0, kl_warmup: int = 10,
+                 dropout: float = 0.5, train: dict | None = None, mode: str = "mean", draws: int = 16):
         check_positive_int("cvae", "latent", latent)
         if kl_weight < 0:
             raise ValueError(f"cvae: kl_weight must be non-negative, got {kl_weight}")
