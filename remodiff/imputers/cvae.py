@@ -11,9 +11,10 @@ one draw (``mode: sample``) or the average of ``draws`` draws (``mode: mean``, t
 
 Why the KL weight matters for imputation: training decodes z drawn from the posterior, which has seen the hidden
 modalities, while imputation decodes z drawn from the prior. A weak KL term lets the posterior carry the hidden
-values, so the training loss falls far below what prior draws give (measured on RAVDESS with ``kl_weight``
-1: training 0.37, validation 1.5 from the first epoch); early stopping therefore follows the validation error of
-the prior-draw reconstruction, not the training loss.
+values: on RAVDESS with ``kl_weight`` 1 the training loss fell from 1.0 to 0.35 while the validation error of the
+prior-draw reconstruction stayed at 1.19-1.27, about the training mean's 1.23. Early stopping therefore follows
+that validation error, never the training loss, and the defaults (KL weight 5 with a 10-epoch warm-up, dropout 0.5,
+a small learning rate) were chosen on it.
 """
 from __future__ import annotations
 

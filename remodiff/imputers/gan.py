@@ -1,13 +1,13 @@
 """Conditional GAN imputer (the GAN hallucination of "Hallucination is all you need", generalised to any missing
 subset by the mask conditioning of :mod:`remodiff.imputers.mask_conditioned`).
 
-G(noise, condition) -> row; only its hidden columns are used: the completed row (available columns real,
-hidden ones generated) goes to the critic D(row, condition). Loss: the hinge loss with a spectrally
-normalised critic (Miyato et al. 2018), one critic and one generator update per batch (two Adam optimisers
-with beta1 = 0.5, the shared loop's ``step=`` hook). On a few hundred training rows the adversarial signal
-alone is weak and noisy, so the generator also minimises ``recon_weight`` x the MSE on the hidden columns
-(pix2pix-style); ``recon_weight: 0`` is the pure adversarial game. Early stopping watches the validation MSE
-of the ``mode: mean`` imputation (fixed noise draws), as for the CVAE.
+G(noise, condition) -> row; only its hidden columns are used: the completed row (kept columns real, hidden ones
+generated, missing ones 0 as in the real row) goes to the critic D(row, availability, condition). Loss: the hinge
+loss with a spectrally normalised critic (Miyato et al. 2018), one critic and one generator update per batch (two
+Adam optimisers with beta1 = 0.5, the shared loop's ``step=`` hook; constant learning rate). On a few hundred
+training rows the adversarial signal alone is weak and noisy, so the generator also minimises ``recon_weight`` x
+the MSE on the hidden columns (pix2pix-style); ``recon_weight: 0`` is the pure adversarial game. Early stopping
+watches the validation MSE of the ``mode: mean`` imputation (fixed noise draws), as for the CVAE.
 """
 from __future__ import annotations
 
