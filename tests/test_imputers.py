@@ -442,3 +442,19 @@ def test_check_keeps_sampling_settings_under_sampling(section, name, key, value,
     with pytest.raises(SettingError) as caught:
         check_params(params)
     assert str(caught.value).startswith(expected)
+
+
+@pytest.mark.parametrize("name", ["cvae", "gan", "diffusion"])
+def test_params_yaml_repeats_the_constructors_defaults_of_the_neural_imputers(name):
+    """params.yaml's training section of each neural imputer is its constructor's default (one source of truth
+    in code; the file shows it)."""
+    section = {k: v for k, v in PARAMS["imputer"][name].items() if v is not None}
+    default, configured = build_imputer(name), build_imputer(name, section)
+    if name == "diffusion":  # a preset on top of the defaults; the training section is the shared part
+        assert default.train_config == configured.train_config
+        for key in ("hidden", "layers", "heads", "cond_dropout", "segment_mask_prob", "ema", "beta_min", "beta_max"):
+            assert getattr(default.config, key) == getattr(configured.config, key), key
+    else:
+        assert default.train_cfg == configured.train_cfg
+        assert {k: v for k, v in default.params.items() if k != "train"} == \
+               {k: v for k, v in configured.params.items() if k != "train"}

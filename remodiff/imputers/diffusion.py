@@ -250,7 +250,7 @@ class DiffusionImputer(Imputer):
         """Standardised ``[B, S, D]`` completions of ``cond`` (zeros where ``cond_mask [B, S, M]`` is False), with
         the sampling settings of ``config`` (default: the imputer's) and ``model`` (default: the fitted one)."""
         c = config or self.config
-        model, sde = model or self.model, self.sde
+        model, sde = model if model is not None else self.model, self.sde
         known = expand_mask(cond_mask, self.dims)
         unconditional = torch.zeros_like(cond_mask)
 
@@ -315,9 +315,11 @@ class DiffusionImputer(Imputer):
         """The early-stopping criterion (:data:`CRITERION`): on the calibration clips, each modality hidden in
         turn, the MSE of a cheap ``mode: mean`` reconstruction (:data:`CRITERION_SAMPLING`, fixed noise) after its
         least-squares shrinkage, averaged over the modalities."""
-        errors = [((shrink_factor(guess, truth) * guess - truth) ** 2).mean()
-                  for pair in self.held_out_estimates(CRITERION_SAMPLING, model, device, seed) if pair is not None
-                  for guess, truth in [pair]]
+        errors = []
+        for pair in self.held_out_estimates(CRITERION_SAMPLING, model, device, seed):
+            if pair is not None:
+                guess, truth = pair
+                errors.append(((shrink_factor(guess, truth) * guess - truth) ** 2).mean())
         return float(torch.stack(errors).mean())
 
     def _fill(self, data: FeatureSet, rng: np.random.Generator) -> dict[str, np.ndarray]:

@@ -1,13 +1,13 @@
 """Conditional GAN imputer (the GAN hallucination of "Hallucination is all you need", generalised to any missing
 subset by the mask conditioning of :mod:`remodiff.imputers.mask_conditioned`).
 
-G(noise, condition) -> row; only its hidden columns are used: the completed row (available columns real,
-hidden ones generated) goes to the critic D(row, condition). Loss: the hinge loss with a spectrally
-normalised critic (Miyato et al. 2018), one critic and one generator update per batch (two Adam optimisers
-with beta1 = 0.5, the shared loop's ``step=`` hook). On a few hundred training rows the adversarial signal
-alone is weak and noisy, so the generator also minimises ``recon_weight`` x the MSE on the hidden columns
-(pix2pix-style); ``recon_weight: 0`` is the pure adversarial game. Early stopping watches the validation MSE
-of the ``mode: mean`` imputation (fixed noise draws), as for the CVAE.
+G(noise, condition) -> row; only its hidden columns are used: the completed row (kept columns real, hidden ones
+generated, missing ones 0 as in the real row) goes to the critic D(row, availability, condition). Loss: the hinge
+loss with a spectrally normalised critic (Miyato et al. 2018), one critic and one generator update per batch (two
+Adam optimisers with beta1 = 0.5, the shared loop's ``step=`` hook; constant learning rate). On a few hundred
+training rows the adversarial signal alone is weak and noisy, so the generator also minimises ``recon_weight`` x
+the MSE on the hidden columns (pix2pix-style); ``recon_weight: 0`` is the pure adversarial game. Early stopping
+watches the validation MSE of the ``mode: mean`` imputation (fixed noise draws), as for the CVAE.
 """
 from __future__ import annotations
 
@@ -53,7 +53,9 @@ class AdversarialPair(nn.Module):
 class GANImputer(MaskConditionedImputer):
     name = "gan"
 
-    def __init__(self, hidden: int = 128, noise: int = 16, recon_weight: float = 10.0, dropout: float = 0.1,
+    train_defaults = {"epochs": 300, "batch_size": 64, "lr": 1e-4, "weight_decay": 0.0, "patience": 30}
+
+    def __init__(self, hidden: int = 128, noise: int = 16, recon_weight: float = 10.0, dropout: float = 0.3,
                  train: dict | None = None, mode: str = "mean", draws: int = 16):
         check_positive_int("gan", "noise", noise)
         if recon_weight < 0:

@@ -156,6 +156,8 @@ class MaskConditionedImputer(Imputer):
     """Fit / impute / save scaffolding; subclasses build the generator and train it (:meth:`train_generator`)."""
 
     sampling_settings = ("mode", "draws")
+    #: the training settings a ``train`` section does not give (params.yaml ``imputer.<name>.train`` repeats them)
+    train_defaults: dict = {}
     #: what early stopping follows where there are validation rows (``fit_summary["criterion"]``)
     criterion = (f"validation MSE (z-scored, per hidden modality, averaged over modalities) of the mode-mean "
                  f"reconstruction ({VALIDATION_DRAWS} fixed latent draws)")
@@ -167,7 +169,7 @@ class MaskConditionedImputer(Imputer):
             raise ValueError(f"{self.name}: dropout must be in [0, 1), got {dropout}")
         super().__init__(hidden=hidden, dropout=dropout, train=train or {}, mode=mode, draws=draws, **own)
         self.apply_sampling()
-        self.train_cfg = TrainConfig.from_params(train or {})
+        self.train_cfg = TrainConfig.from_params({**self.train_defaults, **(train or {})})
         self.history: list[dict] = []
         self.fit_summary: dict | None = None
 
