@@ -206,6 +206,7 @@ def test_incomplete_training_clips_train_complete_case_and_subset_fusers(tmp_pat
     np.testing.assert_array_equal(runs_of(params)[0].train.available["audio"], run.train.available["audio"])
     table = run_stages(params)
     assert set(table["independent"]["pa_0.5-pv_0.5"]) == {"mean", "knn", "lower_bound", "auto", "complete_case"}
+    assert set(table["independent"]["pa_0.5-pv_0.5"]["knn"]["paired"]) >= {"lower_bound", "complete_case"}
     md = (tmp_path / "metrics" / "comparison.md").read_text()
     assert "complete-case training (knn fill)" in md
 

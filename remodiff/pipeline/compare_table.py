@@ -31,7 +31,8 @@ RESAMPLES = 2000  # compare.resamples when absent
 AUTO = "auto"
 COMPLETE_CASE = "complete_case"  # with masks.train and own fusers: the shared (complete-case) fuser on the main fill
 # the references every row is tested against, and how the Markdown marks a significant difference (better, worse)
-REFERENCES = {"best_classical": ("*", "†"), "mean": ("+m", "−m"), LOWER_BOUND: ("+lb", "−lb")}
+REFERENCES = {"best_classical": ("*", "†"), "mean": ("+m", "−m"), LOWER_BOUND: ("+lb", "−lb"),
+              "complete_case": ("+cc", "−cc")}
 
 
 def run(params: dict) -> dict:
@@ -170,9 +171,11 @@ def best_classical(row: dict, names: list[str], metric: str) -> str | None:
 
 
 def column_references(row: dict, names: list[str], metric: str) -> dict[str, str]:
-    """The column's reference per role (``best_classical``, ``mean``, ``lower_bound``), where it has one."""
+    """The column's reference per role (``best_classical``, ``mean``, ``lower_bound``, ``complete_case``), where it
+    has one."""
     found = {"best_classical": best_classical(row, names, metric), "mean": "mean" if "mean" in row else None,
-             LOWER_BOUND: LOWER_BOUND if LOWER_BOUND in row else None}
+             LOWER_BOUND: LOWER_BOUND if LOWER_BOUND in row else None,
+             COMPLETE_CASE: COMPLETE_CASE if COMPLETE_CASE in row else None}
     return {role: name for role, name in found.items() if name is not None}
 
 
@@ -279,7 +282,7 @@ def comparison_markdown(table: dict, imputers: list[str], metric: str) -> str:
               f"clips for both rows) whose 95 % interval excludes 0: {REFERENCES['best_classical'][0]} better / "
               f"{REFERENCES['best_classical'][1]} worse than the best classical imputer, {REFERENCES['mean'][0]} / "
               f"{REFERENCES['mean'][1]} than `mean`, {REFERENCES[LOWER_BOUND][0]} / {REFERENCES[LOWER_BOUND][1]} than "
-              f"the lower bound; unmarked: no difference shown. `zero (raw 0)` writes raw zeros; the literature's "
+              f"the lower bound (and +cc / −cc than complete-case training, where shown); unmarked: no difference shown. `zero (raw 0)` writes raw zeros; the literature's "
               f"zero-fill of standardised features equals `mean`. The lower bound (each clip scored by the fuser "
               f"trained on exactly its available modalities) comes from the main chain. `auto` takes, per "
               f"availability, the row (imputer or lower bound) that scored best on the run's validation clips.", ""]
