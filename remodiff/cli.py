@@ -154,7 +154,9 @@ def real_data(name: str = typer.Argument(..., help="a dev set: any NAME with met
                                                    "(`ls metrics/real`: ravdess, fi, ravdess-train50, ...)"),
               shared: Path = typer.Option(None, help="the shared data root (default: $REMODIFF_SHARED, else "
                                                      "../shared/data next to the project)"),
-              stage: list[str] = typer.Option(None, help="only these stages (default: the whole pipeline)")) -> None:
+              stage: list[str] = typer.Option(None, help="only these stages (default: the whole pipeline)"),
+              update: bool = typer.Option(False, help="re-use the existing scratch: re-run only the stages the current "
+                                                      "code and settings change")) -> None:
     """Run the whole DVC pipeline on a real dev set in a scratch copy (.real/NAME) with the settings of
     metrics/real/NAME/switches.yaml, then copy its metrics and run.json (command, commit, stage times) to
     metrics/real/NAME/ for `dvc metrics diff`."""
@@ -162,7 +164,7 @@ def real_data(name: str = typer.Argument(..., help="a dev set: any NAME with met
 
     setup_logging()
     try:
-        run_real_data(name, shared=shared, stages=stage or None)
+        run_real_data(name, shared=shared, stages=stage or None, update=update)
     except (FileNotFoundError, ValueError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2)

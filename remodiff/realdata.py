@@ -116,9 +116,10 @@ def project_files(project: Path) -> list[Path]:
     return [Path(p) for p in out.split("\0") if p and (project / p).is_file()]
 
 
-def copy_project(project: Path, scratch: Path) -> None:
-    """``scratch`` (replaced): a fresh DVC project (no git) with the project's files, without its metrics and lock."""
-    if scratch.exists():
+def copy_project(project: Path, scratch: Path, keep: bool = False) -> None:
+    """``scratch`` (replaced; ``keep``: updated in place, its outputs and lock kept): a DVC project (no git) with the
+    project's files, without its metrics and lock."""
+    if scratch.exists() and not keep:
         shutil.rmtree(scratch)
     for rel in project_files(project):
         if rel.parts[0] in ("metrics", SCRATCH.name) or rel.name == "dvc.lock":
@@ -130,14 +131,15 @@ def copy_project(project: Path, scratch: Path) -> None:
     (scratch / ".dvc" / "config").write_text("[core]\n    analytics = false\n    no_scm = true\n")
 
 
-def prepare_scratch(project: Path, name: str, shared: Path) -> tuple[Path, Switches]:
-    """``.real/<name>/``: a fresh DVC project (no git) with the project's code and the dev set's params."""
+def prepare_scratch(project: Path, name: str, shared: Path, update: bool = False) -> tuple[Path, Switches]:
+    """``.real/<name>/``: a fresh DVC project (no git) with the project's code and the dev set's params; ``update``:
+    the existing one with the current code and params, so DVC re-runs only the stages they change."""
     switches = read_switches(project / REAL_METRICS / name / "switches.yaml")
     data = shared / switches.data
     if not data.is_dir():
         raise FileNotFoundError(f"dev set {name}: {data} does not exist")
     scratch = project / SCRATCH / name
-    copy_project(project, scratch)
+    copy_project(project, scratch, keep=update and scratch.is_dir())
     params = yaml.safe_load((scratch / "params.yaml").read_text())
     apply_switches(params, switches, data)
     (scratch / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -198,22 +200,31 @@ def git_commit(project: Path, switches: Path | None = None) -> dict:
 
 
 def real_data(name: str, project: Path = Path("."), shared: str | Path | None = None,
-              stages: list[str] | None = None) -> dict:
-    """Run the pipeline on dev set ``name`` (all stages, or ``stages``) and record the results; returns run.json."""
+              stages: list[str] | None = None, update: bool = False) -> dict:
+    """Run the pipeline on dev set ``name`` (all stages, or ``stages``) and record the results; returns run.json.
+    ``update``: in the existing scratch, re-running only what the current code and settings change; run.json then
+    keeps the earlier run's stage times of the stages that did not run (``updated``: the stages that did)."""
     project = project.resolve()
     started = time.perf_counter()
     code = git_commit(project, project / REAL_METRICS / name / "switches.yaml")  # the code copied into the scratch
-    scratch, switches = prepare_scratch(project, name, shared_root(shared, project))
+    scratch, switches = prepare_scratch(project, name, shared_root(shared, project), update)
     seconds = reproduce(scratch, stages)
     dest = project / REAL_METRICS / name
+    earlier = json.loads((dest / "run.json").read_text()) if update and (dest / "run.json").is_file() else None
     copied = collect_metrics(scratch, dest)
     segments_report = scratch / "data" / "segments" / "report.json"
-    run = {"command": f"remodiff real-data {name}", "data": switches.data, "settings": switches.settings,
-           **code, "stage_seconds": seconds,
-           "wall_seconds": round(time.perf_counter() - started, 1), "cpus": os.cpu_count(),
+    wall = round(time.perf_counter() - started, 1)
+    if earlier is not None:
+        updated, seconds = list(seconds), {**earlier["stage_seconds"], **seconds}
+        wall = round(earlier["wall_seconds"] + wall, 1)
+    run = {"command": f"remodiff real-data {name}{' --update' if update else ''}", "data": switches.data,
+           "settings": switches.settings, **code, "stage_seconds": seconds, "wall_seconds": wall,
+           "cpus": os.cpu_count(),
            "python": sys.version.split()[0], "platform": platform.platform(), "metrics": copied,
            "segment_counts": (json.loads(segments_report.read_text()).get("counts")
                               if segments_report.is_file() else None)}
+    if earlier is not None:
+        run["updated"] = {"stages": updated, "earlier_commit": earlier["commit"]}
     write_json_atomic(dest / "run.json", run)
     log.info("real-data %s: done in %.0f s; results in %s", name, run["wall_seconds"], dest)
     return run

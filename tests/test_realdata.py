@@ -79,6 +79,19 @@ def test_real_data_runs_dvc_and_commits_metrics_with_the_command(tiny_project):
     assert real_data("tiny", project=project, shared=shared)["dirty"] is False
 
 
+def test_update_reruns_only_what_changed_and_keeps_the_earlier_stage_times(tiny_project):
+    project, shared = tiny_project
+    first = real_data("tiny", project=project, shared=shared)
+    again = real_data("tiny", project=project, shared=shared, update=True)  # nothing changed: DVC runs nothing
+    assert again["updated"]["stages"] == [] and again["stage_seconds"] == first["stage_seconds"]
+    assert again["command"] == "remodiff real-data tiny --update"
+    switches = project / "metrics" / "real" / "tiny" / "switches.yaml"
+    switches.write_text(switches.read_text().replace("x.scale=10", "x.scale=2"))
+    changed = real_data("tiny", project=project, shared=shared, update=True)
+    assert changed["updated"]["stages"] == ["score"]
+    assert json.loads((project / "metrics" / "real" / "tiny" / "score.json").read_text()) == {"score": 6}
+
+
 def test_results_document_is_made_from_the_committed_runs(tiny_project):
     from remodiff.realdata import results_markdown
 

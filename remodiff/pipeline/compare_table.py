@@ -23,7 +23,6 @@ from remodiff.results import (COMPARISON_JSON, COMPARISON_MD, COMPARISON_REFEREN
                               METRICS, Predictions, compare_run, concatenate_predictions, format_value,
                               load_predictions, protocol_cells, protocols_of)
 from remodiff.store import write_json_atomic, write_text_atomic
-from remodiff.tasks import one_standard_error
 
 log = logging.getLogger(__name__)
 
@@ -104,11 +103,11 @@ def pooled(params: dict, predictions: dict[str, list[Predictions]], kinds: dict[
 def route(index: int, predictions: dict[str, list[Predictions]], metric: str) -> tuple[Predictions, dict]:
     """Run ``index``'s ``auto`` predictions and the route it took per availability.
 
-    Candidates: the lower bound, then every compared imputer. Each availability (which modalities a clip has) gets,
-    by the one-standard-error rule over the run's validation clips that have exactly it (the fixed patterns), the
-    first candidate within one standard error of the best: the lower bound (the model trained on exactly what the
-    clip has) unless an imputer is clearly better. An availability no validation clip has, and complete clips, go to
-    the lower bound. Each test clip then takes its availability's candidate's prediction."""
+    Candidates: the lower bound, then every compared imputer. Each availability (which modalities a clip has) gets the
+    candidate scoring best on the run's validation clips that have exactly it (the fixed patterns); the lower bound
+    (the model trained on exactly what the clip has) wins a tie, and takes an availability no validation clip has and
+    complete clips. Each test clip then takes its availability's candidate's prediction. (The one-standard-error
+    rule, which favours the first-listed candidate, was measured worse here: docs/decisions/0004-auto-routes.md.)"""
     main = predictions[LOWER_BOUND][index]
     candidates = [LOWER_BOUND] + [name for name in predictions if name != LOWER_BOUND]
     validation = {name: predictions[name][index].validation for name in candidates}
@@ -125,16 +124,16 @@ def route(index: int, predictions: dict[str, list[Predictions]], metric: str) ->
         if all(availability) or not any(availability):
             continue
         labels = np.concatenate([main.validation.labels[rows] for _, rows in parts])
-        per_clip = {}
+        scored = {}  # candidate -> its validation score (higher is better)
         for name in candidates:
             kind = LOWER_BOUND if name == LOWER_BOUND else IMPUTED
             values = np.concatenate([validation[name].cells[pattern][kind][rows] for pattern, rows in parts])
             scores = clip_scores(main.task, metric, labels, values, main.label_names, main.classes)
-            if scores is None:  # a metric that is not a mean over clips (F1, r): the whole set's value, no error
+            if scores is None:  # a metric that is not a mean over clips (F1, r): the whole set's value
                 scores = np.array([task_metrics(main.task, labels, values, main.label_names,
                                                 main.classes or None)[metric] or 0.0])
-            per_clip[name] = sign * scores
-        choice[availability] = one_standard_error(per_clip)
+            scored[name] = float(np.mean(sign * scores))
+        choice[availability] = max(scored, key=scored.get)  # the first of the best: the lower bound on a tie
     cells = {}
     for pattern, available in main.available.items():
         values = np.array(main.cells[pattern][LOWER_BOUND], copy=True)
