@@ -219,7 +219,19 @@ def check_type(key: str, value, annotation: str) -> None:
         return
     allowed = tuple(t for p in parts if p in SCALAR_TYPES for t in SCALAR_TYPES[p])
     if not isinstance(value, allowed) or (isinstance(value, bool) and "bool" not in parts):
-        raise SettingError(key, f"must be {' or '.join(parts).replace('None', 'null')}, got {value!r}")
+        expected = " or ".join(parts).replace("None", "null")
+        if isinstance(value, str) and {"int", "float"} & set(parts) and is_number_text(value):
+            raise SettingError(key, f"must be {expected}, got the string {value!r}: YAML reads a number in exponent "
+                                    f"form without a dot as text; write {float(value)!r} (or 1.0e-3 style)")
+        raise SettingError(key, f"must be {expected}, got {value!r}")
+
+
+def is_number_text(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def check_settings(key: str, section, settings: Settings, ignore: tuple[str, ...] = ()) -> dict:
@@ -261,6 +273,15 @@ def check_train(key: str, section: dict) -> None:
                                                 "one model per seed; remove this key")
     check_settings(f"{key}.train", train, TRAIN_SETTINGS)
     check_precision_key(f"{key}.train", train)
+    for name, (low, inclusive) in TRAIN_RANGES.items():
+        value = train.get(name)
+        if value is not None and not isinstance(value, bool) and (value < low or (value == low and not inclusive)):
+            raise SettingError(f"{key}.train.{name}", f"must be {'>=' if inclusive else '>'} {low}, got {value!r}")
+
+
+# the training loop's numeric settings: lowest value and whether it is allowed (lr > 0, epochs >= 1, ...)
+TRAIN_RANGES = {"epochs": (1, True), "batch_size": (1, True), "lr": (0, False), "weight_decay": (0, True),
+                "patience": (0, True), "min_epochs": (0, True), "cpu_threads": (0, True)}
 
 
 def built(key: str, build: Callable[[], object]) -> None:

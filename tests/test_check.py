@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import subprocess
 import sys
 import traceback
@@ -229,3 +230,19 @@ def test_every_stage_checks_params_first_and_fails_in_one_line(params, tmp_path)
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: params.yaml: features.video.thumb: unknown setting (valid:")
     assert not (tmp_path / "data").exists()  # nothing ran
+
+
+@pytest.mark.parametrize("setting, value, message", [
+    ("epochs", 0, "imputer.cvae.train.epochs: must be >= 1, got 0"),
+    ("epochs", -5, "imputer.cvae.train.epochs: must be >= 1"),
+    ("batch_size", 0, "imputer.cvae.train.batch_size: must be >= 1"),
+    ("lr", -0.001, "imputer.cvae.train.lr: must be > 0"),
+    ("lr", 0, "imputer.cvae.train.lr: must be > 0"),
+    ("patience", -1, "imputer.cvae.train.patience: must be >= 0"),
+    ("lr", "1e-3", "imputer.cvae.train.lr: must be float, got the string '1e-3': YAML reads"),
+])
+def test_training_numbers_are_range_checked_naming_the_key(setting, value, message):
+    params = yaml.safe_load(open("params.yaml"))
+    params["imputer"]["cvae"]["train"][setting] = value
+    with pytest.raises(SettingError, match=re.escape(message)):
+        check_params(params)
