@@ -10,7 +10,8 @@ from matplotlib.image import imread
 
 from conftest import toy_featureset
 from remodiff.pipeline import stage
-from remodiff.evaluation.report import BENCHMARK_FIGURE, COMPARISON_FIGURE, FEATURE_FIGURE, FIGURES, TRAINING_FIGURE, data_fingerprint
+from remodiff.evaluation.report import (BENCHMARK_FIGURE, COMPARISON_FIGURE, FEATURE_FIGURE, FIGURES, FIXED_FIGURE, SUMMARY,
+                                        TRAINING_FIGURE, data_fingerprint)
 from remodiff.evaluation.masks import make_masks
 from remodiff.results import MASKS, Pattern, ReconstructionWriter, save_masks
 from remodiff.store import save_featureset
@@ -138,8 +139,10 @@ def test_missing_optional_inputs_are_skipped_and_stale_figures_removed(tmp_path,
     with caplog.at_level("INFO"):
         figures = stage("report")(params(metric="accuracy"))
 
-    written = sorted(p.name for p in (tmp_path / "reports").glob("*.png"))
-    assert written == ["fixed_patterns.png"]
+    # every declared figure exists (dvc.yaml lists them); the ones without inputs say so, the stale one is replaced
+    assert sorted(p.name for p in (tmp_path / "reports").glob("*.png")) == sorted(FIGURES)
+    sizes = {name: imread(tmp_path / "reports" / name).shape for name in FIGURES}
+    assert all(sizes[name][0] < sizes[FIXED_FIGURE][0] for name in FIGURES[1:]), sizes
     summary = (tmp_path / "reports/summary.md").read_text()
     assert "| text_missing | 0.7 |" in summary
     for name in FIGURES[1:]:
@@ -162,7 +165,8 @@ def test_a_benchmark_measured_on_other_data_is_not_shown(tmp_path, monkeypatch, 
     monkeypatch.chdir(tmp_path)
     with caplog.at_level("INFO"):
         figures = stage("report")(params())
-    assert figures[BENCHMARK_FIGURE] is None and not (tmp_path / "reports" / BENCHMARK_FIGURE).exists()
+    assert figures[BENCHMARK_FIGURE] is None
+    assert f"- `{BENCHMARK_FIGURE}`: skipped" in (tmp_path / "reports" / SUMMARY).read_text()
     assert "measured on other data" in caplog.text
 
 
@@ -173,3 +177,12 @@ def test_a_malformed_benchmark_file_is_an_error_not_a_skip(tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError, match="run 0 needs .*'seconds', 'frechet'"):
         stage("report")(params())
+
+
+def test_dvc_yaml_declares_each_report_file_and_no_folder():
+    """The report stage's outputs are the files write_report writes, one by one (a folder output breaks
+    `dvc exp run <stage>` on a clone whose cache lacks the report)."""
+    import yaml
+    report = yaml.safe_load((Path(__file__).resolve().parents[1] / "dvc.yaml").read_text())["stages"]["report"]
+    assert report["outs"] == [f"reports/{SUMMARY}"]
+    assert report["plots"] == [f"reports/{name}" for name in FIGURES]

@@ -145,6 +145,15 @@ def save_figure(fig: Figure, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def plot_not_drawn(path: Path) -> None:
+    """A figure whose inputs this run lacks is still written, saying so: dvc.yaml declares every figure as an output
+    (a directory output makes `dvc exp run <stage>` fail on a clone without the report in its cache)."""
+    fig = new_figure(6.0, 1.6)
+    fig.text(0.5, 0.5, f"{path.name}: not drawn in this run, its inputs are absent\n(reports/{SUMMARY} says which)",
+             ha="center", va="center")
+    save_figure(fig, path)
+
+
 def error_bars(cis: list[float]) -> list[float] | None:
     return None if all(math.isnan(c) for c in cis) else [0.0 if math.isnan(c) else c for c in cis]
 
@@ -470,11 +479,11 @@ def summary_markdown(downstream: dict, reconstruction: dict | None, benchmark: d
 def write_report(out_dir: Path, metrics_dir: Path, test: FeatureSet | None, reconstructed_dir: Path, run: str,
                  metric: str, benchmark_path: Path | None, compared: list[str] = (),
                  masks: Path | None = None) -> dict[str, str | None]:
-    """Every figure whose inputs exist, and ``summary.md``, into ``out_dir``; returns figure name -> caption
-    (None = skipped). ``test`` / ``run``: the first run's test clips and name (its reconstructions are drawn);
-    ``compared``: the imputers of ``compare.imputers`` (the comparison figure shows only these); ``masks``: the
-    masks store, whose patterns give the missing rates and labels. Figures of an earlier run that are skipped now
-    are removed, never left stale."""
+    """Every figure whose inputs exist (the others say they are not drawn), and ``summary.md``, into ``out_dir``;
+    returns figure name -> caption (None = not drawn). ``test`` / ``run``: the first run's test clips and name (its
+    reconstructions are drawn); ``compared``: the imputers of ``compare.imputers`` (the comparison figure shows only
+    these); ``masks``: the masks store, whose patterns give the missing rates and labels. A figure of an earlier run
+    that is not drawn now is replaced, never left stale."""
     downstream_path = metrics_dir / "downstream.json"
     if not downstream_path.exists():
         raise FileNotFoundError(f"{downstream_path} does not exist; run the evaluate stage first")
@@ -500,6 +509,9 @@ def write_report(out_dir: Path, metrics_dir: Path, test: FeatureSet | None, reco
         BENCHMARK_FIGURE: plot_benchmark(benchmark, out_dir / BENCHMARK_FIGURE),
         COMPARISON_FIGURE: plot_comparison(comparison, list(compared), metric, out_dir / COMPARISON_FIGURE, patterns),
     }
+    for name, caption in figures.items():
+        if caption is None:
+            plot_not_drawn(out_dir / name)
     summary = out_dir / SUMMARY
     partial_path(summary).write_text(summary_markdown(downstream, reconstruction, benchmark, metric, figures,
                                                              patterns))
