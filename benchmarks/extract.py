@@ -107,6 +107,8 @@ def segmented_sample(directory: Path, clips: int, segments: int, seconds: float,
     from remodiff.data.sample import generate_sample
 
     generated = videos is None
+    if not generated:
+        videos = videos.resolve()  # the segment stage runs inside ``directory``
     if generated:
         videos = directory / "videos"
         n_val = n_test = clips // 3

@@ -339,6 +339,23 @@ def check_asr(cfg) -> None:
         raise SettingError("dataset.asr", f"must be null or a mapping with backend and model, got {cfg!r}")
     check_name("dataset.asr.backend", cfg.get("backend"), sorted(ASR_BACKENDS), "ASR backend")
     check_settings("dataset.asr", cfg, Settings.of(ASR_BACKENDS[cfg["backend"]]), ignore=("backend",))
+    check_local_model("dataset.asr", cfg)
+
+
+#: how a model setting names a local copy rather than a hub id or a library's model name
+LOCAL_PREFIXES = ("/", "./", "../", "~", "local-dir:")
+
+
+def check_local_model(key: str, section: dict) -> None:
+    """A ``model`` written as a local path (or open_clip's ``local-dir:``) and a ``checkpoint`` file must exist: found
+    now, not after the stages before extract have run."""
+    model, checkpoint = section.get("model"), section.get("checkpoint")
+    if isinstance(model, str) and model.startswith(LOCAL_PREFIXES):
+        local = Path(model.removeprefix("local-dir:")).expanduser()
+        if not local.exists():
+            raise SettingError(f"{key}.model", f"{model!r} is a local path, and {local} does not exist")
+    if isinstance(checkpoint, str) and not Path(checkpoint).expanduser().is_file():
+        raise SettingError(f"{key}.checkpoint", f"{checkpoint} is not a file")
 
 
 def check_features(cfg, dataset: DatasetFacts, asr) -> list[str]:
@@ -358,6 +375,7 @@ def check_features(cfg, dataset: DatasetFacts, asr) -> list[str]:
         backends = [b for b in EXTRACTORS.names() if EXTRACTORS.get(b).modality in ("", m)]  # "": any (given)
         check_name(f"{key}.backend", section.get("backend"), backends, f"{m} extractor")
         check_settings(key, section, extractor_settings(section["backend"]), ignore=("backend", "dtype"))
+        check_local_model(key, section)
         check_precision_key(key, section)
     if "text" in cfg and not dataset.transcripts and not asr:
         raise SettingError("features.text", f"dataset {dataset.name} has no transcripts: set dataset.asr to "

@@ -73,6 +73,12 @@ def set_key(params: dict, dotted: str, value) -> None:
                                         "(valid: given, hf_audio, logmel)"),
     ("features.depth", {"backend": "logmel"}, "params.yaml: features.depth: not a modality of dataset "
                                               "first_impressions (valid: audio, video, text)"),
+    ("features.text", {"backend": "hf_text", "model": "./models/minilm"},
+     "params.yaml: features.text.model: './models/minilm' is a local path, and models/minilm does not exist"),
+    ("features.video", {"backend": "clip", "model": "local-dir:/no/clip"},
+     "params.yaml: features.video.model: 'local-dir:/no/clip' is a local path, and /no/clip does not exist"),
+    ("features.video", {"backend": "timm", "model": "vit_base_patch16_224", "checkpoint": "/no/model.safetensors"},
+     "params.yaml: features.video.checkpoint: /no/model.safetensors is not a file"),
     ("features.audio.n_mels", 32.5, "params.yaml: features.audio.n_mels: must be int, got 32.5"),
     ("features.video.dtype", "float64", "params.yaml: features.video.dtype: unknown dtype 'float64' "
                                         "(valid: float32, float16)"),

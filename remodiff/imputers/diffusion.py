@@ -306,7 +306,8 @@ class DiffusionImputer(Imputer):
                 for i, pair in enumerate(self.held_out_estimates(self.config, self.model, device, seed=0)):
                     if pair is not None:
                         factors[i] = shrink_factor(*pair)
-                log.info("diffusion imputer: conditional mean shrunk toward the training mean by %s",
+                log.info("diffusion imputer: conditional mean shrunk toward the training mean, share kept per "
+                         "modality (1 = unshrunk) %s",
                          dict(zip(self.modalities, np.round(factors.numpy(), 3).tolist())))
             self.shrink = factors
         return self.shrink.repeat_interleave(torch.tensor(self.dims)).to(device)

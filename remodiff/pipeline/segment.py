@@ -99,10 +99,25 @@ def run(params: dict) -> dict:
         SEGMENT_SCRATCH.rmdir()
     adapter.skip_unlabelled_given(listed)
     report["skipped"] = adapter.skipped + report["skipped"]
+    report["none_has"] = whole_splits_without(report)
     report["counts"] = {k: len(v) for k, v in report.items() if isinstance(v, list)}
     write_json_atomic(SEGMENTS / "report.json", report)
     log.info("segment: %s clips, %s", report["clips"], report["counts"])
     return report
+
+
+def whole_splits_without(report: dict) -> dict[str, list[str]]:
+    """A split none of whose clips has audio (or a transcript) is a dataset without that modality, not thousands of
+    faulty clips (RAVDESS has no transcripts): its clips leave the per-clip lists, the split is named once."""
+    whole: dict[str, list[str]] = {}
+    for key in ("no_audio", "no_transcript"):
+        per_split = {split: sum(e["split"] == split for e in report[key]) for split in report["clips"]}
+        whole[key] = [split for split, n in per_split.items() if n and n == report["clips"][split]]
+        report[key] = [e for e in report[key] if e["split"] not in whole[key]]
+        if whole[key]:
+            log.info("segment: no clip of %s has %s", ", ".join(whole[key]),
+                     "audio" if key == "no_audio" else "a transcript")
+    return whole
 
 
 def relative_to(path, root) -> str | None:
