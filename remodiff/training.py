@@ -29,10 +29,10 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import BatchSampler
-from tqdm.auto import tqdm
 
 from remodiff.device import check_precision_name, usable_precision
 from remodiff.launch import is_main_process, launched_processes
+from remodiff.progress import progress
 from remodiff.store import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -197,7 +197,7 @@ def fit(model: nn.Module, loss_fn: Callable[[nn.Module, Batch], torch.Tensor], t
     scored = val is not None and val_score is not None
     best, best_epoch, best_state, waited = -float("inf"), -1, None, 0
     n_train = len(next(iter(train.values())))
-    bar = tqdm(range(cfg.epochs), desc=desc, leave=False, disable=rank > 0)
+    bar = progress(range(cfg.epochs), desc=desc, leave=False, disable=rank > 0)
     for epoch in bar:
         model.train()
         totals: dict[str, float] = {}

@@ -39,7 +39,8 @@ from pathlib import Path
 
 import ffmpeg
 import numpy as np
-from tqdm import tqdm
+
+from remodiff.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -215,19 +216,19 @@ def _encode_clip(task: ClipTask) -> str:
 
 
 def _run_tasks(tasks: list[ClipTask], workers: int) -> None:
-    progress = tqdm(total=len(tasks), desc="encoding sample clips", unit="clip", leave=False)
+    bar = progress(total=len(tasks), desc="encoding sample clips", unit="clip", leave=False)
     try:
         if workers <= 1:
             for task in tasks:
                 _encode_clip(task)
-                progress.update()
+                bar.update()
             return
         # spawn: safe even if the caller already holds threads or a CUDA context.
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
             for _ in pool.imap_unordered(_encode_clip, tasks, chunksize=1):
-                progress.update()
+                bar.update()
     finally:
-        progress.close()
+        bar.close()
 
 
 # ------------------------------------------------------------------------------------------ public

@@ -18,6 +18,7 @@ from remodiff.pipeline.evaluate import score
 from remodiff.pipeline.reconstruct import reconstruct_test
 from remodiff.pipeline.runs import Run, runs_of
 from remodiff.pipeline.train_fuser import fuser_for_seed
+from remodiff.progress import progress
 from remodiff.results import SHARED_FUSERS, ImputerRun, compare_run
 from remodiff.store import write_json_atomic
 
@@ -51,7 +52,7 @@ def fit_own_fusers(params: dict, runs: list[Run], entry: ImputerRun) -> None:
     treatment, so early stopping follows what the fuser will be tested on."""
     cfg = params["compare"]["own"]
     modalities = list(params["features"])
-    for run in runs:
+    for run in progress(runs, desc="compare: own fusers", unit="run"):
         imputer = with_sampling(load_imputer(entry.models / run.name), params)
         fuser = fuser_for_seed(params, modalities, run.seed)
         if params["masks"].get("train"):

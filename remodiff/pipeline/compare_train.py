@@ -15,6 +15,7 @@ from remodiff.pipeline.common import compare_seeds, compared
 from remodiff.pipeline.runs import Run, runs_of
 from remodiff.pipeline.train_fuser import fuser_for_seed
 from remodiff.pipeline.train_imputer import fit_imputers, training_summary
+from remodiff.progress import progress
 from remodiff.results import ImputerRun, compare_run
 from remodiff.store import write_json_atomic
 
@@ -38,7 +39,7 @@ def fit_jointly(params: dict, name: str, runs: list[Run], entry: ImputerRun) -> 
     cfg = params["compare"]["joint"]
     modalities = list(params["features"])
     histories, summaries = {}, {}
-    for run in runs:
+    for run in progress(runs, desc=f"compare_train {name}", unit="run"):
         start = time.perf_counter()
         imputer = build_imputer(name, params["imputer"].get(name))
         fuser = fuser_for_seed(params, modalities, run.seed)

@@ -12,6 +12,7 @@ from remodiff.evaluation.matrix import aggregate, lower_bound_predict, modality_
 from remodiff.evaluation.metrics import aggregate_predictions, task_metrics
 from remodiff.fusion import load_fuser
 from remodiff.pipeline.runs import Run, runs_of
+from remodiff.progress import progress
 from remodiff.results import (IMPUTED, LOWER_BOUND, MAIN_RUN, SHARED_FUSERS, ImputerRun, Predictions,
                               concatenate_predictions, read_reconstruction, reconstruction_patterns, save_predictions)
 from remodiff.store import FeatureSet, write_json_atomic
@@ -76,7 +77,7 @@ def score(params: dict, runs: list[Run], paths: ImputerRun, imputer: str, lower_
         raise ValueError("the test split has no clips: nothing to evaluate (check dataset.root and split_dirs)")
     task = Task.from_attrs(runs[0].test.attrs)
     per_run, per_seed = [], {}
-    for run in runs:
+    for run in progress(runs, desc=f"evaluate {imputer}", unit="run"):
         predictions = predict_run(params, run, paths, lower_bound, fusers)
         save_predictions(paths.prediction(run.name), predictions)
         result = metrics_of(predictions)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-from tqdm.auto import tqdm
+from remodiff.progress import progress
 
 from remodiff.data import SPLITS
 from remodiff.features import SegmentedClip, build_extractor
@@ -145,7 +145,7 @@ def extract_split(split: str, extractors: dict, dtypes: dict[str, str], params: 
                              "run the missing shards (or extract without --merge to do them here)")
         if len(todo) < len(ids):
             log.info("extract %s: resuming, %d of %d clips already done", split, len(ids) - len(todo), len(ids))
-        bars = {m: tqdm(total=len(ids), initial=len(ids) - len(todo), desc=f"extract {split} {m}", position=i)
+        bars = {m: progress(total=len(ids), initial=len(ids) - len(todo), desc=f"extract {split} {m}", position=i)
                 for i, m in enumerate(extractors)}
         clips = decoded_clips(segments, media, only=set(todo), workers=params["segment"].get("workers", 1),
                               ahead=CLIPS_PER_CHUNK)

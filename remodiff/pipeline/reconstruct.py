@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
-from tqdm.auto import tqdm
+from remodiff.progress import progress
 
 from remodiff.evaluation.masks import make_masks
 from remodiff.evaluation.matrix import aggregate
@@ -20,13 +20,13 @@ def reconstruct_test(params: dict, runs: list[Run], paths: ImputerRun) -> None:
     proper subset of the modalities missing), on which a route between imputers is chosen."""
     samples = params["eval"]["samples"]
     quality_runs = []
-    for run in runs:
+    for run in progress(runs, desc="reconstruct", unit="run"):
         imputer = with_sampling(load_imputer(paths.models / run.name), params)
         k = samples if imputer.stochastic else 1
         quality: dict = {}
         with ReconstructionWriter(paths.reconstruction(run.name)) as out:
             patterns = load_masks(MASKS, run.test.ids)
-            for i, (pattern, mask) in enumerate(tqdm(patterns.items(), desc=f"reconstruct {run.name}")):
+            for i, (pattern, mask) in enumerate(progress(patterns.items(), desc=f"reconstruct {run.name}")):
                 masked = run.test.with_mask(mask)
                 restored = [imputer.impute(masked, np.random.default_rng([run.seed, i, j])) for j in range(k)]
                 out.add(pattern, masked, restored)

@@ -10,7 +10,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from tqdm.auto import tqdm
+from remodiff.progress import progress
 
 from remodiff.data import SPLITS, build_dataset
 from remodiff.data.asr import build_asr
@@ -68,7 +68,7 @@ def run(params: dict) -> dict:
 
             root = params["dataset"]["root"]
             with ThreadPoolExecutor(max(1, cfg.get("workers", 1))) as pool:
-                for clip, info, error in tqdm(pool.map(work, todo), total=len(todo), desc=f"segment {split}"):
+                for clip, info, error in progress(pool.map(work, todo), total=len(todo), desc=f"segment {split}"):
                     if error is not None:
                         log.warning("skipping %s: %s", clip.id, error)
                         report["skipped"].append({"clip": clip.id, "split": split, "reason": error})

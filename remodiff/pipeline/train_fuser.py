@@ -7,6 +7,7 @@ import time
 from remodiff.evaluation.matrix import modality_subsets, subset_key
 from remodiff.fusion import build_fuser
 from remodiff.pipeline.runs import runs_of
+from remodiff.progress import progress
 from remodiff.results import METRICS, SHARED_FUSERS
 from remodiff.launch import is_main_process
 
@@ -29,7 +30,7 @@ def run(params: dict) -> None:
     subsets = modality_subsets(modalities) if params["eval"]["lower_bound"] else [tuple(modalities)]
     incomplete = bool(params["masks"].get("train"))
     runs = runs_of(params)
-    for run in runs:
+    for run in progress(runs, desc="train_fuser", unit="run"):
         for subset in subsets:
             start = time.perf_counter()
             fuser = fuser_for_seed(params, list(subset), run.seed)

@@ -7,6 +7,7 @@ import time
 
 from remodiff.imputers import build_imputer
 from remodiff.pipeline.runs import Run, runs_of
+from remodiff.progress import progress
 from remodiff.results import MAIN_RUN, ImputerRun
 from remodiff.store import write_json_atomic
 from remodiff.launch import is_main_process
@@ -19,7 +20,7 @@ def fit_imputers(params: dict, name: str, runs: list[Run], paths: ImputerRun) ->
     own = dict(params["imputer"].get(name) or {})
     build_imputer(name, own)  # fails at once, naming the valid types, for an unknown name
     histories, summaries = {}, {}
-    for run in runs:
+    for run in progress(runs, desc=f"train_imputer {name}", unit="run"):
         start = time.perf_counter()
         imputer = build_imputer(name, own)
         imputer.fit(run.train, run.val, seed=run.seed)
