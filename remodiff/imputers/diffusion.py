@@ -71,7 +71,7 @@ class DiffusionConfig:
     snr: float = 0.16                 # pc: Langevin corrector signal-to-noise ratio
     corrector_steps: int = 1          # pc
     guidance: float = 0.0             # classifier-free guidance scale w: (1 + w) s(x|c) - w s(x); 0 = off
-    sample_batch: int = 256           # clips per sampling batch
+    sample_batch: int = 256           # clips per sampling batch (each with its draws: one network call per step)
     mode: str = "mean"                # mean: average of `draws` samples | sample: one sample
     draws: int = 16                   # samples averaged per slot in mode mean
     train: dict = field(default_factory=dict)  # the shared loop's TrainConfig (its seed is the imputer seed)
@@ -270,10 +270,13 @@ class DiffusionImputer(Imputer):
 
     def completion(self, cond: torch.Tensor, cond_mask: torch.Tensor, generator: torch.Generator,
                    config: DiffusionConfig | None = None, model: AveragedModel | None = None) -> torch.Tensor:
-        """One sample (``mode: sample``) or the average of ``draws`` samples (``mode: mean``)."""
+        """One sample (``mode: sample``) or the average of ``draws`` samples (``mode: mean``). The draws of every
+        clip go through the sampler together, one batched network call per step, not one pass per draw."""
         c = config or self.config
         draws = c.draws if c.mode == "mean" else 1
-        return torch.stack([self.sample(cond, cond_mask, generator, c, model) for _ in range(draws)]).mean(0)
+        samples = self.sample(cond.repeat(draws, *[1] * (cond.dim() - 1)),
+                              cond_mask.repeat(draws, *[1] * (cond_mask.dim() - 1)), generator, c, model)
+        return samples.view(draws, *cond.shape).mean(0)
 
     def held_out_estimates(self, config: DiffusionConfig, model: AveragedModel, device: torch.device,
                            seed: int) -> list[tuple[torch.Tensor, torch.Tensor] | None]:
