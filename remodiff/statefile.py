@@ -107,6 +107,7 @@ def _reference(tensor: torch.Tensor, kind: str, dtype: str, tensors: dict[str, t
 
 
 def _decode(node, tensors: dict[str, torch.Tensor], used: set[str], path: Path):
+    """The value a JSON ``node`` stands for; the tensor keys it references are added to ``used``."""
     if node is None or isinstance(node, (bool, int, float, str)):
         return node
     if isinstance(node, list):
@@ -124,7 +125,8 @@ def _decode(node, tensors: dict[str, torch.Tensor], used: set[str], path: Path):
 
 def _tensor(node: dict, tensors: dict[str, torch.Tensor], used: set[str], path: Path):
     """The array / scalar / tensor a reference names, checked against what the reference says it is."""
-    if set(node) != {TENSOR, "kind", "dtype", "shape"} or node["kind"] not in KINDS:
+    if set(node) != {TENSOR, "kind", "dtype", "shape"} or not isinstance(node[TENSOR], str) \
+            or node["kind"] not in KINDS:
         raise ValueError(f"{path}: a malformed tensor entry {node}")
     key = node[TENSOR]
     if key not in tensors:

@@ -70,6 +70,8 @@ def tamper(tmp_path, change) -> None:
     (lambda h: h["state"]["w"].update({"__tensor__": "5"}), "tensor '5' is not in the tensor file"),
     (lambda h: h["state"]["w"].update(dtype="float64"), "tensor '0' is float32 \\[3\\], its entry says float64"),
     (lambda h: h["state"]["w"].update(kind="module"), "malformed tensor entry"),
+    (lambda h: h["state"]["w"].update({"__tensor__": [0]}), "malformed tensor entry"),
+    (lambda h: h["state"].update(n={"__tuple__": 2}), "malformed tuple entry"),
     (lambda h: h["state"].update(w=2), "holds tensors the state does not use"),
     (lambda h: h.update(tensors_sha256="0" * 64), "is not the tensor file saved with"),
 ])
