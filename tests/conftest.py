@@ -43,3 +43,14 @@ def toy_featureset(n: int, seed: int = 0, segments: int = 5, dims=(("audio", 8),
     labels = (0.5 + 0.2 * np.tanh(z @ label_weights)).astype(np.float32)
     return FeatureSet([f"clip{seed}_{i}" for i in range(n)], features,
                       {m: np.ones((n, segments), bool) for m in features}, labels, list(TRAITS))
+
+
+class RunsCode:
+    """A crafted pickle's payload: unpickling it runs a shell command that creates ``marker`` (harmless here, any
+    code in a real attack), so a test can tell whether a loader executed it."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch '{self.marker}'",)

@@ -149,6 +149,8 @@ def test_save_and_load_give_identical_predictions(name, tmp_path, regression_dat
                                                   classification_data, classification_fusers):
     for fusers, test in ((regression_fusers, regression_data[2]), (classification_fusers, classification_data[2])):
         fusers[name].save(tmp_path / name)
+        # no pickle: the settings, and the state_dict as JSON + safetensors (remodiff.statefile)
+        assert sorted(p.name for p in (tmp_path / name).iterdir()) == ["fuser.json", "state.json", "state.safetensors"]
         again = load_fuser(tmp_path / name)
         assert type(again) is type(fusers[name]) and again.params == fusers[name].params
         np.testing.assert_array_equal(again.predict(test), fusers[name].predict(test))

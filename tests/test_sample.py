@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import csv
-import pickle
 import re
 import shutil
 import wave
@@ -16,15 +15,11 @@ if shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None:
     pytest.skip("ffmpeg/ffprobe binaries are not installed", allow_module_level=True)
 ffmpeg = pytest.importorskip("ffmpeg")
 
+from remodiff.data.adapters import load_pickle  # noqa: E402  (the dataset adapter's restricted unpickler)
 from remodiff.data.sample import SPLIT_FILES, TRAITS, WORD_GROUPS, clip_id, generate_sample  # noqa: E402
 
 TINY = dict(n_train=4, n_val=2, n_test=2, duration=2.0, size=32, fps=25, sample_rate=16000)
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]{11}\.\d{3}\.mp4$")
-
-
-def _load(path: Path):
-    with open(path, "rb") as f:
-        return pickle.load(f, encoding="latin1")
 
 
 def _latents(root: Path) -> dict[str, np.ndarray]:
@@ -52,7 +47,7 @@ def test_layout_and_pickles(tiny: Path):
         assert len(videos) == expected[split]
         assert all(NAME_RE.match(name) for name in videos), videos
 
-        annotations = _load(tiny / f"annotation_{suffix}.pkl")
+        annotations = load_pickle(tiny / f"annotation_{suffix}.pkl")
         assert sorted(annotations) == sorted(TRAITS)
         for trait in TRAITS:
             assert sorted(annotations[trait]) == videos
@@ -60,7 +55,7 @@ def test_layout_and_pickles(tiny: Path):
             assert np.all((scores >= 0) & (scores <= 1)), trait
             assert all(isinstance(s, float) for s in annotations[trait].values())
 
-        transcripts = _load(tiny / f"transcription_{suffix}.pkl")
+        transcripts = load_pickle(tiny / f"transcription_{suffix}.pkl")
         assert sorted(transcripts) == videos
         for text in transcripts.values():
             assert isinstance(text, str) and text.strip()
@@ -136,7 +131,7 @@ def test_modalities_carry_latent_signal(tmp_path: Path):
     generate_sample(root, n_train=30, n_val=0, n_test=0, duration=2.0, size=size, sample_rate=sample_rate,
                     seed=3, workers=2)
     latents = _latents(root)
-    transcripts = _load(root / "transcription_training.pkl")
+    transcripts = load_pickle(root / "transcription_training.pkl")
     names = sorted(latents)
     with ThreadPoolExecutor(4) as pool:  # ffmpeg runs in subprocesses, so threads decode in parallel
         decoded = list(pool.map(lambda name: _decode(root / "train" / name, size, sample_rate), names))

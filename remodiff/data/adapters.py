@@ -118,9 +118,41 @@ def check_split(split: str) -> None:
         raise ValueError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
 
 
+# What the official dataset pickles need (First Impressions: dicts of strings and numpy float scalars, written by
+# Python 2 or, re-saved by Python 3 in protocol 2, with bytes as _codecs.encode; MMSA: dicts of numpy arrays, also
+# protocol 5's _frombuffer): containers, strings, numbers and numpy arrays / scalars. Unpickling any other global
+# can run code (os.system, eval, ...), and these files come from dataset downloads and DVC remotes.
+_BUILTINS = ("dict", "list", "tuple", "set", "frozenset", "str", "bytes", "bytearray", "int", "float", "complex",
+             "bool")
+_NUMPY_CORE = ("numpy.core.multiarray", "numpy._core.multiarray")  # numpy 1 / numpy 2 spelling
+DATASET_PICKLE_GLOBALS = frozenset(
+    [(module, name) for module in ("builtins", "__builtin__") for name in _BUILTINS]  # Python 3 / Python 2
+    + [(module, name) for module in _NUMPY_CORE for name in ("_reconstruct", "scalar")]
+    + [(module, "_frombuffer") for module in ("numpy.core.numeric", "numpy._core.numeric")]
+    + [("numpy", "ndarray"), ("numpy", "dtype"), ("collections", "OrderedDict"), ("_codecs", "encode")])
+
+
+class DatasetUnpickler(pickle.Unpickler):
+    """Unpickles a dataset file admitting only :data:`DATASET_PICKLE_GLOBALS`; any other global is refused by an
+    ``UnpicklingError`` naming the file and the global, before it is looked up."""
+
+    def __init__(self, file, path: Path):
+        super().__init__(file, encoding="latin1")  # the official files are Python 2 pickles
+        self.path = path
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in DATASET_PICKLE_GLOBALS:
+            raise pickle.UnpicklingError(
+                f"{self.path}: refused to unpickle {module}.{name}: a dataset pickle may hold only containers, "
+                f"strings, numbers and numpy arrays (unpickling anything else can run code)")
+        return super().find_class(module, name)
+
+
 def load_pickle(path: Path) -> dict:
+    """A dataset's own pickle (First Impressions annotations / transcripts, MMSA features), read by
+    :class:`DatasetUnpickler`."""
     with open(path, "rb") as f:
-        return pickle.load(f, encoding="latin1")  # the official files are Python 2 pickles
+        return DatasetUnpickler(f, path).load()
 
 
 @DATASETS.register("first_impressions")

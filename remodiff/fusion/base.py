@@ -6,12 +6,13 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from remodiff.registry import Registry, Settings
+from remodiff.statefile import load_state, refuse_pickled, save_state
 from remodiff.store import FeatureSet, write_json_atomic
 
 FUSERS: Registry[type["Fuser"]] = Registry("fuser")
+STATE = "state"  # a saved fuser's state_dict: state.json + state.safetensors (remodiff.statefile)
 
 
 class Fuser(abc.ABC):
@@ -33,7 +34,9 @@ class Fuser(abc.ABC):
         probabilities for classification (:func:`remodiff.tasks.class_indices` gives the class)."""
 
     @abc.abstractmethod
-    def state_dict(self) -> dict: ...
+    def state_dict(self) -> dict:
+        """The fitted state as plain data for :mod:`remodiff.statefile` (containers, numbers, str, numpy arrays,
+        torch tensors; no objects)."""
 
     @abc.abstractmethod
     def load_state_dict(self, state: dict) -> None: ...
@@ -53,8 +56,7 @@ class Fuser(abc.ABC):
         directory.mkdir(parents=True, exist_ok=True)
         write_json_atomic(directory / "fuser.json", {"type": self.name, "modalities": self.modalities,
                                                      "params": self.params})
-        torch.save(self.state_dict(), directory / "state.pt.partial")
-        (directory / "state.pt.partial").replace(directory / "state.pt")
+        save_state(directory / STATE, self.state_dict())
 
 
 def build_fuser(name: str, modalities: list[str], params: dict | None = None) -> Fuser:
@@ -73,7 +75,9 @@ def fuser_settings(name: str) -> Settings:
 
 def load_fuser(directory: str | Path) -> Fuser:
     directory = Path(directory)
+    refuse_pickled(directory / STATE, "state.pt", "dvc repro -f the stage that wrote it (train_fuser, compare_train "
+                                                  "or compare)")
     meta = json.loads((directory / "fuser.json").read_text())
     fuser = build_fuser(meta["type"], meta["modalities"], meta["params"])
-    fuser.load_state_dict(torch.load(directory / "state.pt", weights_only=False))
+    fuser.load_state_dict(load_state(directory / STATE))
     return fuser

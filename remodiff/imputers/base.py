@@ -7,16 +7,17 @@ from __future__ import annotations
 
 import abc
 import json
-import pickle
 from pathlib import Path
 
 import numpy as np
 
 from remodiff.registry import Registry, Settings
 from remodiff.scaling import masked_mean
+from remodiff.statefile import load_state, refuse_pickled, save_state
 from remodiff.store import FeatureSet, write_json_atomic
 
 IMPUTERS: Registry[type["Imputer"]] = Registry("imputer")
+STATE = "state"  # a saved imputer's fitted state: state.json + state.safetensors (remodiff.statefile)
 
 
 class Imputer(abc.ABC):
@@ -87,16 +88,15 @@ class Imputer(abc.ABC):
             available[m] = np.ones_like(mask, dtype=bool)
         return FeatureSet(list(data.ids), features, available, data.labels, list(data.label_names), dict(data.attrs))
 
-    # Saving: subclasses with torch modules override ``_state``/``_set_state``; plain numpy state pickles.
+    # Saving: ``_state`` is plain data for remodiff.statefile (containers, numbers, str, arrays, tensors; never an
+    # object, which would need a pickle); subclasses holding objects (a scaler, torch modules) override
+    # ``_state``/``_set_state`` to turn them into such data and back.
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         write_json_atomic(directory / "imputer.json", {"type": self.name, "params": self.params,
                                                        "modalities": self.modalities})
-        tmp = directory / "state.pkl.partial"
-        with open(tmp, "wb") as f:
-            pickle.dump(self._state(), f)
-        tmp.replace(directory / "state.pkl")
+        save_state(directory / STATE, self._state())
 
     def _state(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k not in ("params", "modalities")}
@@ -123,11 +123,12 @@ def build_imputer(name: str, params: dict | None = None) -> Imputer:
 
 def load_imputer(directory: str | Path) -> Imputer:
     directory = Path(directory)
+    refuse_pickled(directory / STATE, "state.pkl", "dvc repro -f the stage that wrote it (train_imputer or "
+                                                   "compare_train)")
     meta = json.loads((directory / "imputer.json").read_text())
     imputer = build_imputer(meta["type"], meta["params"])
     imputer.modalities = meta["modalities"]
-    with open(directory / "state.pkl", "rb") as f:
-        imputer._set_state(pickle.load(f))
+    imputer._set_state(load_state(directory / STATE))
     return imputer
 
 

@@ -77,6 +77,13 @@ class GMMImputer(Imputer):
             self.weights, self.means, self.variances = fit_mixture_with_gaps(
                 codes, observed, self.params["components"], self.params["max_iter"], seed)
 
+    # Saving: the scaler as its arrays (a saved state holds no objects)
+    def _state(self) -> dict:
+        return {**super()._state(), "scaler": self.scaler.state()}
+
+    def _set_state(self, state: dict) -> None:
+        super()._set_state({**state, "scaler": Standardiser(**state["scaler"])})
+
     def _codes(self, data: FeatureSet) -> np.ndarray:
         """``[N, S, sum pca_dims]`` PCA codes of every segment (meaningless where the modality is missing)."""
         return np.concatenate([(self.scaler.transform(data, m) - self.centre[m]) @ self.basis[m].T

@@ -36,6 +36,13 @@ class KNNImputer(Imputer):
         self.keys = self._slot_keys(train)
         self.means = segment_means(train)
 
+    # Saving: the scaler as its arrays (a saved state holds no objects)
+    def _state(self) -> dict:
+        return {**super()._state(), "scaler": self.scaler.state()}
+
+    def _set_state(self, state: dict) -> None:
+        super()._set_state({**state, "scaler": Standardiser(**state["scaler"])})
+
     def _slot_keys(self, data: FeatureSet) -> np.ndarray:
         """``[N, sum_m S * D_m]``: weighted z-scores of every slot, modality-major then segment."""
         parts = [self.scaler.transform(data, m) / np.sqrt(self.dims[m]) for m in self.modalities]
