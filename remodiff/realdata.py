@@ -189,14 +189,17 @@ def collect_metrics(scratch: Path, dest: Path) -> list[str]:
     return copied
 
 
+#: what a run's results depend on; a changed README or doc does not make a run "dirty"
+RUN_INPUTS = ("remodiff", "stages", "params.yaml", "dvc.yaml", "pyproject.toml")
+
+
 def git_commit(project: Path, switches: Path | None = None) -> dict:
-    """The commit the run's code comes from, and whether the tree differs from it: a changed tracked file, or the
-    run's own switches file changed or not yet committed."""
+    """The commit the run's code comes from, and whether what the run reads differs from it: a changed or new file
+    of :data:`RUN_INPUTS`, or the run's own switches file changed or not yet committed."""
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=project, capture_output=True, text=True).stdout.strip()
-    own = bool(git("status", "--porcelain", "--", str(switches))) if switches is not None else False
-    return {"commit": git("rev-parse", "HEAD"),
-            "dirty": own or bool(git("status", "--porcelain", "--untracked-files=no"))}
+    paths = [*RUN_INPUTS, *([str(switches)] if switches is not None else [])]
+    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--", *paths))}
 
 
 def real_data(name: str, project: Path = Path("."), shared: str | Path | None = None,

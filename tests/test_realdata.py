@@ -77,6 +77,10 @@ def test_real_data_runs_dvc_and_commits_metrics_with_the_command(tiny_project):
     subprocess.run([*git, "add", "-A"], cwd=project, check=True)
     subprocess.run([*git, "commit", "-qm", "all"], cwd=project, check=True)
     assert real_data("tiny", project=project, shared=shared)["dirty"] is False
+    (project / "README.md").write_text("notes\n")  # not read by the run
+    assert real_data("tiny", project=project, shared=shared)["dirty"] is False
+    (project / "params.yaml").write_text("dataset: {root: data/sample}\nx: {scale: 2}\n")
+    assert real_data("tiny", project=project, shared=shared)["dirty"] is True
 
 
 def test_update_reruns_only_what_changed_and_keeps_the_earlier_stage_times(tiny_project):
