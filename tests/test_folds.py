@@ -108,6 +108,7 @@ def test_the_paired_bootstrap_marks_better_worse_and_equal_imputers():
     same = {"mean": per_imputer["mean"], "copy": per_imputer["mean"]}
     diffs = hierarchical_bootstrap([lambda clips: 0.0] * 3, [80] * 3, 100, seed=0)
     assert np.all(diffs == 0)
+    assert np.all(hierarchical_bootstrap([np.zeros(80)] * 3, [80] * 3, 100, seed=0) == 0)
     table = {"random": {"mr_0.5": {"mean": {"accuracy": 0.6}, "copy": {"accuracy": 0.6}}}}
     mark(table, same, {"mean": "imputed", "copy": "imputed"}, "accuracy", 200)
     paired = table["random"]["mr_0.5"]["copy"]["paired"]["mean"]
@@ -166,3 +167,16 @@ def test_a_k_fold_run_of_the_stages_scores_every_clip_out_of_fold(tmp_path, monk
     assert sum(table["routes"]["audio"].values()) == 3  # one choice per run for clips that have audio only
     assert figures["comparison_missing_rate.png"] is not None
     assert "zero (raw 0)" in (tmp_path / "metrics/comparison.md").read_text()
+
+
+def test_per_clip_differences_resample_like_the_recomputed_ones():
+    """The vectorised path (per-clip arrays) and the general one (a function of the drawn clips) draw from the same
+    distribution: same centre and spread on runs of different means and sizes."""
+    rng = np.random.default_rng(3)
+    deltas = [rng.normal(mu, 1.0, n) for mu, n in ((0.1, 60), (0.3, 90), (-0.05, 40))]
+    fast = hierarchical_bootstrap(deltas, [len(d) for d in deltas], 4000, seed=1)
+    slow = hierarchical_bootstrap([lambda clips, d=d: float(d[clips].mean()) for d in deltas],
+                                  [len(d) for d in deltas], 4000, seed=2)
+    assert fast.shape == slow.shape == (4000,)
+    assert abs(fast.mean() - slow.mean()) < 0.01
+    assert abs(np.subtract(*np.percentile(fast, [97.5, 2.5])) - np.subtract(*np.percentile(slow, [97.5, 2.5]))) < 0.03

@@ -68,18 +68,27 @@ def aggregate(runs: list[dict]) -> dict:
     return out
 
 
-def hierarchical_bootstrap(differences: list[Callable[[np.ndarray], float]], sizes: list[int], resamples: int,
-                           seed: int) -> np.ndarray:
+def hierarchical_bootstrap(differences: list[np.ndarray | Callable[[np.ndarray], float]], sizes: list[int],
+                           resamples: int, seed: int) -> np.ndarray:
     """Resampled mean metric differences of a paired comparison over runs and clips.
 
-    ``differences[r](clips)`` is the metric difference of the two models on run ``r``'s clips ``clips`` (indices,
-    with repeats), ``sizes[r]`` that run's number of clips. Each resample draws runs with replacement, then clips
-    within each drawn run with replacement (the same clips for both models: paired), and averages the drawn runs'
-    differences. Returns ``resamples`` values; their 2.5 and 97.5 percentiles bound the 95 % interval.
+    ``differences[r]`` is run ``r``'s difference of the two models: per clip (an array, for metrics that are a mean
+    over clips) or ``clips -> difference on those clips`` (indices, with repeats: F1, r, recomputed), ``sizes[r]``
+    that run's number of clips. Each resample draws runs with replacement, then clips within each drawn run with
+    replacement (the same clips for both models: paired), and averages the drawn runs' differences. Returns
+    ``resamples`` values; their 2.5 and 97.5 percentiles bound the 95 % interval. Per-clip arrays are resampled all
+    at once (the comparison table makes hundreds of these).
     """
     if not differences or len(differences) != len(sizes) or min(sizes) < 1:
         raise ValueError(f"a bootstrap needs runs with clips, got clip counts {sizes}")
     rng = np.random.default_rng(seed)
+    if all(isinstance(d, np.ndarray) for d in differences):
+        drawn = rng.integers(len(sizes), size=(resamples, len(sizes)))
+        run_means = np.empty(drawn.shape)
+        for r, delta in enumerate(differences):
+            where = drawn == r
+            run_means[where] = delta[rng.integers(sizes[r], size=(int(where.sum()), sizes[r]))].mean(axis=1)
+        return run_means.mean(axis=1)
     out = np.empty(resamples)
     for b in range(resamples):
         drawn = rng.integers(len(sizes), size=len(sizes))

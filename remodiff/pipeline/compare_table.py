@@ -203,16 +203,16 @@ def mark(table: dict, predictions: dict[str, list[Predictions]], kinds: dict[str
 
 def paired_difference(a: Predictions, b: Predictions, pattern: str, metric: str, kind_a: str = IMPUTED,
                       kind_b: str = IMPUTED):
-    """``clips -> metric(a) - metric(b)`` on those clips of one run (sign: positive = ``a`` better); ``kind_*``:
-    which predictions of each (``imputed`` or ``lower_bound``)."""
+    """One run's ``a`` minus ``b`` (positive = ``a`` better): per clip where the metric is a mean over clips, else
+    ``clips -> metric(a) - metric(b)`` on those clips; ``kind_*``: which predictions of each (``imputed`` or
+    ``lower_bound``)."""
     if a.ids != b.ids:
         raise ValueError(f"the compared rows' predictions cover different clips ({pattern}); re-run compare")
     sign = 1.0 if higher_is_better(metric) else -1.0
     pa, pb = a.cells[pattern][kind_a], b.cells[pattern][kind_b]
     per_clip = [clip_scores(a.task, metric, a.labels, p, a.label_names, a.classes) for p in (pa, pb)]
     if per_clip[0] is not None:
-        delta = sign * (per_clip[0] - per_clip[1])
-        return lambda clips: float(delta[clips].mean())
+        return sign * (per_clip[0] - per_clip[1])
 
     def on_clips(clips: np.ndarray) -> float:  # metrics that are not a mean over clips (F1, r): recomputed
         scored = [task_metrics(a.task, a.labels[clips], p[clips], a.label_names, a.classes or None)[metric]
