@@ -149,6 +149,22 @@ def test_a_classification_dataset_refuses_regression_metrics_and_text_without_tr
     assert "compare 12 imputers by accuracy" in check_params(params)
 
 
+def test_masks_that_cannot_hide_what_they_are_named_for_are_refused(params):
+    params["masks"]["independent"] = [{"audio": 1.0, "video": 1.0, "text": 1.0}]
+    assert failure(params) == (
+        "params.yaml: masks.independent: independent protocol: {'audio': 1.0, 'video': 1.0, 'text': 1.0} drops "
+        "every modality with p = 1, but every clip keeps one modality, so p = 1 for all of them is impossible; use "
+        "p < 1 for at least one")
+    assert list(named_settings("independent", [{"audio": 1.0, "video": 0.9}], ["audio", "video"])) == \
+        ["pa_1.0-pv_0.9"]
+    with pytest.raises(ValueError, match="every modality with p = 1"):
+        named_settings("independent", [{"audio": 1.0}], ["audio"])
+    params["masks"]["independent"] = [{"audio": 0.5}]
+    params["masks"]["segments"] = [0.5, 1.0]
+    assert failure(params) == ("params.yaml: masks.segments: segments protocol: p = 1 is impossible, as every clip "
+                               "keeps one segment of each modality; use p < 1")
+
+
 def test_precomputed_features_keys_are_checked_against_the_first_files_arrays(params, tmp_path):
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "train.npz", ids=np.array(["a", "b"]), labels=rng.random((2, 2)),
