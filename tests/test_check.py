@@ -262,3 +262,19 @@ def test_training_numbers_are_range_checked_naming_the_key(setting, value, messa
     params["imputer"]["cvae"]["train"][setting] = value
     with pytest.raises(SettingError, match=re.escape(message)):
         check_params(params)
+
+
+@pytest.mark.parametrize("imputer, key, value, message", [
+    ("diffusion", "sample_batch", 0, "must be >= 1, got 0"),
+    ("diffusion", "sample_batch", 2.5, "must be int or null, got 2.5"),
+    ("diffusion", "corrector_steps", -1, "must be >= 0, got -1"),
+    ("diffusion", "snr", 0.0, "must be > 0, got 0.0"),
+    ("diffusion", "guidance", -1.0, "must be >= 0, got -1.0"),
+    ("diffusion", "eps", 1.0, "must be > 0 and < 1, got 1.0"),
+    ("diffusion", "eps", "1e-3", "must be float or null, got the string '1e-3': YAML reads"),
+    ("diffusion", "steps", 0, "must be >= 1, got 0"),
+    ("cvae", "draws", 0, "must be >= 1, got 0"),
+])
+def test_sampling_numbers_are_range_checked_naming_the_key(params, imputer, key, value, message):
+    params["sampling"][imputer][key] = value
+    assert failure(params).startswith(f"params.yaml: sampling.{imputer}.{key}: {message}")
