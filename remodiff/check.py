@@ -5,7 +5,9 @@ What is known without data is checked: unknown sections and keys, value types, r
 extractor backends, imputers, fusers, mask protocols), every imputer and fuser section by building it unfitted
 (the constructors' own checks), the ranges of training and sampling numbers, extractor settings against the
 backend's constructor signature (no model is loaded), metric names against the dataset's task, ``features`` keys
-against the dataset's modalities, mask settings, seeds, precisions and that ``dataset.root`` exists.
+against the dataset's modalities, mask settings, seeds, precisions and that ``dataset.root`` exists; for a dataset
+that ships features, the headers of its files (readable, with clips, the same modalities and dimensions in every
+split).
 
 The keys of the stage-level sections are listed once, in :data:`SECTIONS`; the keys of plug-in sections come from
 the registries and constructors (:class:`remodiff.registry.Settings`).

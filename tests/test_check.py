@@ -165,10 +165,11 @@ def test_masks_that_cannot_hide_what_they_are_named_for_are_refused(params):
                                "keeps one segment of each modality; use p < 1")
 
 
-def test_precomputed_features_keys_are_checked_against_the_first_files_arrays(params, tmp_path):
+def test_precomputed_features_keys_are_checked_against_the_files_arrays(params, tmp_path):
     rng = np.random.default_rng(0)
-    np.savez(tmp_path / "train.npz", ids=np.array(["a", "b"]), labels=rng.random((2, 2)),
-             audio=rng.random((2, 4, 3)), video=rng.random((2, 4, 5)))
+    for split in ("train", "val", "test"):
+        np.savez(tmp_path / f"{split}.npz", ids=np.array([f"{split}a", f"{split}b"]), labels=rng.random((2, 2)),
+                 audio=rng.random((2, 4, 3)), video=rng.random((2, 4, 5)))
     params["dataset"].update(name="precomputed", root=str(tmp_path))
     assert failure(params) == ("params.yaml: features.text: not a modality of dataset precomputed "
                                "(valid: audio, video)")
