@@ -167,8 +167,9 @@ class Key:
 # mask protocols) add the keys of their registries and constructors.
 SECTIONS: dict[str, dict[str, Key]] = {
     "sample": {},  # generate_sample's keyword arguments
-    "dataset": {k: Key(required=k in ("name", "root")) for k in STAGE_KEYS},  # name, root, asr,
-               # given_features; + one per adapter
+    "dataset": {**{k: Key(required=k in ("name", "root")) for k in STAGE_KEYS},  # name, root, asr,
+                # given_features; + one per adapter
+                "drop_bad_labels": Key(boolean, False), "allow_shared_ids": Key(boolean, False)},
     "segment": {"segments": Key(positive_int), "fps": Key(positive_number), "frame_size": Key(positive_int),
                 "sample_rate": Key(positive_int), "workers": Key(positive_int, False)},
     "features": {},  # one per modality

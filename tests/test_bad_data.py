@@ -1,10 +1,12 @@
 """Bad data fails at once, in one line naming the file: unreadable or empty files, splits of different feature
-dimensions, non-finite features.
+dimensions, shared clip ids, unusable labels, non-finite features.
 
 Every dataset is written here, tiny, into a temporary directory."""
 from __future__ import annotations
 
 import copy
+import logging
+import pickle
 from pathlib import Path
 
 import h5py
@@ -168,6 +170,57 @@ def test_a_file_without_clips_is_named(data):
     expected = f"precomputed: {data}/val.npz has no clips"
     assert check_failure(run_params(data)) == f"params.yaml: dataset.precomputed: {expected}"
     assert segment_failure(dataset_params(data)) == expected
+
+
+# ------------------------------------------------------------------------------------------ shared clip ids
+def test_clip_ids_in_two_splits_fail_unless_allowed(data, caplog):
+    write_dataset(data)
+    write_split(data, "test", ids=[f"train{i}" for i in range(10)] + ["test10", "test11"])
+    assert segment_failure(dataset_params(data)) == (
+        "Precomputed: train and test share 10 clip ids, e.g. ['train0', 'train1', 'train2', 'train3', 'train4']: a "
+        "clip in two splits scores a model on clips it was trained or selected on; remove them from one split, or "
+        "set dataset.allow_shared_ids: true if that is intended")
+    with caplog.at_level(logging.WARNING):
+        report = stage("segment")({"dataset": dataset_params(data, allow_shared_ids=True), "segment": SEGMENT})
+    assert report["clips"] == {"train": 12, "val": 12, "test": 12}
+    assert "train and test share 10 clip ids" in caplog.text
+
+
+def test_clip_ids_in_two_splits_fail_for_datasets_of_clips_too(data):
+    """First Impressions reading val's folder as test (split_dirs) before any clip is probed."""
+    traits = build_dataset({"name": "first_impressions", "root": str(data)}).label_names
+    for folder, tag in (("train", "training"), ("val", "validation")):
+        (data / folder).mkdir()
+        names = [f"{folder}_video.{i:03d}.mp4" for i in range(3)]
+        for name in names:
+            (data / folder / name).touch()  # never probed: the check comes first
+        with open(data / f"annotation_{tag}.pkl", "wb") as f:
+            pickle.dump({t: {name: 0.5 for name in names} for t in traits}, f)
+    fi = {"name": "first_impressions", "root": str(data), "first_impressions": {"split_dirs": {"test": "val"}}}
+    assert segment_failure(fi).startswith("FirstImpressions: val and test share 3 clip ids, e.g. "
+                                          "['val_video.000.mp4', 'val_video.001.mp4', 'val_video.002.mp4']: ")
+
+
+# ------------------------------------------------------------------------------------------ labels
+def test_a_label_outside_the_classes_fails_unless_such_clips_are_dropped(data):
+    write_dataset(data)
+    labels = np.arange(12) % len(CLASSES)
+    labels[3] = 9  # 8 classes
+    write_split(data, "test", labels=labels)
+    assert segment_failure(dataset_params(data)) == (
+        f"Precomputed: clip test3 (test): label [9.0] in {data}/test.npz: expected a class index below 8; fix the "
+        f"label, or set dataset.drop_bad_labels: true to skip such clips")
+    report = stage("segment")({"dataset": dataset_params(data, drop_bad_labels=True), "segment": SEGMENT})
+    assert report["clips"]["test"] == 11 and report["counts"]["skipped"] == 1
+    assert report["skipped"][0]["clip"] == "test3" and "label [9.0]" in report["skipped"][0]["reason"]
+
+
+def test_dataset_checks_are_booleans(data):
+    write_dataset(data)
+    params = run_params(data, drop_bad_labels="yes")
+    assert check_failure(params) == "params.yaml: dataset.drop_bad_labels: must be true or false, got 'yes'"
+    params["dataset"].update(drop_bad_labels=True, allow_shared_ids=True)
+    check_params(params)
 
 
 # ------------------------------------------------------------------------------------------ non-finite features

@@ -103,16 +103,17 @@ def lengths_mask(lengths, steps: int) -> np.ndarray:
     return np.arange(steps)[None, :] < lengths[:, None]
 
 
-def usable_labels(adapter: DatasetAdapter, ids: list[str], labels: np.ndarray, split: str) -> np.ndarray:
-    """Rows whose labels are finite (and, for classification, one valid class index); the others are skipped
-    (logged and listed)."""
+def usable_labels(adapter: DatasetAdapter, ids: list[str], labels: np.ndarray, split: str, source: str) -> np.ndarray:
+    """Rows whose labels are finite (and, for classification, one valid class index); another is an error naming
+    the clip, its label and ``source``, or with ``dataset.drop_bad_labels`` skipped
+    (:meth:`DatasetAdapter.bad_label`)."""
     keep = np.all(np.isfinite(labels), axis=1)
     if adapter.task == "classification":
         index = labels[:, 0]
         keep &= (labels.shape[1] == 1) & (index == np.round(index)) & (index >= 0) & (index < len(adapter.classes))
+    expected = f"a class index below {len(adapter.classes)}" if adapter.classes else "finite numbers"
     for i in np.flatnonzero(~keep):
-        adapter.skip(ids[i], split, f"unusable label {labels[i].tolist()}"
-                     + (f" (expected a class index below {len(adapter.classes)})" if adapter.classes else ""))
+        adapter.bad_label(ids[i], split, f"label {labels[i].tolist()} in {source}: expected {expected}")
     return keep
 
 
@@ -208,7 +209,7 @@ class Precomputed(DatasetAdapter):
             raise ValueError(f"precomputed: {path} has {labels.shape[1]} label columns but label_names "
                              f"{label_names}")
         self.label_names = list(label_names)
-        keep = usable_labels(self, ids, labels, split)
+        keep = usable_labels(self, ids, labels, split, str(path))
         kept_ids = [i for i, k in zip(ids, keep) if k]
         features, available = {}, {}
         for m, x in sorted(arrays.items()):

@@ -36,14 +36,16 @@ def run(params: dict) -> dict:
     file (``path`` None) is not decoded either: its transcript and given features are stored with empty media.
     Given features (``dataset.given_features``) are stored per clip as ``given/<modality>``.
 
-    Every split's features are read before any is stored, so that precomputed splits of different feature
-    dimensions fail at once."""
+    Every split is listed (or its features read) before any clip is probed, so that splits sharing clip ids
+    (:meth:`DatasetAdapter.check_disjoint`) or precomputed splits of different feature dimensions fail at once."""
     cfg = params["segment"]
     adapter = build_dataset(params["dataset"])
     asr = None if adapter.precomputed else build_asr(params["dataset"].get("asr"))
     report: dict = {"clips": {}, "skipped": [], "no_audio": [], "no_transcript": [], "transcribed": []}
     feature_sets = {split: adapter.features(split, cfg["segments"]) for split in SPLITS}
     split_clips = {split: adapter.clips_with_given(split) if fs is None else [] for split, fs in feature_sets.items()}
+    adapter.check_disjoint({split: [c.id for c in split_clips[split]] if fs is None else fs.ids
+                            for split, fs in feature_sets.items()})
     if adapter.precomputed:
         check_splits_agree({split: layout(fs) for split, fs in feature_sets.items()},
                            {split: fs.attrs.get("source", split) for split, fs in feature_sets.items()})
