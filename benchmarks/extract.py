@@ -116,7 +116,8 @@ def segmented_sample(directory: Path, clips: int, segments: int, seconds: float,
                         duration=segments * seconds, size=video_size, workers=workers)
     params = {"dataset": {"name": "first_impressions", "root": str(videos),
                           "first_impressions": {"split_dirs": {"train": "train", "val": "val",
-                                                               "test": "test" if generated else "val"}}},
+                                                               "test": "test" if generated else "val"}},
+                          "allow_shared_ids": not generated},
               "segment": {"segments": segments, "fps": fps, "frame_size": size, "sample_rate": 16000,
                           "workers": workers}}
     with chdir(directory):

@@ -3,9 +3,11 @@ its key (``remodiff check``; every stage's entry runs it too).
 
 What is known without data is checked: unknown sections and keys, value types, registry names (dataset,
 extractor backends, imputers, fusers, mask protocols), every imputer and fuser section by building it unfitted
-(the constructors' own checks), extractor settings against the backend's constructor signature (no model is
-loaded), metric names against the dataset's task, ``features`` keys against the dataset's modalities, mask
-setting names, seeds, precisions and that ``dataset.root`` exists.
+(the constructors' own checks), the ranges of training and sampling numbers, extractor settings against the
+backend's constructor signature (no model is loaded), metric names against the dataset's task, ``features`` keys
+against the dataset's modalities, mask settings, seeds, precisions and that ``dataset.root`` exists; for a dataset
+that ships features, the headers of its files (readable, with clips, the same modalities and dimensions in every
+split).
 
 The keys of the stage-level sections are listed once, in :data:`SECTIONS`; the keys of plug-in sections come from
 the registries and constructors (:class:`remodiff.registry.Settings`).
@@ -165,8 +167,9 @@ class Key:
 # mask protocols) add the keys of their registries and constructors.
 SECTIONS: dict[str, dict[str, Key]] = {
     "sample": {},  # generate_sample's keyword arguments
-    "dataset": {k: Key(required=k in ("name", "root")) for k in STAGE_KEYS},  # name, root, asr,
-               # given_features; + one per adapter
+    "dataset": {**{k: Key(required=k in ("name", "root")) for k in STAGE_KEYS},  # name, root, asr,
+                # given_features; + one per adapter
+                "drop_bad_labels": Key(boolean, False), "allow_shared_ids": Key(boolean, False)},
     "segment": {"segments": Key(positive_int), "fps": Key(positive_number), "frame_size": Key(positive_int),
                 "sample_rate": Key(positive_int), "workers": Key(positive_int, False)},
     "features": {},  # one per modality
@@ -273,15 +276,38 @@ def check_train(key: str, section: dict) -> None:
                                                 "one model per seed; remove this key")
     check_settings(f"{key}.train", train, TRAIN_SETTINGS)
     check_precision_key(f"{key}.train", train)
-    for name, (low, inclusive) in TRAIN_RANGES.items():
-        value = train.get(name)
-        if value is not None and not isinstance(value, bool) and (value < low or (value == low and not inclusive)):
-            raise SettingError(f"{key}.train.{name}", f"must be {'>=' if inclusive else '>'} {low}, got {value!r}")
+    for name, allowed in TRAIN_RANGES.items():
+        allowed.check(f"{key}.train.{name}", train.get(name))
 
 
-# the training loop's numeric settings: lowest value and whether it is allowed (lr > 0, epochs >= 1, ...)
-TRAIN_RANGES = {"epochs": (1, True), "batch_size": (1, True), "lr": (0, False), "weight_decay": (0, True),
-                "patience": (0, True), "min_epochs": (0, True), "cpu_threads": (0, True)}
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric setting may take: from ``low`` (itself allowed when ``inclusive``), below ``below``
+    when given, integers only when ``integer``; null passes (a default applies)."""
+
+    low: float
+    inclusive: bool = True
+    below: float | None = None
+    integer: bool = False
+
+    def check(self, key: str, value) -> None:
+        check_type(key, value, f"{'int' if self.integer else 'float'} | None")
+        if value is None:
+            return
+        if value < self.low or (value == self.low and not self.inclusive) or \
+                (self.below is not None and value >= self.below):
+            upper = f" and < {self.below}" if self.below is not None else ""
+            raise SettingError(key, f"must be {'>=' if self.inclusive else '>'} {self.low}{upper}, got {value!r}")
+
+
+# the training loop's numeric settings (lr > 0, epochs >= 1, ...)
+TRAIN_RANGES = {"epochs": Range(1, integer=True), "batch_size": Range(1, integer=True), "lr": Range(0, False),
+                "weight_decay": Range(0), "patience": Range(0, integer=True), "min_epochs": Range(0, integer=True),
+                "cpu_threads": Range(0, integer=True)}
+# the imputers' numeric sampling settings, whichever imputer takes them (the reverse process runs from t = 1 to eps)
+SAMPLING_RANGES = {"steps": Range(1, integer=True), "draws": Range(1, integer=True),
+                   "sample_batch": Range(1, integer=True), "corrector_steps": Range(0, integer=True),
+                   "snr": Range(0, False), "guidance": Range(0), "eps": Range(0, False, below=1)}
 
 
 def built(key: str, build: Callable[[], object]) -> None:
@@ -416,8 +442,9 @@ def check_models(kind: str, cfg, registry, settings_of: Callable[[str], Settings
 
 
 def check_sampling(cfg, imputer_cfg: dict) -> None:
-    """``sampling.<imputer>``: only the imputer's sampling settings, values checked by building it unfitted with
-    them; and none of them under ``imputer.<name>`` (training would then depend on a sampling choice)."""
+    """``sampling.<imputer>``: only the imputer's sampling settings, numbers range-checked (:data:`SAMPLING_RANGES`)
+    and values checked by building it unfitted with them; and none of them under ``imputer.<name>`` (training would
+    then depend on a sampling choice)."""
     for name, section in imputer_cfg.items():
         if name in IMPUTERS and isinstance(section, dict):
             for key in section:
@@ -432,6 +459,8 @@ def check_sampling(cfg, imputer_cfg: dict) -> None:
         for setting, value in section.items():
             if setting in settings.types:
                 check_type(f"{key}.{setting}", value, settings.types[setting])
+            if setting in SAMPLING_RANGES:
+                SAMPLING_RANGES[setting].check(f"{key}.{setting}", value)
         built(key, lambda: build_imputer(name, section))
 
 

@@ -208,6 +208,29 @@ def read_featureset(group: h5py.Group, modalities: list[str] | None = None) -> F
     )
 
 
+def check_splits_agree(shapes: dict[str, dict[str, tuple[int, ...]]], sources: dict[str, str],
+                       from_axis: int = 1) -> None:
+    """Refuse splits that cannot meet in one model: ``shapes[split][name]`` (a modality's array, or ``labels``, read
+    from ``sources[split]``) must name the same arrays in every split, of the same shape from ``from_axis`` on (1:
+    all but the clip axis; 2: the feature dimension only, for raw arrays whose time axis may differ)."""
+    first, *others = shapes
+    for split in others:
+        for name in sorted(set(shapes[first]) ^ set(shapes[split])):
+            has, lacks = (first, split) if name in shapes[first] else (split, first)
+            raise ValueError(f"{name}: {sources[has]} ({has}) has it, {sources[lacks]} ({lacks}) does not; every "
+                             f"split needs the same modalities")
+        for name, shape in shapes[first].items():
+            other = shapes[split][name]
+            if tuple(shape[from_axis:]) != tuple(other[from_axis:]):
+                raise ValueError(f"{name}: shape {list(shape)} in {sources[first]} ({first}) but {list(other)} in "
+                                 f"{sources[split]} ({split}); every split needs the same feature dimensions")
+
+
+def layout(fs: FeatureSet) -> dict[str, tuple[int, ...]]:
+    """The shapes :func:`check_splits_agree` compares: labels and each modality's features."""
+    return {"labels": fs.labels.shape, **{m: x.shape for m, x in fs.features.items()}}
+
+
 def save_featureset(path: str | Path, fs: FeatureSet, dtypes: dict[str, str] | None = None) -> None:
     with atomic_h5(path) as f:
         write_featureset(f, fs, dtypes)
@@ -219,6 +242,14 @@ def load_featureset(path: str | Path, modalities: list[str] | None = None) -> Fe
         raise FileNotFoundError(f"feature store {path} does not exist; run the extract stage first")
     with h5py.File(path, "r") as f:
         return read_featureset(f, modalities)
+
+
+def load_splits(paths: dict[str, Path]) -> dict[str, FeatureSet]:
+    """The feature sets of several splits (``{split: feature store}``), refused unless they agree in modalities,
+    feature dimensions and label columns (:func:`check_splits_agree`)."""
+    sets = {split: load_featureset(path) for split, path in paths.items()}
+    check_splits_agree({split: layout(fs) for split, fs in sets.items()}, {split: str(p) for split, p in paths.items()})
+    return sets
 
 
 # --------------------------------------------------------------------------------------------

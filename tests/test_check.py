@@ -155,10 +155,27 @@ def test_a_classification_dataset_refuses_regression_metrics_and_text_without_tr
     assert "compare 12 imputers by accuracy" in check_params(params)
 
 
-def test_precomputed_features_keys_are_checked_against_the_first_files_arrays(params, tmp_path):
+def test_masks_that_cannot_hide_what_they_are_named_for_are_refused(params):
+    params["masks"]["independent"] = [{"audio": 1.0, "video": 1.0, "text": 1.0}]
+    assert failure(params) == (
+        "params.yaml: masks.independent: independent protocol: {'audio': 1.0, 'video': 1.0, 'text': 1.0} drops "
+        "every modality with p = 1, but every clip keeps one modality, so p = 1 for all of them is impossible; use "
+        "p < 1 for at least one")
+    assert list(named_settings("independent", [{"audio": 1.0, "video": 0.9}], ["audio", "video"])) == \
+        ["pa_1.0-pv_0.9"]
+    with pytest.raises(ValueError, match="every modality with p = 1"):
+        named_settings("independent", [{"audio": 1.0}], ["audio"])
+    params["masks"]["independent"] = [{"audio": 0.5}]
+    params["masks"]["segments"] = [0.5, 1.0]
+    assert failure(params) == ("params.yaml: masks.segments: segments protocol: p = 1 is impossible, as every clip "
+                               "keeps one segment of each modality; use p < 1")
+
+
+def test_precomputed_features_keys_are_checked_against_the_files_arrays(params, tmp_path):
     rng = np.random.default_rng(0)
-    np.savez(tmp_path / "train.npz", ids=np.array(["a", "b"]), labels=rng.random((2, 2)),
-             audio=rng.random((2, 4, 3)), video=rng.random((2, 4, 5)))
+    for split in ("train", "val", "test"):
+        np.savez(tmp_path / f"{split}.npz", ids=np.array([f"{split}a", f"{split}b"]), labels=rng.random((2, 2)),
+                 audio=rng.random((2, 4, 3)), video=rng.random((2, 4, 5)))
     params["dataset"].update(name="precomputed", root=str(tmp_path))
     assert failure(params) == ("params.yaml: features.text: not a modality of dataset precomputed "
                                "(valid: audio, video)")
@@ -252,3 +269,19 @@ def test_training_numbers_are_range_checked_naming_the_key(setting, value, messa
     params["imputer"]["cvae"]["train"][setting] = value
     with pytest.raises(SettingError, match=re.escape(message)):
         check_params(params)
+
+
+@pytest.mark.parametrize("imputer, key, value, message", [
+    ("diffusion", "sample_batch", 0, "must be >= 1, got 0"),
+    ("diffusion", "sample_batch", 2.5, "must be int or null, got 2.5"),
+    ("diffusion", "corrector_steps", -1, "must be >= 0, got -1"),
+    ("diffusion", "snr", 0.0, "must be > 0, got 0.0"),
+    ("diffusion", "guidance", -1.0, "must be >= 0, got -1.0"),
+    ("diffusion", "eps", 1.0, "must be > 0 and < 1, got 1.0"),
+    ("diffusion", "eps", "1e-3", "must be float or null, got the string '1e-3': YAML reads"),
+    ("diffusion", "steps", 0, "must be >= 1, got 0"),
+    ("cvae", "draws", 0, "must be >= 1, got 0"),
+])
+def test_sampling_numbers_are_range_checked_naming_the_key(params, imputer, key, value, message):
+    params["sampling"][imputer][key] = value
+    assert failure(params).startswith(f"params.yaml: sampling.{imputer}.{key}: {message}")

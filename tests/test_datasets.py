@@ -86,9 +86,11 @@ def test_mmsa_pickle_becomes_the_feature_store_through_segment_and_extract(tmp_p
     monkeypatch.chdir(tmp_path)
     features = {"audio": {"backend": "logmel"}, "video": {"backend": "frame_stats"}, "text": {"backend": "tfidf",
                                                                                                "dtype": "float16"}}
-    report = run_stages({"name": "mmsa", "root": str(data_dir), "mmsa": {"file": "unaligned_50.pkl"}}, features)
+    report = run_stages({"name": "mmsa", "root": str(data_dir), "mmsa": {"file": "unaligned_50.pkl"},
+                         "drop_bad_labels": True}, features)
     assert report["clips"] == {"train": 6, "val": 3, "test": 3}
     assert [s["clip"] for s in report["skipped"]] == ["testvid$_$1"]  # the NaN label
+    assert report["counts"]["skipped"] == 1
     train, test = load_featureset("data/features/train.h5"), load_featureset("data/features/test.h5")
     assert train.attrs["task"] == "regression" and train.label_names == ["sentiment"]
     assert {m: x.shape for m, x in train.features.items()} == {"audio": (6, 3, 4), "video": (6, 3, 5),
@@ -111,7 +113,7 @@ def test_mmsa_sentiment_runs_through_every_downstream_stage(tmp_path, monkeypatc
     data_dir.mkdir()
     write_mmsa(data_dir)
     monkeypatch.chdir(tmp_path)
-    dataset = {"name": "mmsa", "root": str(data_dir), "mmsa": {"file": "aligned_50.pkl"}}
+    dataset = {"name": "mmsa", "root": str(data_dir), "mmsa": {"file": "aligned_50.pkl"}, "drop_bad_labels": True}
     features = {"audio": {"backend": "logmel"}, "video": {"backend": "frame_stats"}, "text": {"backend": "tfidf"}}
     run_stages(dataset, features)
     params = {"dataset": dataset, "segment": SEGMENT, "features": features,
@@ -135,7 +137,8 @@ def test_mmsa_sentiment_runs_through_every_downstream_stage(tmp_path, monkeypatc
 def test_mmsa_features_keys_choose_modalities_and_unknown_keys_fail(tmp_path, monkeypatch):
     write_mmsa(tmp_path)
     monkeypatch.chdir(tmp_path)
-    run_stages({"name": "mmsa", "root": str(tmp_path)}, {"text": {"backend": "tfidf"}, "video": {"backend": "x"}})
+    run_stages({"name": "mmsa", "root": str(tmp_path), "drop_bad_labels": True},
+               {"text": {"backend": "tfidf"}, "video": {"backend": "x"}})
     fs = load_featureset("data/features/val.h5")
     assert fs.modalities == ["text", "video"] and fs.features["text"].shape == (3, 3, 6)
     # the aligned pickle has no lengths: the zero rows of the padding are not averaged in
@@ -167,7 +170,7 @@ def test_precomputed_files_with_masks_and_class_labels(tmp_path, suffix):
                   "available_eeg": np.ones((n, 6), bool)}
         arrays["available_eeg"][0] = False  # no EEG for the first clip
         if split == "test":
-            arrays["labels"][2] = 7  # not a class index: skipped
+            arrays["labels"][2] = 7  # not a class index: skipped (drop_bad_labels)
         if suffix == "npz":
             np.savez(tmp_path / f"{split}.npz", **arrays)
         else:
@@ -176,7 +179,7 @@ def test_precomputed_files_with_masks_and_class_labels(tmp_path, suffix):
                     f[k] = v.astype("S") if k == "ids" else v
     params = {"name": "precomputed", "root": str(tmp_path),
               "precomputed": {"files": {s: f"{s}.{suffix}" for s in ("train", "val", "test")},
-                              "task": "classification", "classes": ["low", "high"]}}
+                              "task": "classification", "classes": ["low", "high"]}, "drop_bad_labels": True}
     adapter = build_dataset(params)
     train = adapter.features("train", 3)
     assert train.ids == [f"train{i}" for i in range(5)] and train.labels[:, 0].tolist() == [0, 1, 0, 1, 0]
@@ -212,7 +215,8 @@ def test_ravdess_classification_with_actor_splits_through_segment_and_extract(tm
     write_ravdess(root)
     monkeypatch.chdir(tmp_path)
     report = run_stages({"name": "ravdess", "root": str(root), "ravdess": {"val_actors": [21], "test_actors": [23]},
-                         "first_impressions": {"split_dirs": {"test": "val"}}}, FAST_FEATURES)
+                         "first_impressions": {"split_dirs": {"test": "val"}}, "drop_bad_labels": True},
+                        FAST_FEATURES)
     assert report["clips"] == {"train": 2, "val": 1, "test": 1}
     assert sorted(s["clip"] for s in report["skipped"]) == ["01-01-09-01-01-01-01.mp4", "notes.mp4"]
     # RAVDESS has no transcripts: each split named once, no clip listed
@@ -230,7 +234,8 @@ def test_classification_runs_through_every_downstream_stage(tmp_path, monkeypatc
     root.mkdir()
     write_ravdess(root)
     monkeypatch.chdir(tmp_path)
-    dataset = {"name": "ravdess", "root": str(root), "ravdess": {"val_actors": [21], "test_actors": [23]}}
+    dataset = {"name": "ravdess", "root": str(root), "ravdess": {"val_actors": [21], "test_actors": [23]},
+               "drop_bad_labels": True}
     run_stages(dataset, FAST_FEATURES)
     train = {"epochs": 3, "batch_size": 4, "patience": 3}
     params = {"dataset": dataset, "segment": SEGMENT, "features": FAST_FEATURES,
@@ -272,7 +277,9 @@ def test_crema_d_takes_the_wav_when_the_flv_has_no_audio(tmp_path):
                str(tmp_path / "VideoFlash" / f"{name}.flv"))
     ffmpeg("-f", "lavfi", "-i", "sine=frequency=300:sample_rate=16000:duration=1",
            str(tmp_path / "AudioWAV" / "1001_DFA_ANG_XX.wav"))
-    adapter = build_dataset({"name": "crema_d", "root": str(tmp_path)})
+    with pytest.raises(ValueError, match=r"clip 1002_TIE_XYZ_LO.flv \(train\): emotion 'XYZ' is not one of"):
+        build_dataset({"name": "crema_d", "root": str(tmp_path)}).clips("train")
+    adapter = build_dataset({"name": "crema_d", "root": str(tmp_path), "drop_bad_labels": True})
     train, test = adapter.clips("train"), adapter.clips("test")
     assert [c.id for c in train] == ["1001_DFA_ANG_XX"] and train[0].labels == [0.0]
     assert [c.id for c in test] == ["1083_IEO_SAD_HI"] and test[0].labels == [5.0] and test[0].audio_path is None
@@ -303,7 +310,7 @@ def test_manifest_resolves_paths_maps_classes_and_skips_bad_rows(tmp_path):
             {"path": "videos/c.mp4", "split": "test", "mood": "bored", "transcript": ""},
             {"path": "videos/missing.mp4", "split": "test", "mood": "happy", "transcript": ""}]
     write_manifest(tmp_path, rows)
-    adapter = build_dataset({"name": "manifest", "root": str(tmp_path), "manifest": {
+    adapter = build_dataset({"name": "manifest", "root": str(tmp_path), "drop_bad_labels": True, "manifest": {
         "labels": ["mood"], "task": "classification", "classes": ["happy", "sad"]}})
     train = adapter.clips("train")
     assert [(c.id, c.labels, c.transcript) for c in train] == [("a", [1.0], "I feel low"), ("b", [0.0], None)]
@@ -312,7 +319,9 @@ def test_manifest_resolves_paths_maps_classes_and_skips_bad_rows(tmp_path):
     rows[1]["mood"] = "0.5x"
     write_manifest(tmp_path, rows)
     regression = build_dataset({"name": "manifest", "root": str(tmp_path), "manifest": {"labels": ["mood"]}})
-    assert regression.clips("train") == [] and "not all numbers" in regression.skipped[0]["reason"]
+    with pytest.raises(ValueError, match=r"clip a \(train\): .*manifest.csv line 2: labels \['sad'\] are not all "
+                                         r"numbers; fix the label, or set dataset.drop_bad_labels: true"):
+        regression.clips("train")
     with pytest.raises(ValueError, match=r"lacks the columns \['valence'\]"):
         build_dataset({"name": "manifest", "root": str(tmp_path), "manifest": {"labels": ["valence"]}})
     rows[0]["split"] = "dev"

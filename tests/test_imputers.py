@@ -435,7 +435,7 @@ PARAMS = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").re
 @pytest.mark.parametrize("section, name, key, value, expected", [
     ("sampling", "cvae", "steps", 10, "params.yaml: sampling.cvae.steps: unknown setting (valid: mode, draws)"),
     ("sampling", "knn", "mode", "mean", "params.yaml: sampling.knn.mode: unknown setting"),
-    ("sampling", "diffusion", "draws", 0, "params.yaml: sampling.diffusion: diffusion: draws must be a positive"),
+    ("sampling", "diffusion", "draws", 0, "params.yaml: sampling.diffusion.draws: must be >= 1, got 0"),
     ("sampling", "gan", "mode", "median", "params.yaml: sampling.gan: gan: mode 'median'; valid values: mean, sample"),
     ("imputer", "cvae", "mode", "mean", "params.yaml: imputer.cvae.mode: a sampling setting: set it under "
                                         "sampling.cvae"),

@@ -13,8 +13,12 @@ The protocol (every adapter subclasses :class:`DatasetAdapter` and is registered
   ``params.features`` choose which of the dataset's modalities to keep).
 * ``modalities()``: for datasets that ship features, the modalities they hold, read cheaply (``remodiff check``
   compares them with ``params.features`` before any stage runs); ``transcripts``: False when no clip has one.
-* ``skipped``: clips the adapter left out because their files or labels are unusable, ``{clip, split, reason}``
-  each (logged, counted and listed in ``data/segments/report.json``).
+* ``skipped``: clips the adapter left out because their files are unusable, ``{clip, split, reason}`` each
+  (logged, counted and listed in ``data/segments/report.json``). A clip whose label is unusable (not a number, not
+  one of the classes) is an error naming it and its label, unless ``dataset.drop_bad_labels: true`` skips it
+  (:meth:`DatasetAdapter.bad_label`).
+* :meth:`DatasetAdapter.check_disjoint`: a clip id in two splits is an error (the model would be scored on clips
+  it was trained or selected on), unless ``dataset.allow_shared_ids: true``.
 * ``given``: the dataset's given features (``dataset.given_features``, :mod:`remodiff.data.given`);
   :meth:`DatasetAdapter.clips_with_given` attaches each clip's rows (:attr:`Clip.given`), skipping clips without
   one, and :meth:`DatasetAdapter.skip_unlabelled_given` counts the rows no labelled clip claimed. A clip with
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import itertools
 import logging
 import pickle
 import zlib
@@ -62,6 +67,8 @@ class DatasetAdapter(abc.ABC):
     classes: list[str] | None = None  # class names of a classification task, in label-index order
     precomputed: bool = False  # True: the dataset ships features (see :meth:`features`), not clips
     transcripts: bool = True  # False: no clip comes with a transcript (text is missing unless dataset.asr runs)
+    drop_bad_labels: bool = False  # dataset.drop_bad_labels: skip a clip with an unusable label instead of failing
+    allow_shared_ids: bool = False  # dataset.allow_shared_ids: let two splits hold the same clip
 
     def __init__(self, root: str | Path, **params):
         self.root = Path(root)
@@ -106,6 +113,27 @@ class DatasetAdapter(abc.ABC):
         """Leave a clip out (``split`` None: not known, e.g. for a file name that does not parse)."""
         log.warning("%s: skipping %s (%s): %s", type(self).__name__, clip, split, reason)
         self.skipped.append({"clip": clip, "split": split, "reason": reason})
+
+    def bad_label(self, clip: str, split: str | None, reason: str) -> None:
+        """A clip whose label is unusable: an error naming it, or with ``drop_bad_labels`` a skipped clip."""
+        if not self.drop_bad_labels:
+            raise ValueError(f"{type(self).__name__}: clip {clip} ({split}): {reason}; fix the label, or set "
+                             f"dataset.drop_bad_labels: true to skip such clips")
+        self.skip(clip, split, reason)
+
+    def check_disjoint(self, ids: dict[str, list[str]]) -> None:
+        """Refuse clip ids that occur in two splits (``ids``: split -> its clip ids), unless ``allow_shared_ids``
+        (then they are logged)."""
+        for first, second in itertools.combinations(ids, 2):
+            shared = sorted(set(ids[first]) & set(ids[second]))
+            if not shared:
+                continue
+            what = f"{type(self).__name__}: {first} and {second} share {len(shared)} clip ids, e.g. {shared[:5]}"
+            if not self.allow_shared_ids:
+                raise ValueError(f"{what}: a clip in two splits scores a model on clips it was trained or selected "
+                                 f"on; remove them from one split, or set dataset.allow_shared_ids: true if that is "
+                                 f"intended")
+            log.warning("%s (dataset.allow_shared_ids: true)", what)
 
     def expect_file(self, path: Path, what: str) -> Path:
         if not path.is_file():
@@ -238,19 +266,22 @@ class FirstImpressions(DatasetAdapter):
 
 
 # Keys of params.dataset that are not an adapter's own section.
-STAGE_KEYS = ("name", "root", "asr", "given_features")
+STAGE_KEYS = ("name", "root", "asr", "given_features", "drop_bad_labels", "allow_shared_ids")
 
 
 def build_dataset(params: dict) -> DatasetAdapter:
-    """The adapter ``params.name`` at ``params.root`` with its own settings ``params[<name>]`` and the given
-    features ``params.given_features``; the sections of the other datasets are ignored, anything else is an error
-    (a misplaced setting would silently do nothing)."""
+    """The adapter ``params.name`` at ``params.root`` with its own settings ``params[<name>]``, the given
+    features ``params.given_features`` and the checks ``drop_bad_labels`` / ``allow_shared_ids`` (default false);
+    the sections of the other datasets are ignored, anything else is an error (a misplaced setting would silently
+    do nothing)."""
     cls = DATASETS.get(params["name"])
     stray = [k for k in params if k not in STAGE_KEYS and k not in DATASETS]
     if stray:
         raise ValueError(f"dataset settings {stray} are not understood: an adapter's settings go under "
                          f"dataset.{params['name']} (other keys: {', '.join(STAGE_KEYS)})")
     adapter = cls(params["root"], **(params.get(params["name"]) or {}))
+    adapter.drop_bad_labels = params.get("drop_bad_labels", False)
+    adapter.allow_shared_ids = params.get("allow_shared_ids", False)
     adapter.given = read_all_given(adapter.root, params.get("given_features"))
     if adapter.given and adapter.precomputed:
         raise ValueError(f"dataset.given_features: dataset {params['name']} ships all its features already; given "

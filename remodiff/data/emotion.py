@@ -3,7 +3,8 @@
 Both are classification (label = class index into ``classes``) with actor-independent splits: the actors listed
 in ``val_actors`` / ``test_actors`` form those splits, every other actor is training. Neither ships transcripts
 (the text modality is missing unless ``dataset.asr`` transcribes the clips). Files whose names do not follow the
-scheme are skipped (logged and listed in the segment report).
+scheme are skipped (logged and listed in the segment report); an emotion code that is not one of the classes is a
+bad label: an error naming the file, unless ``dataset.drop_bad_labels: true`` skips it too.
 """
 from __future__ import annotations
 
@@ -79,7 +80,7 @@ class RAVDESS(ActorSplitDataset):
                 other += 1  # video-only, audio-only or song: not part of the audio-visual speech set
                 continue
             if not 1 <= emotion <= len(self.classes):
-                self.skip(video.name, self.split_of(actor), f"emotion code {emotion:02d} is not 01-08 ({video})")
+                self.bad_label(video.name, self.split_of(actor), f"emotion code {emotion:02d} is not 01-08 ({video})")
                 continue
             clips.append(Clip(video.stem, video, self.split_of(actor), [float(emotion - 1)], None))
         if other:
@@ -116,7 +117,8 @@ class CremaD(ActorSplitDataset):
                 continue
             actor, _, emotion, _ = fields
             if emotion not in self.codes:
-                self.skip(video.name, self.split_of(int(actor)), f"emotion {emotion!r} is not one of {self.codes} ({video})")
+                self.bad_label(video.name, self.split_of(int(actor)),
+                               f"emotion {emotion!r} is not one of {self.codes} ({video})")
                 continue
             wav = audio_dir / f"{video.stem}.wav"
             if not wav.is_file():

@@ -7,7 +7,8 @@ audio file decoded when the video has no audio stream).
 
 Regression: each label column holds a number. Classification: exactly one label column holding class names; the
 ``classes`` setting fixes their order (default: the sorted names found in the manifest). A row whose file is
-missing or whose label is empty, not a number, or not one of ``classes`` is skipped (logged and listed).
+missing is skipped (logged and listed); a label that is empty, not a number, or not one of ``classes`` is an error
+naming the line, unless ``dataset.drop_bad_labels: true`` skips the row too.
 """
 from __future__ import annotations
 
@@ -82,7 +83,7 @@ class Manifest(DatasetAdapter):
                 seen[clip_id] = line
                 labels = self.label(row)
                 if isinstance(labels, str):
-                    self.skip(clip_id, row["split"], f"line {line}: {labels}")
+                    self.bad_label(clip_id, row["split"], f"{self.path} line {line}: {labels}")
                     continue
                 if not path.is_file():
                     self.skip(clip_id, row["split"], f"line {line}: no file {path}")

@@ -73,7 +73,7 @@ class MMSA(DatasetAdapter):
             raise ValueError(f"mmsa: {self.path} [{PICKLE_SPLITS[split]}] lacks {lacking} (has {sorted(part)})")
         ids = [str(i) for i in np.asarray(part["id"]).reshape(-1)]
         labels = np.asarray(part["regression_labels"], np.float32).reshape(len(ids), -1)
-        keep = usable_labels(self, ids, labels, split)
+        keep = usable_labels(self, ids, labels, split, f"{self.path} [{PICKLE_SPLITS[split]}]")
         kept_ids = [i for i, k in zip(ids, keep) if k]
         features, available = {}, {}
         for m, (key, lengths_key) in MODALITY_KEYS.items():

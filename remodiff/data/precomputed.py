@@ -9,20 +9,65 @@ under the dataset root holding
 
 Each modality's time axis is pooled into ``segment.segments`` parts (:func:`pool_segments`), so a file that is
 already ``[N, S, D]`` with ``S = segment.segments`` passes through unchanged.
+
+``remodiff check`` reads the headers of all three files (:meth:`Precomputed.modalities`): a file that cannot be
+read, has no clips, or whose modalities or feature dimensions differ from another split's fails there, in one
+line naming the files.
 """
 from __future__ import annotations
 
 import logging
+import zipfile
+import zlib
+from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import h5py
 import numpy as np
 
 from remodiff.data.adapters import DATASETS, SPLITS, TASKS, Clip, DatasetAdapter, check_split
-from remodiff.store import FeatureSet
+from remodiff.registry import one_line
+from remodiff.store import FeatureSet, check_splits_agree
 
 log = logging.getLogger(__name__)
 AVAILABLE_PREFIX = "available_"
+# What a damaged file raises while read: truncated (BadZipFile, EOFError, OSError from HDF5), corrupt data
+# (BadZipFile on a CRC, zlib.error, ValueError)
+UNREADABLE = (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error)
+# readers of the .npy header versions np.save writes (3.0 only for non-latin-1 field names)
+NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+@contextmanager
+def reading(path: Path) -> Iterator[None]:
+    """Around reading ``path``: a damaged file is one line naming it instead of the reader's traceback."""
+    if path.stat().st_size == 0:  # the readers' own words for it (no data left, not a zip file) hide the cause
+        raise ValueError(f"precomputed: cannot read {path}: the file is empty (0 bytes)")
+    try:
+        yield
+    except UNREADABLE as e:
+        raise ValueError(f"precomputed: cannot read {path}: {one_line(e) or type(e).__name__}") from None
+
+
+def array_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """The shape of every array of an .npz or HDF5 file, from the headers alone (no array is loaded)."""
+    with reading(path):
+        if path.suffix == ".npz":
+            shapes = {}
+            with zipfile.ZipFile(path) as archive:
+                for member in archive.namelist():
+                    with archive.open(member) as f:
+                        version = np.lib.format.read_magic(f)
+                        shape = NPY_HEADERS[version](f)[0] if version in NPY_HEADERS else \
+                            np.lib.format.read_array(f, allow_pickle=False).shape
+                    shapes[member.removesuffix(".npy")] = shape
+            return shapes
+        if path.suffix in (".h5", ".hdf5"):
+            with h5py.File(path, "r") as f:
+                return {k: f[k].shape for k in f if isinstance(f[k], h5py.Dataset)}
+    raise ValueError(f"precomputed: {path} is neither .npz nor .h5/.hdf5")
 
 
 def pool_segments(x: np.ndarray, valid: np.ndarray, segments: int, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -58,16 +103,17 @@ def lengths_mask(lengths, steps: int) -> np.ndarray:
     return np.arange(steps)[None, :] < lengths[:, None]
 
 
-def usable_labels(adapter: DatasetAdapter, ids: list[str], labels: np.ndarray, split: str) -> np.ndarray:
-    """Rows whose labels are finite (and, for classification, one valid class index); the others are skipped
-    (logged and listed)."""
+def usable_labels(adapter: DatasetAdapter, ids: list[str], labels: np.ndarray, split: str, source: str) -> np.ndarray:
+    """Rows whose labels are finite (and, for classification, one valid class index); another is an error naming
+    the clip, its label and ``source``, or with ``dataset.drop_bad_labels`` skipped
+    (:meth:`DatasetAdapter.bad_label`)."""
     keep = np.all(np.isfinite(labels), axis=1)
     if adapter.task == "classification":
         index = labels[:, 0]
         keep &= (labels.shape[1] == 1) & (index == np.round(index)) & (index >= 0) & (index < len(adapter.classes))
+    expected = f"a class index below {len(adapter.classes)}" if adapter.classes else "finite numbers"
     for i in np.flatnonzero(~keep):
-        adapter.skip(ids[i], split, f"unusable label {labels[i].tolist()}"
-                     + (f" (expected a class index below {len(adapter.classes)})" if adapter.classes else ""))
+        adapter.bad_label(ids[i], split, f"label {labels[i].tolist()} in {source}: expected {expected}")
     return keep
 
 
@@ -94,43 +140,63 @@ class Precomputed(DatasetAdapter):
         raise TypeError("precomputed: this dataset ships features, not clips (use features())")
 
     def modalities(self) -> list[str]:
-        """The modality arrays of the training file, read without loading them (only ``labels``, whose column
-        count names the labels when ``label_names`` is not given)."""
-        path = self.expect_file(self.root / self.files["train"], "the train features (.npz or .h5)")
-        if path.suffix == ".npz":
-            with np.load(path, allow_pickle=False) as data:
-                names = list(data.files)
-                shape = data["labels"].shape if "labels" in names else None
-        elif path.suffix in (".h5", ".hdf5"):
-            with h5py.File(path, "r") as f:
-                names = [k for k in f if isinstance(f[k], h5py.Dataset)]
-                shape = f["labels"].shape if "labels" in names else None
-        else:
-            raise ValueError(f"precomputed: {path} is neither .npz nor .h5/.hdf5")
-        if shape is None:
-            raise ValueError(f"precomputed: {path} lacks labels (has {sorted(names)})")
-        self.label_names = list(self.given_label_names or [f"label_{j}" for j in range(int(np.prod(shape[1:])))])
-        return sorted(k for k in names if k not in ("ids", "labels") and not k.startswith(AVAILABLE_PREFIX))
+        """The modality arrays of the files, read from their headers without loading them: every split's file is
+        readable, has clips and holds the same modalities with the same feature dimensions as the training file,
+        whose ``labels`` column count names the labels when ``label_names`` is not given."""
+        paths = {split: self.split_file(split) for split in SPLITS}
+        shapes = {split: array_shapes(path) for split, path in paths.items()}
+        modalities = {}
+        for split, path in paths.items():
+            lacking = [k for k in ("ids", "labels") if k not in shapes[split]]
+            if lacking:
+                raise ValueError(f"precomputed: {path} lacks {lacking} (has {sorted(shapes[split])})")
+            if int(np.prod(shapes[split]["ids"])) == 0:
+                raise ValueError(f"precomputed: {path} has no clips")
+            modalities[split] = {k: shape for k, shape in shapes[split].items()
+                                 if k not in ("ids", "labels") and not k.startswith(AVAILABLE_PREFIX)}
+            for m, shape in modalities[split].items():
+                if len(shape) != 3:
+                    raise ValueError(f"precomputed: {path}: {m} has shape {list(shape)}, expected [N, T, D]")
+        try:  # the time axis may differ between files (it is pooled), the feature dimension may not
+            check_splits_agree(modalities, {split: str(path) for split, path in paths.items()}, from_axis=2)
+        except ValueError as e:
+            raise ValueError(f"precomputed: {e}") from None
+        label_columns = int(np.prod(shapes["train"]["labels"][1:]))
+        self.label_names = list(self.given_label_names or [f"label_{j}" for j in range(label_columns)])
+        return sorted(modalities["train"])
+
+    def split_file(self, split: str) -> Path:
+        return self.expect_file(self.root / self.files[split], f"the {split} features (.npz or .h5 with ids, labels "
+                                                               f"and one [N, T, D] array per modality)")
 
     def read_arrays(self, path: Path) -> dict[str, np.ndarray]:
-        if path.suffix == ".npz":
-            with np.load(path, allow_pickle=False) as data:
-                return {k: data[k] for k in data.files}
-        if path.suffix in (".h5", ".hdf5"):
-            with h5py.File(path, "r") as f:
-                return {k: f[k][()] for k in f if isinstance(f[k], h5py.Dataset)}
+        with reading(path):
+            if path.suffix == ".npz":
+                with np.load(path, allow_pickle=False) as data:
+                    return {k: data[k] for k in data.files}
+            if path.suffix in (".h5", ".hdf5"):
+                with h5py.File(path, "r") as f:
+                    return {k: f[k][()] for k in f if isinstance(f[k], h5py.Dataset)}
         raise ValueError(f"precomputed: {path} is neither .npz nor .h5/.hdf5")
 
     def features(self, split: str, segments: int) -> FeatureSet:
         check_split(split)
-        path = self.expect_file(self.root / self.files[split], f"the {split} features (.npz or .h5 with ids, labels "
-                                                               f"and one [N, T, D] array per modality)")
+        path = self.split_file(split)
         arrays = self.read_arrays(path)
         lacking = [k for k in ("ids", "labels") if k not in arrays]
         if lacking:
             raise ValueError(f"precomputed: {path} lacks {lacking} (has {sorted(arrays)})")
         ids = [i.decode() if isinstance(i, bytes) else str(i) for i in arrays.pop("ids").reshape(-1)]
-        labels = arrays.pop("labels").astype(np.float32).reshape(len(ids), -1)
+        if not ids:
+            raise ValueError(f"precomputed: {path} has no clips")
+        repeated = sorted(i for i, n in Counter(ids).items() if n > 1)
+        if repeated:
+            raise ValueError(f"precomputed: {path} lists clip ids {repeated[:5]} more than once")
+        labels = arrays.pop("labels")
+        if labels.shape[:1] != (len(ids),) or labels.dtype.kind not in "biuf":
+            raise ValueError(f"precomputed: {path}: labels are {labels.dtype} of shape {list(labels.shape)}, expected "
+                             f"numbers (class indices for classification) of shape [{len(ids)}] or [{len(ids)}, L]")
+        labels = labels.astype(np.float32).reshape(len(ids), -1)
         masks = {k[len(AVAILABLE_PREFIX):]: arrays.pop(k).astype(bool) for k in list(arrays)
                  if k.startswith(AVAILABLE_PREFIX)}
         if not arrays:
@@ -143,7 +209,7 @@ class Precomputed(DatasetAdapter):
             raise ValueError(f"precomputed: {path} has {labels.shape[1]} label columns but label_names "
                              f"{label_names}")
         self.label_names = list(label_names)
-        keep = usable_labels(self, ids, labels, split)
+        keep = usable_labels(self, ids, labels, split, str(path))
         kept_ids = [i for i, k in zip(ids, keep) if k]
         features, available = {}, {}
         for m, x in sorted(arrays.items()):

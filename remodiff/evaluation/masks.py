@@ -21,8 +21,9 @@ Protocols and their pattern names (``<protocol>/<setting>``):
   leave a clip empty. MR above (M-1)/M is impossible and refused.
 * ``independent``: each modality dropped per clip with its own probability (``p_audio``, ``p_video``,
   ``p_text``: the "hallucination" study's test-time probabilities); a clip that would lose all keeps one,
-  chosen at random. Pattern ``independent/pa_0.5-pv_0.0-pt_0.0``.
-* ``segments``: every modality loses each segment with probability p (at least one segment kept per clip and
+  chosen at random, so p = 1 for every modality is refused (it would hide far less than its name says).
+  Pattern ``independent/pa_0.5-pv_0.0-pt_0.0``.
+* ``segments``: every modality loses each segment with probability p < 1 (at least one segment kept per clip and
   modality): what frame repetition is for. Pattern ``segments/p_0.4``.
 
 Setting names hold each number exactly (Python's shortest round-trip ``repr``: 0.25 -> ``0.25``, 0.3 -> ``0.3``),
@@ -161,6 +162,9 @@ def independent_settings(settings, modalities: list[str]) -> list[tuple[str, dic
                              f"(have {modalities})")
         for p in probs.values():
             check_probability("independent", p)
+        if all(probs.get(m, 0.0) == 1 for m in modalities):
+            raise ValueError(f"independent protocol: {probs} drops every modality with p = 1, but every clip keeps "
+                             f"one modality, so p = 1 for all of them is impossible; use p < 1 for at least one")
         out.append(("-".join(f"p{tags[m]}_{number_name(probs.get(m, 0.0))}" for m in modalities), probs))
     return out
 
@@ -186,6 +190,9 @@ def segments_settings(settings, modalities: list[str]) -> list[tuple[str, float]
     probs = (0.2, 0.4) if settings is None else settings
     for p in probs:
         check_probability("segments", p)
+        if p == 1:
+            raise ValueError("segments protocol: p = 1 is impossible, as every clip keeps one segment of each "
+                             "modality; use p < 1")
     return [(f"p_{number_name(p)}", p) for p in probs]
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from remodiff.evaluation.folds import cross_validation, pool
 from remodiff.evaluation.masks import training_mask
 from remodiff.pipeline.common import FEATURES, seeds_of
-from remodiff.store import FeatureSet, load_featureset
+from remodiff.store import FeatureSet, load_featureset, load_splits
 
 SPLITS = ("train", "val", "test")
 
@@ -35,7 +35,7 @@ def runs_of(params: dict, seeds: list[int] | None = None) -> list[Run]:
     with ``eval.folds``, re-split in memory. With ``masks.train`` the training and validation clips lose modalities
     too (:func:`remodiff.evaluation.masks.training_mask`); the test clips stay whole (the masks stage hides theirs)."""
     seeds = seeds_of(params) if seeds is None else list(seeds)
-    splits = {s: load_featureset(FEATURES / f"{s}.h5") for s in SPLITS}
+    splits = load_splits({s: FEATURES / f"{s}.h5" for s in SPLITS})
     folds = params["eval"].get("folds")
     if not folds:
         parts = [splits]
@@ -65,4 +65,4 @@ def evaluated_clips(params: dict) -> FeatureSet:
     """The clips some run tests: the test split, or with ``eval.folds`` every clip (each is test in one fold)."""
     if not params["eval"].get("folds"):
         return load_featureset(FEATURES / "test.h5")
-    return pool([load_featureset(FEATURES / f"{s}.h5") for s in SPLITS])
+    return pool(list(load_splits({s: FEATURES / f"{s}.h5" for s in SPLITS}).values()))

@@ -16,7 +16,8 @@ from remodiff.data import SPLITS, build_dataset
 from remodiff.data.asr import build_asr
 from remodiff.data.decode import DecodeError, decode_audio, probe, split_transcript
 from remodiff.pipeline.common import DATA, PRECOMPUTED, SEGMENTS
-from remodiff.store import ClipStore, FeatureSet, read_clip_attrs, write_featureset, write_json_atomic
+from remodiff.store import (ClipStore, FeatureSet, check_splits_agree, layout, read_clip_attrs, write_featureset,
+                            write_json_atomic)
 
 log = logging.getLogger(__name__)
 
@@ -33,17 +34,24 @@ def run(params: dict) -> dict:
     A dataset that ships features (``adapter.precomputed``) is not decoded: its feature set of each split is
     stored in the segment store (group ``precomputed``) for the extract stage to write out. A clip without a video
     file (``path`` None) is not decoded either: its transcript and given features are stored with empty media.
-    Given features (``dataset.given_features``) are stored per clip as ``given/<modality>``."""
+    Given features (``dataset.given_features``) are stored per clip as ``given/<modality>``.
+
+    Every split is listed (or its features read) before any clip is probed, so that splits sharing clip ids
+    (:meth:`DatasetAdapter.check_disjoint`) or precomputed splits of different feature dimensions fail at once."""
     cfg = params["segment"]
     adapter = build_dataset(params["dataset"])
     asr = None if adapter.precomputed else build_asr(params["dataset"].get("asr"))
     report: dict = {"clips": {}, "skipped": [], "no_audio": [], "no_transcript": [], "transcribed": []}
-    listed: set[str] = set()
+    feature_sets = {split: adapter.features(split, cfg["segments"]) for split in SPLITS}
+    split_clips = {split: adapter.clips_with_given(split) if fs is None else [] for split, fs in feature_sets.items()}
+    adapter.check_disjoint({split: [c.id for c in split_clips[split]] if fs is None else fs.ids
+                            for split, fs in feature_sets.items()})
+    if adapter.precomputed:
+        check_splits_agree({split: layout(fs) for split, fs in feature_sets.items()},
+                           {split: fs.attrs.get("source", split) for split, fs in feature_sets.items()})
+    listed = {c.id for clips in split_clips.values() for c in clips}
     for split in SPLITS:
-        precomputed = adapter.features(split, cfg["segments"])
-        clips = adapter.clips_with_given(split) if precomputed is None else []
-        listed.update(c.id for c in clips)
-        # label names of precomputed files are known once a split is read
+        precomputed, clips = feature_sets[split], split_clips[split]
         store_config = {"segments": cfg["segments"], "fps": cfg["fps"], "frame_size": cfg["frame_size"],
                         "sample_rate": cfg["sample_rate"], "label_names": adapter.label_names,
                         "task": adapter.task, "classes": adapter.classes, "precomputed": adapter.precomputed,
