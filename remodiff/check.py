@@ -27,9 +27,9 @@ from remodiff.data import DATASETS, build_dataset
 from remodiff.data.adapters import STAGE_KEYS
 from remodiff.data.asr import ASR_BACKENDS
 from remodiff.evaluation.folds import GROUP_RULES, REGEX, group_rule
-from remodiff.evaluation.masks import PROTOCOLS, check_training_setting, named_settings
+from remodiff.evaluation.masks import PROTOCOLS, check_training_setting, fitting_notes, named_settings
 from remodiff.evaluation.metrics import resolve_metric
-from remodiff.features import EXTRACTORS, MODALITIES
+from remodiff.features import EXTRACTORS
 from remodiff.features.base import extractor_settings
 from remodiff.hub import ModelUnavailableError
 from remodiff.fusion import FUSERS, build_fuser
@@ -38,7 +38,7 @@ from remodiff.imputers import IMPUTERS, build_imputer
 from remodiff.imputers.base import imputer_settings
 from remodiff.params import REQUIRED
 from remodiff.registry import SettingError, Settings, one_line
-from remodiff.store import FEATURE_DTYPES
+from remodiff.store import FEATURE_DTYPES, MODALITIES
 from remodiff.device import PRECISIONS, check_precision_name
 from remodiff.training import TrainConfig
 
@@ -497,6 +497,7 @@ def _check(params) -> list[str]:
                          lambda name, section: build_fuser(name, modalities, section))
     summary = [f"dataset {dataset.name} ({dataset.task}{', written by the sample stage' if dataset.pending else ''})",
                f"modalities {'+'.join(modalities)}", f"masks {', '.join(protocols)}",
+               *fitting_notes(params["masks"], protocols, modalities),
                f"imputer {imputer}", f"fuser {fuser}", f"seeds {params['eval']['seeds']}"]
     check_sampling(params.get("sampling", {}), params["imputer"])
     if "compare" in params:

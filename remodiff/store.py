@@ -31,6 +31,8 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 STRING = h5py.string_dtype()
+#: the modalities a clip can have (a run uses those its features section names)
+MODALITIES = ("audio", "video", "text")
 
 
 def partial_path(path: Path) -> Path:

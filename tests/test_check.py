@@ -98,7 +98,7 @@ def set_key(params: dict, dotted: str, value) -> None:
     ("fuser.late.combine", "max", "params.yaml: fuser.late: late fusion combine 'max'"),
     ("fuser.early.train.seed", 0, "params.yaml: fuser.early.train.seed: seeds come from eval.seeds"),
     ("masks.protocol", "rand", "params.yaml: masks.protocol: unknown protocol 'rand' (valid: all, fixed,"),
-    ("masks.random", [0.1, 0.7], "params.yaml: masks.random: random protocol: missing rate 0.7 is impossible"),
+    ("masks.random", [0.7, 0.8], "params.yaml: masks.random: random protocol: missing rate 0.7 is impossible"),
     ("masks.segments", [0.25, 0.25], "params.yaml: masks.segments: segments protocol: settings ['p_0.25'] are "
                                      "listed more than once"),
     ("masks.independent", [{"audio": 0.5, "depth": 0.5}], "params.yaml: masks.independent: independent protocol: "
@@ -141,9 +141,18 @@ def test_a_classification_dataset_refuses_regression_metrics_and_text_without_tr
     params["dataset"].update(name="ravdess", root=str(tmp_path))
     assert failure(params).startswith("params.yaml: features.text: dataset ravdess has no transcripts")
     del params["features"]["text"]
+    # the defaults, written for audio + video + text, fit the run's two modalities, saying once what they left out
+    params["compare"]["metric"] = "auto"
+    summary = check_params(params)
+    notes = [item for item in summary if item.startswith("masks.")]
+    assert notes[0].startswith("masks.independent: the probabilities of text are left out (not a modality of this "
+                               "run)")
+    assert notes[1].startswith("masks.random: rates [0.6] are left out: impossible with 2 modalities")
+    params["masks"]["independent"] = [{"audio": 0.5, "depth": 0.5}]  # no modality at all: still refused
     assert failure(params).startswith("params.yaml: masks.independent: independent protocol: probabilities for "
-                                      "unknown modalities ['text']")
+                                      "unknown modalities ['depth']")
     params["masks"]["independent"] = [{"audio": 0.5}]
+    params["masks"]["random"] = [0.6, 0.7]  # nothing left: refused
     assert failure(params).startswith("params.yaml: masks.random: random protocol: missing rate 0.6 is impossible "
                                       "with 2 modalities")
     params["masks"]["random"] = [0.0, 0.5]

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from remodiff.evaluation.masks import make_masks, missing_rate
+from remodiff.evaluation.masks import fitting_notes, make_masks, missing_rate, named_settings
 from remodiff.results import load_masks, load_patterns, save_masks
 from remodiff.evaluation.matrix import aggregate, ci95, lower_bound_predict
 from remodiff.store import FeatureSet
@@ -138,3 +138,16 @@ def test_metrics_report_undefined_correlation_as_null_and_refuse_nan():
         regression_metrics(y, np.array([[0.1], [np.nan], [0.2]]), ["openness"])
     with pytest.raises(ValueError, match="do not fit"):
         regression_metrics(y, y, TRAITS)
+
+
+def test_three_modality_mask_settings_fit_a_two_modality_run():
+    defaults = [{"audio": 0.5, "video": 0.0, "text": 0.0}, {"audio": 0.0, "video": 0.0, "text": 0.5},
+                {"audio": 0.3, "video": 0.3, "text": 0.3}]
+    # the text-only setting would drop nothing: it goes; the others keep their audio and video probabilities
+    assert list(named_settings("independent", defaults, ["audio", "video"])) == ["pa_0.5-pv_0.0", "pa_0.3-pv_0.3"]
+    assert list(named_settings("random", [0.0, 0.5, 0.6], ["audio", "video"])) == ["mr_0.0", "mr_0.5"]
+    assert list(named_settings("random", None, ["audio", "video"]))[-1] == "mr_0.5"
+    notes = fitting_notes({"independent": defaults, "random": [0.0, 0.5, 0.6]}, ["independent", "random"],
+                          ["audio", "video"])
+    assert len(notes) == 2 and "text" in notes[0] and "2 of 3 settings kept" in notes[0] and "[0.6]" in notes[1]
+    assert fitting_notes({"independent": defaults}, ["independent"], ["audio", "video", "text"]) == []

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-MODALITIES = ("audio", "video", "text")  # as remodiff.features.MODALITIES, which imports the extractors
+from remodiff.store import MODALITIES
 
 
 @dataclass

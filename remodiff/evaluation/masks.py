@@ -40,7 +40,7 @@ import numpy as np
 
 from remodiff.registry import Registry
 from remodiff.results import Mask, Pattern
-from remodiff.store import FeatureSet
+from remodiff.store import MODALITIES, FeatureSet
 
 Masks = dict[str, Mask]  # setting name -> mask (what a protocol returns)
 PROTOCOLS: Registry[Callable[..., Masks]] = Registry("missing-modality protocol")
@@ -65,12 +65,49 @@ def named_settings(protocol: str, settings, modalities: list[str]) -> dict[str, 
     """``{setting name: value}`` of ``protocol``'s ``settings`` (None: its defaults) for a run with ``modalities``;
     bad values and settings that repeat a name are refused."""
     PROTOCOLS.get(protocol)  # an unknown protocol fails listing the valid ones
+    settings, _ = fit_to_modalities(protocol, settings, modalities)
     pairs = NAMERS[protocol](settings, modalities)
     names = [name for name, _ in pairs]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise ValueError(f"{protocol} protocol: settings {repeated} are listed more than once")
     return dict(pairs)
+
+
+def fit_to_modalities(protocol: str, settings, modalities: list[str]) -> tuple[object, list[str]]:
+    """``settings`` of ``protocol`` fitted to a run with ``modalities``, and one line per change. params.yaml's
+    defaults are written for audio + video + text: on a dataset with fewer, the probabilities of a modality it lacks
+    are left out (a setting left dropping nothing, or repeating another, goes) and random missing rates it cannot
+    reach are dropped. A name that is no modality at all, and a list with nothing left, are still refused."""
+    notes = []
+    if protocol == "independent" and isinstance(settings, list):
+        absent = sorted({m for probs in settings if isinstance(probs, dict) for m in probs
+                         if m in MODALITIES and m not in modalities})
+        if absent:
+            fitted = []
+            for probs in settings:
+                kept = {m: p for m, p in probs.items() if m not in absent} if isinstance(probs, dict) else probs
+                if kept not in fitted and (not isinstance(kept, dict) or any(kept.values())):
+                    fitted.append(kept)
+            if fitted:
+                notes.append(f"masks.independent: the probabilities of {', '.join(absent)} are left out (not a "
+                             f"modality of this run): {len(fitted)} of {len(settings)} settings kept")
+                settings = fitted
+    if protocol == "random" and isinstance(settings, list) and modalities:
+        most = (len(modalities) - 1) / len(modalities)
+        impossible = [r for r in settings if isinstance(r, (int, float)) and not isinstance(r, bool)
+                      and r > most + 1e-9]
+        if impossible and len(impossible) < len(settings):
+            settings = [r for r in settings if r not in impossible]
+            notes.append(f"masks.random: rates {impossible} are left out: impossible with {len(modalities)} "
+                         f"modalities when every clip keeps one (at most {most:.3f})")
+    return settings, notes
+
+
+def fitting_notes(cfg: dict, protocols: list[str], modalities: list[str]) -> list[str]:
+    """What :func:`fit_to_modalities` changes in the ``masks`` section for these protocols (said once, by the masks
+    stage and ``remodiff check``)."""
+    return [note for protocol in protocols for note in fit_to_modalities(protocol, cfg.get(protocol), modalities)[1]]
 
 
 def number_name(value: float) -> str:
@@ -127,10 +164,13 @@ def random_keep(data: FeatureSet, seed: int, rate: float) -> np.ndarray:
     return keep
 
 
+DEFAULT_RATES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)  # masks.random: null (those a run's modalities can reach)
+
+
 @names_settings("random", lambda rate, mods: (rate, f"missing rate {rate:g}"))
 def random_settings(settings, modalities: list[str]) -> list[tuple[str, float]]:
-    rates = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6) if settings is None else settings
     most = (len(modalities) - 1) / len(modalities)
+    rates = tuple(r for r in DEFAULT_RATES if r <= most + 1e-9) if settings is None else settings
     for rate in rates:
         check_probability("random", rate)
         if rate > most + 1e-9:

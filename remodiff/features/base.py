@@ -18,7 +18,6 @@ from remodiff.registry import Registry, Settings
 from remodiff.store import read_clip_attrs
 
 EXTRACTORS: Registry[type["Extractor"]] = Registry("extractor")
-MODALITIES = ("audio", "video", "text")
 
 
 @dataclass

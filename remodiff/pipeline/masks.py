@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from remodiff.evaluation.masks import PROTOCOLS, make_masks
+from remodiff.evaluation.masks import PROTOCOLS, fitting_notes, make_masks
 from remodiff.results import MASKS, save_masks
 from remodiff.pipeline.runs import evaluated_clips
 
@@ -20,6 +20,8 @@ def run(params: dict) -> None:
         # with one segment per clip, dropping segments drops nothing (every clip keeps one): rows equal to complete
         chosen.remove("segments")
         log.info("masks: the segments protocol is skipped: the clips have one segment each")
+    for note in fitting_notes(cfg, chosen, test.modalities):
+        log.info("%s", note)
     made = make_masks(test, {name: cfg.get(name) for name in chosen}, cfg["seed"])
     save_masks(MASKS, made, test.ids, cfg)
     log.info("masks: %d patterns (%s) for %d test clips", len(made), ", ".join(chosen), len(test))
