@@ -303,6 +303,7 @@ class Range:
 # the training loop's numeric settings (lr > 0, epochs >= 1, ...)
 TRAIN_RANGES = {"epochs": Range(1, integer=True), "batch_size": Range(1, integer=True), "lr": Range(0, False),
                 "weight_decay": Range(0), "patience": Range(0, integer=True), "min_epochs": Range(0, integer=True),
+                "monitor_from": Range(0, integer=True),
                 "cpu_threads": Range(0, integer=True)}
 # the imputers' numeric sampling settings, whichever imputer takes them (the reverse process runs from t = 1 to eps)
 SAMPLING_RANGES = {"steps": Range(1, integer=True), "draws": Range(1, integer=True),

@@ -4,7 +4,7 @@ Seeded, device-agnostic (CUDA when present), early stopping with the best weight
 epochs and a per-epoch history written for ``dvc plots``. Early stopping watches a validation *score* where the
 caller gives one (``val_score(model)``, higher is better: a fuser's accuracy or -MAE, since the validation loss
 of a classifier bottoms out epochs before its accuracy does), else the validation loss (else the training loss);
-it never stops before ``min_epochs``. ``schedule`` sets the learning rate per epoch: constant, cosine (annealed
+it never stops before ``min_epochs``, and epochs before ``monitor_from`` are warm-up, never kept. ``schedule`` sets the learning rate per epoch: constant, cosine (annealed
 to 0 over ``epochs``) or plateau (halved after ``patience // 2`` epochs without improvement).
 
 Scaling out goes through 🤗 Accelerate (the optional ``scale`` extra), which the loop uses when it is installed:
@@ -58,6 +58,9 @@ class TrainConfig:
     precision: str = "fp32"
     # no early stop before this many epochs (the best epoch is still picked from all of them)
     min_epochs: int = 0
+    # epochs before this one are warm-up: never kept as the best model, not counted for patience (Keras's
+    # start_from_epoch): a validation criterion on a few dozen clips can favour an epoch-1 model by chance
+    monitor_from: int = 0
     # the learning rate per epoch: constant | cosine | plateau (SCHEDULES)
     schedule: str = "constant"
 
@@ -65,8 +68,9 @@ class TrainConfig:
         check_precision_name(self.precision, "training precision")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"training schedule {self.schedule!r}; valid values: {', '.join(SCHEDULES)}")
-        if self.min_epochs < 0:
-            raise ValueError(f"training min_epochs must be >= 0, got {self.min_epochs}")
+        for name in ("min_epochs", "monitor_from"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"training {name} must be >= 0, got {getattr(self, name)}")
 
     @classmethod
     def from_params(cls, params: Mapping) -> "TrainConfig":
@@ -237,6 +241,8 @@ def fit(model: nn.Module, loss_fn: Callable[[nn.Module, Batch], torch.Tensor], t
             scheduler.step(monitored)
         elif scheduler is not None:
             scheduler.step()
+        if epoch < cfg.monitor_from:
+            continue  # warm-up: not a candidate for the kept model, not counted for patience
         if monitored > best + 1e-6:
             best, best_epoch, best_state, waited = monitored, epoch, copy.deepcopy(model.state_dict()), 0
         else:
@@ -248,6 +254,8 @@ def fit(model: nn.Module, loss_fn: Callable[[nn.Module, Batch], torch.Tensor], t
         accelerator.unwrap_model(training_loss, keep_fp32_wrapper=False)  # restores the plain forward
     if best_state is not None:
         model.load_state_dict(best_state)
+    else:  # every epoch was warm-up: the last model is kept
+        best_epoch = len(history) - 1
     history.best_epoch = best_epoch
     model.eval()
     if history_path is not None and is_main_process():

@@ -66,6 +66,21 @@ def test_min_epochs_delays_early_stopping():
                    val_score=flat)) == 9
 
 
+def test_warm_up_epochs_are_never_kept_nor_counted_for_patience():
+    """The score falls every epoch (epoch 0 is best): with monitor_from the first candidate is the first epoch after
+    the warm-up, and patience counts from there."""
+    falling = lambda m: float(m.w.detach())  # noqa: E731  (w falls every epoch: epoch 0 scores best)
+    loss = lambda m, b: m.w  # noqa: E731
+    plain = fit(Scalar(3.0), loss, ONE_BATCH, ONE_BATCH, config(patience=2), val_score=falling)
+    assert plain.best_epoch == 0 and len(plain) == 3
+    model = Scalar(3.0)
+    warm = fit(model, loss, ONE_BATCH, ONE_BATCH, config(patience=2, monitor_from=5), val_score=falling)
+    assert warm.best_epoch == 5 and len(warm) == 8  # epochs 0-4 warm-up, 5 kept, 6-7 without improvement
+    assert float(model.w.detach()) == pytest.approx(warm[5]["val_score"])
+    short = fit(Scalar(3.0), loss, ONE_BATCH, ONE_BATCH, config(epochs=3, monitor_from=5), val_score=falling)
+    assert short.best_epoch == 2  # only warm-up epochs: the last model is kept
+
+
 def learning_rates(cfg: TrainConfig, val_score=None) -> list[float]:
     """The step each epoch took, which Adam makes equal to that epoch's learning rate for a constant gradient."""
     model = Scalar(0.0)

@@ -47,7 +47,8 @@ class ConditionalVAE(ConditionalGenerator):
 class CVAEImputer(MaskConditionedImputer):
     name = "cvae"
 
-    train_defaults = {"epochs": 300, "batch_size": 64, "lr": 2e-4, "weight_decay": 1e-4, "patience": 30}
+    train_defaults = {"epochs": 300, "batch_size": 64, "lr": 2e-4, "weight_decay": 1e-4, "patience": 30,
+                      "monitor_from": 5}
 
     def __init__(self, hidden: int = 128, latent: int = 16, kl_weight: float = 5.0, kl_warmup: int = 10,
                  dropout: float = 0.5, train: dict | None = None, mode: str = "mean", draws: int = 16):

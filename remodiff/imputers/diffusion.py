@@ -92,7 +92,8 @@ CRITERION_SAMPLING = DiffusionConfig(sampler="ddim", steps=4, time_grid="uniform
 CRITERION = (f"validation MSE (z-scored, per hidden modality, averaged over modalities) of the shrunk mode-mean "
              f"reconstruction of up to {CALIBRATION_CLIPS} clips ({CRITERION_SAMPLING.steps}-step DDIM, "
              f"{CRITERION_SAMPLING.draws} fixed draws)")
-TRAIN_DEFAULTS = {"epochs": 150, "batch_size": 128, "lr": 2e-3, "weight_decay": 0.0, "patience": 20}
+TRAIN_DEFAULTS = {"epochs": 150, "batch_size": 128, "lr": 2e-3, "weight_decay": 0.0, "patience": 20,
+                  "monitor_from": 5}
 
 
 def resolve_config(params: dict) -> DiffusionConfig:

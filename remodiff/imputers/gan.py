@@ -53,7 +53,8 @@ class AdversarialPair(nn.Module):
 class GANImputer(MaskConditionedImputer):
     name = "gan"
 
-    train_defaults = {"epochs": 300, "batch_size": 64, "lr": 1e-4, "weight_decay": 0.0, "patience": 30}
+    train_defaults = {"epochs": 300, "batch_size": 64, "lr": 1e-4, "weight_decay": 0.0, "patience": 30,
+                      "monitor_from": 5}
 
     def __init__(self, hidden: int = 128, noise: int = 16, recon_weight: float = 10.0, dropout: float = 0.3,
                  train: dict | None = None, mode: str = "mean", draws: int = 16):
