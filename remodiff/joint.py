@@ -53,14 +53,17 @@ def clip_tensors(data: FeatureSet, scaler: Standardiser, modalities: list[str]) 
 def fit_joint(imputer, fuser: NeuralFuser, train: FeatureSet, val: FeatureSet | None, drop: float, weight: float,
               seed: int) -> History:
     """Train ``imputer`` (unfitted, :func:`joint_trainable`) and ``fuser`` (unfitted, neural) together; both are
-    fitted afterwards. The loop's settings are the fuser's (its ``train`` section, ``seed``)."""
+    fitted afterwards. The loop's settings are the fuser's (its ``train`` section, ``seed``), its warm-up the longer of
+    the two models' ``monitor_from``."""
     if not joint_trainable(imputer):
         raise ValueError(f"imputer {imputer.name!r} cannot be trained jointly (it has no {', '.join(JOINT_METHODS)})")
     if not isinstance(fuser, NeuralFuser):
         raise ValueError(f"fuser {fuser.name!r} has no network to train jointly: use early, late, transformer or mlp")
     modalities = list(fuser.modalities)
     dims = [train.features[m].shape[-1] for m in modalities]
-    cfg = dataclasses.replace(fuser.train_cfg, seed=seed)
+    # the fuser's loop; the pair warms up as long as its imputer does (early epochs are never kept)
+    cfg = dataclasses.replace(fuser.train_cfg, seed=seed,
+                              monitor_from=max(fuser.train_cfg.monitor_from, imputer.train_cfg.monitor_from))
     device = resolve_device(cfg.device)
     module = imputer.joint_setup(train, seed)
     task = fuser.prepare(train)

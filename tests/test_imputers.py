@@ -458,7 +458,7 @@ def test_params_yaml_repeats_the_constructors_defaults_of_the_neural_imputers(na
     section = {k: v for k, v in PARAMS["imputer"][name].items() if v is not None}
     default, configured = build_imputer(name), build_imputer(name, section)
     if name == "diffusion":  # a preset on top of the defaults; the training section is the shared part
-        assert default.train_config == configured.train_config
+        assert default.train_cfg == configured.train_cfg
         for key in ("hidden", "layers", "heads", "cond_dropout", "segment_mask_prob", "ema", "beta_min", "beta_max"):
             assert getattr(default.config, key) == getattr(configured.config, key), key
     else:

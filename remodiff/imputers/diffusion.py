@@ -131,7 +131,7 @@ class DiffusionImputer(Imputer):
     def __init__(self, **params):
         super().__init__(**params)
         self.apply_sampling()
-        self.train_config = TrainConfig.from_params(self.config.train)
+        self.train_cfg = TrainConfig.from_params(self.config.train)
         c = self.config
         self.sde = (build_sde("vp", beta_min=c.beta_min, beta_max=c.beta_max) if c.sde == "vp"
                     else build_sde("ve", sigma_min=c.sigma_min, sigma_max=c.sigma_max))
@@ -160,8 +160,8 @@ class DiffusionImputer(Imputer):
         self.dims = [train.features[m].shape[-1] for m in self.modalities]
         self.segments = train.n_segments
         self.scaler = Standardiser.fit(train, self.modalities)
-        train_config = dataclasses.replace(self.train_config, seed=seed)
-        device = resolve_device(train_config.device)
+        train_cfg = dataclasses.replace(self.train_cfg, seed=seed)
+        device = resolve_device(train_cfg.device)
         seed_everything(seed)
         self.model = self._build().to(device)
         sde = self.sde
@@ -188,7 +188,7 @@ class DiffusionImputer(Imputer):
         def val_score(model: AveragedModel) -> float:
             return -self.reconstruction_error(model, device, seed)
 
-        history = fit(self.model, loss_fn, to_tensors(self._tensors(train), device), val_tensors, train_config,
+        history = fit(self.model, loss_fn, to_tensors(self._tensors(train), device), val_tensors, train_cfg,
                       after_step=self.model.update, desc="diffusion imputer",
                       val_score=val_score if self.calibration is not None else None)
         self.history = list(history)
@@ -328,7 +328,7 @@ class DiffusionImputer(Imputer):
         return float(torch.stack(errors).mean())
 
     def _fill(self, data: FeatureSet, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        device = resolve_device(self.train_config.device)
+        device = resolve_device(self.train_cfg.device)
         self.model.to(device).eval()
         arrays = self._tensors(data)
         x0, available = torch.as_tensor(arrays["x0"]), torch.as_tensor(arrays["real"])
