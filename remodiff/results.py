@@ -63,6 +63,12 @@ class Pattern:
     def key(self) -> str:
         return f"{self.protocol}/{self.setting}"
 
+    @staticmethod
+    def split_key(key: str) -> tuple[str, str]:
+        """``(protocol, setting)`` of a :attr:`key` (how predictions and results are keyed per pattern)."""
+        protocol, setting = key.split("/", 1)
+        return protocol, setting
+
     def attrs(self) -> dict:
         return {"rate": math.nan if self.rate is None else float(self.rate), "label": self.label}
 

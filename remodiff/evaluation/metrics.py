@@ -142,6 +142,13 @@ def task_metrics(task: str, y_true: np.ndarray, y_pred: np.ndarray, label_names:
     raise ValueError(f"unknown task {task!r}; valid values: {', '.join(TASKS)}")
 
 
+def prediction_metrics(predictions, values: np.ndarray) -> dict:
+    """:func:`task_metrics` of ``values`` for the clips of ``predictions`` (a :class:`remodiff.results.Predictions`:
+    its task, labels, label names and classes)."""
+    return task_metrics(predictions.task, predictions.labels, values, predictions.label_names,
+                        predictions.classes or None)
+
+
 def aggregate_predictions(task: str, predictions: list[np.ndarray]) -> np.ndarray:
     """One prediction from K stochastic ones (e.g. a fuser fed K reconstructions of the same clips).
 

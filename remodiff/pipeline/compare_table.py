@@ -16,11 +16,11 @@ import numpy as np
 
 from remodiff.evaluation.matrix import aggregate, hierarchical_bootstrap
 from remodiff.evaluation.metrics import (CLASSICAL_IMPUTERS, clip_scores, higher_is_better, imputer_label,
-                                         metric_of_results, task_metrics)
+                                         metric_of_results, prediction_metrics, task_metrics)
 from remodiff.pipeline.common import compare_seeds
 from remodiff.pipeline.runs import run_names
 from remodiff.results import (COMPARISON_JSON, COMPARISON_MD, COMPARISON_REFERENCES, IMPUTED, LOWER_BOUND, MAIN_RUN,
-                              METRICS, Predictions, compare_run, concatenate_predictions, format_value,
+                              METRICS, Pattern, Predictions, compare_run, concatenate_predictions, format_value,
                               load_predictions, protocol_cells, protocols_of)
 from remodiff.store import write_json_atomic, write_text_atomic
 
@@ -54,7 +54,7 @@ def run(params: dict) -> dict:
         predictions[LOWER_BOUND] = main
         routed, chosen = zip(*(route(i, predictions, metric) for i in range(len(names))))
         predictions[AUTO] = list(routed)
-    table: dict = {"upper_bound": aggregate([scores(p, p.complete) for p in main]),
+    table: dict = {"upper_bound": aggregate([prediction_metrics(p, p.complete) for p in main]),
                    "train_mean": results[imputers[0]]["train_mean"], "runs": len(names),
                    "resamples": cfg.get("resamples", RESAMPLES)}
     if params["masks"].get("train") and cfg["fuser"] != "shared":
@@ -64,9 +64,9 @@ def run(params: dict) -> dict:
     kinds = {name: LOWER_BOUND if name == LOWER_BOUND else IMPUTED for name in predictions}
     for name, runs in predictions.items():
         for pattern in runs[0].cells:
-            protocol, setting = pattern.split("/", 1)
+            protocol, setting = Pattern.split_key(pattern)
             table.setdefault(protocol, {}).setdefault(setting, {})[name] = aggregate(
-                [scores(p, p.cells[pattern][kinds[name]]) for p in runs])
+                [prediction_metrics(p, p.cells[pattern][kinds[name]]) for p in runs])
     if chosen:
         table["routes"] = route_counts(chosen, main[0].modalities)
     if params["eval"].get("folds"):
@@ -75,11 +75,6 @@ def run(params: dict) -> dict:
     write_json_atomic(COMPARISON_JSON, table)
     write_text_atomic(COMPARISON_MD, comparison_markdown(table, imputers, metric))
     return table
-
-
-def scores(predictions: Predictions, values: np.ndarray) -> dict:
-    return task_metrics(predictions.task, predictions.labels, values, predictions.label_names,
-                        predictions.classes or None)
 
 
 def pooled(params: dict, predictions: dict[str, list[Predictions]], kinds: dict[str, str]) -> dict:
@@ -91,9 +86,9 @@ def pooled(params: dict, predictions: dict[str, list[Predictions]], kinds: dict[
         per_seed = [concatenate_predictions([p for n, p in zip(names, runs) if n.endswith(f"seed_{s}")])
                     for s in seeds]
         for pattern in per_seed[0].cells:
-            protocol, setting = pattern.split("/", 1)
+            protocol, setting = Pattern.split_key(pattern)
             out.setdefault(protocol, {}).setdefault(setting, {})[name] = aggregate(
-                [scores(p, p.cells[pattern][kinds[name]]) for p in per_seed])
+                [prediction_metrics(p, p.cells[pattern][kinds[name]]) for p in per_seed])
     return out
 
 

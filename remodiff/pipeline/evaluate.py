@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 
 from remodiff.evaluation.matrix import aggregate, lower_bound_predict, modality_subsets, subset_key
-from remodiff.evaluation.metrics import aggregate_predictions, task_metrics
+from remodiff.evaluation.metrics import aggregate_predictions, prediction_metrics, task_metrics
 from remodiff.fusion import load_fuser
 from remodiff.pipeline.runs import Run, runs_of
 from remodiff.progress import progress
-from remodiff.results import (IMPUTED, LOWER_BOUND, MAIN_RUN, SHARED_FUSERS, ImputerRun, Predictions,
+from remodiff.results import (IMPUTED, LOWER_BOUND, MAIN_RUN, SHARED_FUSERS, ImputerRun, Pattern, Predictions,
                               concatenate_predictions, read_reconstruction, reconstruction_patterns, save_predictions)
 from remodiff.store import FeatureSet, write_json_atomic
 from remodiff.tasks import Task, check_class_indices
@@ -57,14 +57,11 @@ def predict_run(params: dict, run: Run, paths: ImputerRun, lower_bound: bool, fu
 
 def metrics_of(predictions: Predictions) -> dict:
     """``{complete: metrics, <protocol>: {<setting>: {imputed: metrics[, lower_bound: metrics]}}}``."""
-    def metrics(values: np.ndarray) -> dict:
-        return task_metrics(predictions.task, predictions.labels, values, predictions.label_names,
-                            predictions.classes or None)
-
-    result = {"complete": metrics(predictions.complete)}
+    result = {"complete": prediction_metrics(predictions, predictions.complete)}
     for pattern, kinds in predictions.cells.items():
-        protocol, setting = pattern.split("/", 1)
-        result.setdefault(protocol, {})[setting] = {kind: metrics(values) for kind, values in kinds.items()}
+        protocol, setting = Pattern.split_key(pattern)
+        result.setdefault(protocol, {})[setting] = {kind: prediction_metrics(predictions, values)
+                                                    for kind, values in kinds.items()}
     return result
 
 
