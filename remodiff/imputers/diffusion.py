@@ -154,16 +154,20 @@ class DiffusionImputer(Imputer):
         return {"x0": self.scaler(data, self.modalities),
                 "real": np.stack([data.available[m] for m in self.modalities], axis=-1)}
 
-    def fit(self, train: FeatureSet, val: FeatureSet | None = None, seed: int = 0) -> None:
-        c = self.config
+    def _setup(self, train: FeatureSet, seed: int) -> AveragedModel:
+        """The shapes and scaler of ``train`` and a seeded, untrained score network (for fit and joint training)."""
         self.modalities = train.modalities
         self.dims = [train.features[m].shape[-1] for m in self.modalities]
         self.segments = train.n_segments
         self.scaler = Standardiser.fit(train, self.modalities)
+        seed_everything(seed)
+        return self._build()
+
+    def fit(self, train: FeatureSet, val: FeatureSet | None = None, seed: int = 0) -> None:
+        c = self.config
         train_cfg = dataclasses.replace(self.train_cfg, seed=seed)
         device = resolve_device(train_cfg.device)
-        seed_everything(seed)
-        self.model = self._build().to(device)
+        self.model = self._setup(train, seed).to(device)
         sde = self.sde
 
         val_tensors = None
@@ -201,12 +205,7 @@ class DiffusionImputer(Imputer):
     joint_steps = 2  # DDIM steps of the differentiable completion a fuser is trained on
 
     def joint_setup(self, train: FeatureSet, seed: int) -> torch.nn.Module:
-        self.modalities = train.modalities
-        self.dims = [train.features[m].shape[-1] for m in self.modalities]
-        self.segments = train.n_segments
-        self.scaler = Standardiser.fit(train, self.modalities)
-        seed_everything(seed)
-        self.model = self._build()
+        self.model = self._setup(train, seed)
         return self.model
 
     def joint_loss(self, model: AveragedModel, x: torch.Tensor, available: torch.Tensor) -> torch.Tensor:
