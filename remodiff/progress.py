@@ -6,7 +6,6 @@ run of ``remodiff real-data`` keep the logged lines (``desc: 12/60 [00:41<02:12,
 from __future__ import annotations
 
 import logging
-import time
 
 from tqdm.auto import tqdm
 
@@ -21,15 +20,16 @@ class progress(tqdm):  # noqa: N801 (used like tqdm, a function-like name)
 
     def __init__(self, *args, log_every: float = LOG_EVERY, **kwargs):
         self.log_every = log_every
-        self.last_logged = time.monotonic()
+        self.last_logged: float | None = None  # None: not yet, the interval counts from the bar's start
         super().__init__(*args, **kwargs)
 
     def update(self, n: float | None = 1) -> bool | None:
         displayed = super().update(n)
-        now = time.monotonic()
-        if not self.disable and now - self.last_logged >= self.log_every:
-            self.last_logged = now
-            log.info("%s", self.logged_line())
+        if not self.disable:
+            now = self._time()  # tqdm's clock, as its start_t and elapsed time
+            if now - (self.last_logged or self.start_t) >= self.log_every:
+                self.last_logged = now
+                log.info("%s", self.logged_line())
         return displayed
 
     def close(self) -> None:

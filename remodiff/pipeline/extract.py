@@ -15,12 +15,12 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-from remodiff.progress import progress
 
 from remodiff.data import SPLITS
 from remodiff.features import SegmentedClip, build_extractor
 from remodiff.features.base import decoded_clips, iter_segment_store
 from remodiff.pipeline.common import DATA, FEATURES, PRECOMPUTED, SEGMENTS
+from remodiff.progress import progress
 from remodiff.store import (ClipStore, read_clip_attrs, read_featureset, save_clip_features, save_featureset,
                             storage_array, write_json_atomic)
 from remodiff.launch import is_main_process, launched_processes

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-from remodiff.progress import progress
 
 from remodiff.evaluation.masks import make_masks
 from remodiff.evaluation.matrix import aggregate
@@ -10,6 +9,7 @@ from remodiff.evaluation.reconstruction import reconstruction_metrics
 from remodiff.imputers import load_imputer
 from remodiff.pipeline.common import with_sampling
 from remodiff.pipeline.runs import Run, runs_of
+from remodiff.progress import progress
 from remodiff.results import MAIN_RUN, MASKS, ImputerRun, ReconstructionWriter, load_masks
 from remodiff.store import write_json_atomic
 

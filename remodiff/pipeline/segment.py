@@ -10,12 +10,11 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from remodiff.progress import progress
-
 from remodiff.data import SPLITS, build_dataset
 from remodiff.data.asr import build_asr
 from remodiff.data.decode import DecodeError, decode_audio, probe, split_transcript
 from remodiff.pipeline.common import DATA, PRECOMPUTED, SEGMENTS
+from remodiff.progress import progress
 from remodiff.store import (ClipStore, FeatureSet, check_splits_agree, layout, read_clip_attrs, write_featureset,
                             write_json_atomic)
 
