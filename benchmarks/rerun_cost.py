@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from remodiff.realdata import project_files
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -31,8 +33,8 @@ def timed(command: list[str], cwd: Path, env: dict) -> tuple[float, str]:
 
 
 def copy_project(target: Path) -> None:
-    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    for name in tracked.splitlines():
+    """The project's files as git sees them (:func:`remodiff.realdata.project_files`), lock and metrics included."""
+    for name in project_files(ROOT):
         (target / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, target / name)
 
