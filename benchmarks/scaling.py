@@ -90,7 +90,7 @@ def training(epochs: int) -> dict[str, float]:
     train, val = synthetic(100, seed=0), synthetic(25, seed=1)
     fixed = {"epochs": epochs, "patience": epochs + 1, "device": "cpu"}
     per_epoch = {}
-    fuser_params = params["fuser"]["early"]
+    fuser_params = fuser_section(params["fuser"], "early")
     fuser = build_fuser("early", train.modalities, {**fuser_params, "train": {**fuser_params["train"], **fixed}})
     start = time.perf_counter()
     fuser.fit(train, val)

@@ -32,7 +32,7 @@ from remodiff.evaluation.metrics import resolve_metric
 from remodiff.features import EXTRACTORS
 from remodiff.features.base import extractor_settings
 from remodiff.hub import ModelUnavailableError
-from remodiff.fusion import FUSERS, build_fuser
+from remodiff.fusion import FUSERS, build_fuser, fuser_section
 from remodiff.fusion.base import fuser_settings
 from remodiff.imputers import IMPUTERS, build_imputer
 from remodiff.imputers.base import imputer_settings
@@ -157,6 +157,13 @@ def non_negative_number(key: str, value) -> None:
         raise SettingError(key, f"must be a number >= 0, got {value!r}")
 
 
+def shared_fuser_train(key: str, value) -> None:
+    """``fuser.train``: the training loop's settings the neural fusers share (checked before any fuser is built
+    with them, so a bad value is named here, not under the first fuser)."""
+    check_train(key.removesuffix(".train"), {"train": value})
+    built(key, lambda: TrainConfig.from_params(value or {}))
+
+
 @dataclass(frozen=True)
 class Key:
     check: Callable[[str, object], None] | None = None  # None: checked with the section's plug-ins
@@ -178,7 +185,7 @@ SECTIONS: dict[str, dict[str, Key]] = {
              "folds": Key(folds_setting, False)},
     "imputer": {"type": Key()},  # + one per imputer
     "sampling": {},  # one per imputer: how it draws reconstructions
-    "fuser": {"type": Key()},  # + one per fuser
+    "fuser": {"type": Key(), "train": Key(shared_fuser_train, False)},  # + one per fuser
     "compare": {"imputers": Key(imputer_list), "seeds": Key(seed_list_or_null, False),
                 "metric": Key(metric_name), "resamples": Key(positive_int, False), "fuser": Key(compare_fuser),
                 "own": Key(own_settings), "joint": Key(joint_settings)},
@@ -495,7 +502,7 @@ def _check(params) -> list[str]:
     check_keys("eval", params["eval"], SECTIONS["eval"])
     imputer = check_models("imputer", params["imputer"], IMPUTERS, imputer_settings, build_imputer)
     fuser = check_models("fuser", params["fuser"], FUSERS, fuser_settings,
-                         lambda name, section: build_fuser(name, modalities, section))
+                         lambda name, _: build_fuser(name, modalities, fuser_section(params["fuser"], name)))
     summary = [f"dataset {dataset.name} ({dataset.task}{', written by the sample stage' if dataset.pending else ''})",
                f"modalities {'+'.join(modalities)}", f"masks {', '.join(protocols)}",
                *fitting_notes(params["masks"], protocols, modalities),

@@ -92,11 +92,15 @@ def set_key(params: dict, dotted: str, value) -> None:
                                            "(valid: fp32, fp16, bf16)"),
     ("imputer.diffusion.sampler", "heun", "params.yaml: imputer.diffusion: unknown sampler 'heun'"),
     ("fuser.type", "svm", "params.yaml: fuser.type: unknown fuser 'svm' (valid: auto, early, late, linear, mlp, transformer)"),
-    ("fuser.early.train.schedule", "linear", "params.yaml: fuser.early: training schedule 'linear'; valid values: "
-                                             "constant, cosine, plateau"),
+    ("fuser.train.schedule", "linear", "params.yaml: fuser.train: training schedule 'linear'; valid values: "
+                                       "constant, cosine, plateau"),
+    ("fuser.early.train", {"schedule": "linear"}, "params.yaml: fuser.early: training schedule 'linear'; valid "
+                                                  "values: constant, cosine, plateau"),
+    ("fuser.train.lr", 0, "params.yaml: fuser.train.lr: must be > 0, got 0"),
     ("fuser.linear.refit_on_val", "yes", "params.yaml: fuser.linear.refit_on_val: must be bool, got 'yes'"),
     ("fuser.late.combine", "max", "params.yaml: fuser.late: late fusion combine 'max'"),
-    ("fuser.early.train.seed", 0, "params.yaml: fuser.early.train.seed: seeds come from eval.seeds"),
+    ("fuser.train.seed", 0, "params.yaml: fuser.train.seed: seeds come from eval.seeds"),
+    ("fuser.early.train", {"seed": 0}, "params.yaml: fuser.early.train.seed: seeds come from eval.seeds"),
     ("masks.protocol", "rand", "params.yaml: masks.protocol: unknown protocol 'rand' (valid: all, fixed,"),
     ("masks.random", [0.7, 0.8], "params.yaml: masks.random: random protocol: missing rate 0.7 is impossible"),
     ("masks.segments", [0.25, 0.25], "params.yaml: masks.segments: segments protocol: settings ['p_0.25'] are "
@@ -216,10 +220,10 @@ def write_params(folder: Path, params: dict) -> Path:
 def test_cli_check_prints_ok_or_one_error_line_and_exits_2(params, tmp_path):
     ok = runner.invoke(app, ["check", "--params", str(write_params(tmp_path, params))])
     assert ok.exit_code == 0 and ok.output.startswith("params.yaml: OK (dataset first_impressions")
-    params["fuser"]["early"]["train"]["seed"] = 1
+    params["fuser"]["train"]["seed"] = 1
     bad = runner.invoke(app, ["check", "--params", str(write_params(tmp_path, params))])
     assert bad.exit_code == 2
-    assert bad.output.splitlines() == ["error: params.yaml: fuser.early.train.seed: seeds come from eval.seeds (and "
+    assert bad.output.splitlines() == ["error: params.yaml: fuser.train.seed: seeds come from eval.seeds (and "
                                        "compare.seeds for the comparison), one model per seed; remove this key"]
     missing = runner.invoke(app, ["check", "--params", str(tmp_path / "nope.yaml")])
     assert missing.exit_code == 2 and missing.output.startswith("error: ") and len(missing.output.splitlines()) == 1

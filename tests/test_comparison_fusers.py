@@ -169,14 +169,25 @@ def tiny_project(tmp_path, monkeypatch) -> dict:
 
 
 def run_stages(params: dict) -> dict:
-    from remodiff.pipeline import stage
-
+    """Every stage after extract, each checked to read only the params it declares (its dvc.yaml params)."""
     for name in ("masks", "train_imputer", "reconstruct", "train_fuser", "evaluate"):
-        stage(name)(params)
+        run_declared(name, params)
     for imputer in params["compare"]["imputers"]:
-        stage("compare_train")(params, imputer)
-        stage("compare")(params, imputer)
-    return stage("compare_table")(params)
+        run_declared("compare_train", params, imputer)
+        run_declared("compare", params, imputer)
+    return run_declared("compare_table", params)
+
+
+def run_declared(name: str, params: dict, *args: str):
+    from remodiff.pipeline import stage
+    from remodiff.pipeline.deps import undeclared
+    from remodiff.pipeline.entry import ReadParams
+
+    read: set[str] = set()
+    result = stage(name)(ReadParams(params, read), *args)
+    missing = undeclared(name, read, params, args)
+    assert not missing, f"stage {name} {args} reads params it does not declare: {missing}"
+    return result
 
 
 def test_own_fusers_are_trained_per_imputer_and_run_and_score_every_pattern(tmp_path, monkeypatch):

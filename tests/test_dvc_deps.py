@@ -4,7 +4,9 @@ from pathlib import Path
 import yaml
 
 from remodiff.pipeline import STAGES
-from remodiff.pipeline.deps import closure, stage_code
+from remodiff.check import SECTIONS
+from remodiff.pipeline.deps import closure, stage_code, stage_params
+from remodiff.pipeline.entry import ReadParams
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,3 +48,28 @@ def test_training_code_is_not_a_dependency_of_decoding_and_fusers_not_of_imputer
     assert not any(d.startswith("remodiff/fusion") for d in deps["train_imputer"])
     assert not any(d.startswith("remodiff/imputers") for d in deps["train_fuser"])
     assert "remodiff/evaluation/report.py" in deps["report"] and "remodiff/evaluation/report.py" not in deps["evaluate"]
+
+
+def test_every_stage_lists_exactly_the_params_its_module_declares():
+    for name, stage in dvc_stages().items():
+        assert stage["params"] == stage_params(name), (
+            f"dvc.yaml stage {name}: params differ from PARAMS of remodiff/pipeline/{name}.py "
+            "(python -m remodiff.pipeline.deps --write rewrites them)")
+
+
+def test_check_knows_exactly_the_sections_the_stages_read():
+    read = {key.split(".")[0] for name in STAGES for key in stage_params(name)}
+    assert read == set(SECTIONS)
+
+
+def test_read_params_notes_the_settings_used_not_the_sections_passed_through():
+    read: set[str] = set()
+    params = ReadParams({"masks": {"train": None, "seed": 0}, "fuser": {"type": "early", "early": {"hidden": 8}},
+                         "eval": {"seeds": [0]}}, read)
+    assert params["masks"]["train"] is None and params["eval"]["seeds"] == [0]
+    assert read == {"masks.train", "eval.seeds"}
+    section = params["fuser"]
+    assert dict(section[section["type"]]) == {"hidden": 8}
+    assert params["masks"].get("folds") is None
+    assert read == {"masks.train", "eval.seeds", "fuser.type", "fuser.early", "fuser.early.hidden", "masks.folds"}
+    assert list(params["fuser"]) == ["type", "early"] and "fuser" in read

@@ -139,7 +139,7 @@ def test_a_k_fold_run_of_the_stages_scores_every_clip_out_of_fold(tmp_path, monk
     params["eval"].update(seeds=[0], samples=1, folds={"k": 3, "group": "clip", "seed": 0})
     params["masks"].update(protocol="random", random=[0.0, 0.5])
     params["imputer"]["type"] = "mean"
-    params["fuser"]["early"]["train"].update(epochs=3, patience=3, device="cpu")
+    params["fuser"]["train"].update(epochs=3, patience=3, device="cpu")
     params["compare"].update(imputers=["zero", "mean", "knn"], resamples=50)
     params["report"]["benchmark"] = None
     monkeypatch.chdir(tmp_path)

@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from remodiff.pipeline import STAGES
+from remodiff.pipeline.deps import undeclared
+from remodiff.pipeline.entry import PARAMS_READ
 from remodiff.results import load_predictions
 
 pytestmark = pytest.mark.slow  # whole-pipeline / scale-out runs: `pytest -m "not slow"` leaves them out
@@ -18,10 +21,11 @@ TINY = {
     "sample": {"n_train": 24, "n_val": 8, "n_test": 8, "duration": 2.0, "size": 32, "fps": 10, "seed": 3},
     "segment": {"segments": 5, "fps": 5, "frame_size": 32, "sample_rate": 16000, "workers": 2},
 }
+READS = "params_read.jsonl"  # what each stage run read of params.yaml (remodiff.pipeline.entry.PARAMS_READ)
 
 
 def run(cmd: list[str], cwd: Path) -> str:
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1",
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1", PARAMS_READ: str(cwd / READS),
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     if done.returncode != 0:
@@ -41,7 +45,7 @@ def project(tmp_path_factory):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     for section, values in TINY.items():
         params[section].update(values)
-    params["fuser"]["early"]["train"]["epochs"] = 150
+    params["fuser"]["train"]["epochs"] = 150
     params["eval"]["seeds"] = [0, 1]
     params["masks"]["random"] = [0.0, 0.3]
     params["masks"]["segments"] = [0.4]
@@ -152,3 +156,15 @@ def test_unknown_imputer_fails_naming_the_valid_types(project):
     # DVC itself refuses first: the stage's params name the imputer's own section
     with pytest.raises(AssertionError, match="'imputer.nope' are missing"):
         run(["dvc", "repro", "train_imputer"], repo)
+
+
+
+def test_every_stage_reads_only_the_params_it_declares(project):
+    """What each stage run of the repro read of params.yaml is inside its dvc.yaml params, so DVC reruns it when a
+    setting it uses changes."""
+    repo, _ = project
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    reads = [json.loads(line) for line in (repo / READS).read_text().splitlines()]
+    assert {r["stage"] for r in reads} == set(STAGES)
+    missing = {f"{r['stage']} {r['args']}": undeclared(r["stage"], r["read"], params, r["args"]) for r in reads}
+    assert not any(missing.values()), f"stages read params they do not declare: {missing}"

@@ -12,30 +12,36 @@ the best one's; list the candidates simplest first. ``selection: best`` keeps th
 
 ``candidates`` lists fuser names (each with its code defaults, which equal its params.yaml section) or maps names to
 their settings: the auto section carries its candidates' settings itself, so DVC's ``fuser.auto`` params dependency
-covers them. The auto fuser's own ``train`` takes only the seed, which every candidate trains with. The fitted auto
-fuser predicts with, and saves, the chosen candidate, recording which one and every candidate's score.
+covers them. The auto fuser's own ``train`` (params.yaml's shared ``fuser.train`` and the seed) goes to every
+candidate with a training loop, under its own ``candidates.<name>.train``; one without (linear) takes only the seed.
+The fitted auto fuser predicts with, and saves, the chosen candidate, recording which one and every candidate's
+score.
 """
 from __future__ import annotations
 
 import json
 import logging
 import tempfile
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 
 from remodiff.fusion.base import FUSERS, Fuser, build_fuser
 from remodiff.store import FeatureSet, write_json_atomic
+from remodiff.training import TrainConfig
 from remodiff.tasks import one_standard_error
 
 log = logging.getLogger(__name__)
 DEFAULT_CANDIDATES = ("linear", "early", "mlp")  # simplest first: what the one-standard-error rule prefers
 SELECTIONS = ("one_se", "best")
+TRAIN_KEYS = {f.name for f in fields(TrainConfig)}
 
 
 @FUSERS.register("auto")
 class AutoFusion(Fuser):
     name = "auto"
+    shared_train = True  # handed on to its candidates that have a training loop
 
     def __init__(self, modalities: list[str], candidates: list[str] | dict[str, dict | None] = DEFAULT_CANDIDATES,
                  selection: str = "one_se", train: dict | None = None):
@@ -56,10 +62,9 @@ class AutoFusion(Fuser):
             if section is not None and not isinstance(section, dict):
                 raise ValueError(f"auto fusion candidates.{name}: must be a mapping of the fuser's settings (or null "
                                  f"for its defaults), got {section!r}")
-        unknown = sorted(set(train or {}) - {"seed"})
+        unknown = sorted(set(train or {}) - TRAIN_KEYS)
         if unknown:
-            raise ValueError(f"auto fusion has no training loop of its own: its train section takes only seed (its "
-                             f"candidates' train settings go under candidates.<name>.train), got {unknown}")
+            raise ValueError(f"auto fusion train: unknown training settings {unknown}; valid: {sorted(TRAIN_KEYS)}")
         super().__init__(modalities, candidates={name: dict(section or {}) for name, section in candidates.items()},
                          selection=selection, train=train or {})
         for name in self.params["candidates"]:
@@ -70,17 +75,18 @@ class AutoFusion(Fuser):
         self.fuser: Fuser | None = None
 
     def candidate(self, name: str) -> Fuser:
-        """The unfitted candidate ``name``, trained with the auto fuser's seed."""
+        """The unfitted candidate ``name``, trained with the auto fuser's seed (and training settings, when it has a
+        training loop)."""
         if name == self.name or name not in FUSERS:
             raise ValueError(f"auto fusion candidate {name!r}; valid values: "
                              f"{', '.join(n for n in FUSERS.names() if n != self.name)}")
         section = dict(self.params["candidates"][name])
-        train = dict(section.get("train") or {})
-        if "seed" in train:
+        own = dict(section.get("train") or {})
+        if "seed" in own:
             raise ValueError(f"auto fusion candidates.{name}.train.seed: candidates train with the auto fuser's "
                              "seed (the pipeline's eval seed); remove this key")
-        if "seed" in self.params["train"]:
-            train["seed"] = self.params["train"]["seed"]
+        seed = {k: v for k, v in self.params["train"].items() if k == "seed"}
+        train = {**(self.params["train"] if FUSERS.get(name).shared_train else seed), **own}
         try:
             return build_fuser(name, self.modalities, {**section, "train": train})
         except ValueError as e:

@@ -17,6 +17,8 @@ STATE = "state"  # a saved fuser's state_dict: state.json + state.safetensors (r
 
 class Fuser(abc.ABC):
     name: str = ""
+    # takes params.yaml's shared `fuser.train` (the settings of the training loop) under its own `train` section
+    shared_train: bool = False
 
     def __init__(self, modalities: list[str], **params):
         self.modalities = list(modalities)
@@ -66,6 +68,15 @@ def build_fuser(name: str, modalities: list[str], params: dict | None = None) ->
     if unknown:
         raise ValueError(f"fuser {name!r} got unknown params {unknown}; its params are: {', '.join(settings.names)}")
     return FUSERS.get(name)(modalities, **params)
+
+
+def fuser_section(fuser_params: dict, name: str) -> dict:
+    """The settings ``name`` is built with from params.yaml's ``fuser`` section: ``fuser.<name>``, whose ``train``
+    overrides the shared ``fuser.train`` key by key (for a fuser that takes it: :attr:`Fuser.shared_train`)."""
+    own = dict(fuser_params.get(name) or {})
+    if FUSERS.get(name).shared_train and fuser_params.get("train"):
+        own["train"] = {**fuser_params["train"], **(own.get("train") or {})}
+    return own
 
 
 def fuser_settings(name: str) -> Settings:

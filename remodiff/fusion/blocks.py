@@ -39,7 +39,7 @@ MONITORS = ("score", "loss")
 # to 0 either way.
 MASKED_AS = ("missing", "mean")
 # The training loop's settings for fusers, sized on the real dev sets (README, "Fusers"); a fuser's `train`
-# section overrides them key by key. Kept equal to params.yaml's fuser sections.
+# section overrides them key by key. Kept equal to params.yaml's shared `fuser.train`.
 FUSER_TRAIN_DEFAULTS = {"epochs": 60, "batch_size": 64, "lr": 5e-4, "weight_decay": 0.05, "patience": 10,
                         "min_epochs": 10, "schedule": "cosine"}
 
@@ -163,6 +163,8 @@ class NeuralFuser(Fuser):
     the validation accuracy / -MAE (``loss``: on the validation loss). ``train`` overrides
     :data:`FUSER_TRAIN_DEFAULTS` key by key.
     """
+
+    shared_train = True
 
     def __init__(self, modalities: list[str], *, hidden: int, dropout: float, loss: str, train_masking: float,
                  train: dict | None, input_dropout: float = 0.0, monitor: str = "score", masked_as: str = "mean",

@@ -25,6 +25,13 @@ from remodiff.store import write_json_atomic
 log = logging.getLogger(__name__)
 
 
+# The params this stage reads (dvc.yaml's `params:` are written from it: remodiff.pipeline.deps)
+PARAMS = ("masks.train", "masks.seed", "sampling.${item.imputer}", "eval.samples", "eval.seeds", "eval.folds",
+          "compare.seeds", "compare.fuser", "compare.own", "compare.joint", "fuser.type", "fuser.train",
+          "fuser.${fuser.type}", "imputer.${item.imputer}")
+UNTRACKED = ("compare.imputers",)  # only refuses an imputer not listed there (the matrix is made of them)
+
+
 def run(params: dict, imputer: str) -> None:
     """Score the entry's imputer with the shared fusers, its own (``own``; and ``joint`` for an imputer that cannot
     be trained jointly) or those trained together with it (``joint``, by ``compare_train``)."""
@@ -51,10 +58,9 @@ def fit_own_fusers(params: dict, runs: list[Run], entry: ImputerRun) -> None:
     ``compare.own.folds`` k, by k imputers each fitted without the clip's fold). Validation clips get the same
     treatment, so early stopping follows what the fuser will be tested on."""
     cfg = params["compare"]["own"]
-    modalities = list(params["features"])
     for run in progress(runs, desc="compare: own fusers", unit="run"):
         imputer = with_sampling(load_imputer(entry.models / run.name), params)
-        fuser = fuser_for_seed(params, modalities, run.seed)
+        fuser = fuser_for_seed(params, run.modalities, run.seed)
         if params["masks"].get("train"):
             rng = np.random.default_rng([run.seed, 2])
             fuser.fit(imputer.impute(run.train, rng), imputer.impute(run.val, rng) if len(run.val) else None)
@@ -66,5 +72,5 @@ def fit_own_fusers(params: dict, runs: list[Run], entry: ImputerRun) -> None:
 
             impute_train = training_imputer(imputer, fitted, run.train, run.val, cfg["folds"], run.seed)
             fit_aware(fuser, run.train, run.val, impute_train, imputer.impute, cfg["drop"], cfg["copies"], run.seed)
-        fuser.save(entry.fusers / run.name / subset_key(modalities))
+        fuser.save(entry.fusers / run.name / subset_key(run.modalities))
         log.info("compare %s, %s: own fuser trained on its reconstructions", imputer.name, run.name)

@@ -34,6 +34,10 @@ REFERENCES = {"best_classical": ("*", "†"), "mean": ("+m", "−m"), LOWER_BOUN
               "complete_case": ("+cc", "−cc")}
 
 
+# The params this stage reads (dvc.yaml's `params:` are written from it: remodiff.pipeline.deps)
+PARAMS = ("compare", "masks.train", "imputer.type", "eval.seeds", "eval.folds")
+
+
 def run(params: dict) -> dict:
     """``metrics/comparison.json``: ``<protocol>.<setting>.<row>.<metric>`` (mean and CI over runs; rows: every
     imputer, ``lower_bound``, ``auto``), beside each row ``paired`` (its bootstrap tests against the references),

@@ -22,6 +22,12 @@ from remodiff.store import write_json_atomic
 log = logging.getLogger(__name__)
 
 
+# The params this stage reads (dvc.yaml's `params:` are written from it: remodiff.pipeline.deps)
+PARAMS = ("masks.train", "masks.seed", "imputer.${item.imputer}", "eval.seeds", "eval.folds", "compare.seeds",
+          "compare.fuser", "compare.joint", "fuser.type", "fuser.train", "fuser.${fuser.type}")
+UNTRACKED = ("compare.imputers",)  # only refuses an imputer not listed there (the matrix is made of them)
+
+
 def run(params: dict, imputer: str) -> None:
     runs, entry = runs_of(params, compare_seeds(params)), compare_run(compared(params, imputer))
     if trains_jointly(params, imputer):
@@ -37,15 +43,14 @@ def trains_jointly(params: dict, imputer: str) -> bool:
 def fit_jointly(params: dict, name: str, runs: list[Run], entry: ImputerRun) -> None:
     """Per run, the imputer and a fuser (``fuser.type``) trained together (``compare.joint``: drop, weight)."""
     cfg = params["compare"]["joint"]
-    modalities = list(params["features"])
     histories, summaries = {}, {}
     for run in progress(runs, desc=f"compare_train {name}", unit="run"):
         start = time.perf_counter()
         imputer = build_imputer(name, params["imputer"].get(name))
-        fuser = fuser_for_seed(params, modalities, run.seed)
+        fuser = fuser_for_seed(params, run.modalities, run.seed)
         history = fit_joint(imputer, fuser, run.train, run.val, cfg["drop"], cfg["weight"], run.seed)
         imputer.save(entry.models / run.name)
-        fuser.save(entry.joint_fusers / run.name / subset_key(modalities))
+        fuser.save(entry.joint_fusers / run.name / subset_key(run.modalities))
         histories[run.name], summaries[run.name] = list(history), imputer.fit_summary
         log.info("joint %s + %s, %s: %.1fs", name, params["fuser"]["type"], run.name, time.perf_counter() - start)
     write_json_atomic(entry.history, [{"run": name, **row} for name, rows in histories.items() for row in rows])

@@ -1,11 +1,14 @@
-"""The code each stage runs, found by reading import statements: what ``dvc.yaml`` lists as the stage's deps.
+"""What each stage depends on, found in its code: the ``deps`` and ``params`` lists of ``dvc.yaml``.
 
-Every ``import remodiff...`` / ``from remodiff... import ...`` anywhere in a module (also inside functions: a lazy
-import is code the stage may run) is followed, with the ``__init__.py`` of every package on the way, because
+Code: every ``import remodiff...`` / ``from remodiff... import ...`` anywhere in a module (also inside functions: a
+lazy import is code the stage may run) is followed, with the ``__init__.py`` of every package on the way, because
 importing a module runs them. The validation pass (``remodiff.check``) is not followed: see NOT_DEPENDENCIES.
-``python -m remodiff.pipeline.deps`` prints each stage's list; ``python -m remodiff.pipeline.deps --write``
-rewrites the code deps of every stage of ``dvc.yaml`` in place (its other deps, params and outs are left as they
-are); ``tests/test_dvc_deps.py`` checks that ``dvc.yaml`` says exactly this.
+Params: the ``PARAMS`` tuple each stage module declares beside its ``run`` (read from the source, nothing is
+imported); a run with ``REMODIFF_PARAMS_READ`` set logs what a stage really read (:mod:`remodiff.pipeline.entry`).
+
+``python -m remodiff.pipeline.deps`` prints each stage's lists; ``python -m remodiff.pipeline.deps --write``
+rewrites the code deps and the params of every stage of ``dvc.yaml`` in place (its other deps and its outs are left
+as they are); ``tests/test_dvc_deps.py`` checks that ``dvc.yaml`` says exactly this.
 """
 from __future__ import annotations
 
@@ -69,25 +72,66 @@ def stage_code(script: str, root: Path = ROOT) -> list[str]:
     return [script, *closure(root / script, root)]
 
 
-def with_code_deps(dvc_yaml: str, root: Path = ROOT) -> str:
-    """``dvc_yaml`` with each stage's ``stages/`` and ``remodiff/`` deps replaced by :func:`stage_code`."""
-    lines, stage = [], None
+def stage_params(stage: str, variable: str = "PARAMS", root: Path = ROOT) -> list[str]:
+    """The params stage ``stage`` declares: the literal ``PARAMS`` of ``remodiff/pipeline/<stage>.py``; with
+    ``variable="UNTRACKED"`` the params it reads that cannot change what it writes (none when it has no such
+    tuple)."""
+    path = root / "remodiff" / "pipeline" / f"{stage}.py"
+    for node in ast.parse(path.read_text(), str(path)).body:
+        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == [variable]:
+            return list(ast.literal_eval(node.value))
+    if variable == "PARAMS":
+        raise ValueError(f"{path} declares no PARAMS (the params its stage reads)")
+    return []
+
+
+def undeclared(stage: str, read: set[str] | list[str], params: dict, args: tuple | list = ()) -> list[str]:
+    """The keys of ``read`` (what a run of ``stage`` with ``params`` and matrix ``args`` read of them) that its
+    declared params do not cover. ``${item.<x>}`` is the run's first argument, ``${a.b}`` the value of ``a.b``, a
+    key named by a template counts as declared (DVC resolves it), so do the stage's ``UNTRACKED`` keys."""
+    covering = list(stage_params(stage, "UNTRACKED"))
+    for key in stage_params(stage):
+        for name in re.findall(r"\$\{([\w.]+)\}", key):
+            if name.startswith("item."):
+                value = args[0]
+            else:
+                covering.append(name)
+                value = params
+                for part in name.split("."):
+                    value = value[part]
+            key = key.replace(f"${{{name}}}", str(value))
+        covering.append(key)
+    return sorted(k for k in read if not any(k == c or k.startswith(f"{c}.") for c in covering))
+
+
+def with_stage_deps(dvc_yaml: str, root: Path = ROOT) -> str:
+    """``dvc_yaml`` with each stage's ``stages/`` and ``remodiff/`` deps replaced by :func:`stage_code` and its
+    ``params:`` list by :func:`stage_params`."""
+    lines, stage, in_params = [], None, False
     for line in dvc_yaml.splitlines():
         if match := re.match(r"^  (\w+):\s*$", line):
             stage = match.group(1)
-        if re.match(r"^ {6}- (stages|remodiff)/", line):
+        if re.match(r"^ {4}\S", line):
+            in_params = False
+        if re.match(r"^ {6}- (stages|remodiff)/", line) or (in_params and re.match(r"^ {6}- ", line)):
             continue
         lines.append(line)
         if stage and re.match(r"^ {4}deps:", line):
             lines += [f"      - {dep}" for dep in stage_code(f"stages/{stage}.py", root)]
+        if stage and re.match(r"^ {4}params:", line):
+            in_params = True
+            lines += [f"      - {key}" for key in stage_params(stage, root=root)]
     return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
     if sys.argv[1:] == ["--write"]:
-        (ROOT / "dvc.yaml").write_text(with_code_deps((ROOT / "dvc.yaml").read_text()))
+        (ROOT / "dvc.yaml").write_text(with_stage_deps((ROOT / "dvc.yaml").read_text()))
         sys.exit()
     for script in sys.argv[1:] or sorted(str(p.relative_to(ROOT)) for p in (ROOT / "stages").glob("*.py")):
-        print(f"{script}:")
+        print(f"{script}:\n    deps:")
         for dep in stage_code(script):
             print(f"      - {dep}")
+        print("    params:")
+        for key in stage_params(Path(script).stem):
+            print(f"      - {key}")

@@ -27,7 +27,7 @@ def predict_run(params: dict, run: Run, paths: ImputerRun, lower_bound: bool, fu
     and, per mask pattern, on the imputer's reconstructions (its K samples aggregated) and optionally the lower bound
     (each clip scored by the shared fuser of its available modalities); the same for its validation clips under the
     fixed patterns, where they were reconstructed."""
-    modalities = list(params["features"])
+    modalities = run.modalities
     task = Task.from_attrs(run.test.attrs)
     folder = SHARED_FUSERS / run.name
     full = load_fuser(fusers / run.name / subset_key(modalities))
@@ -104,6 +104,10 @@ def training_floor(task: Task, train: FeatureSet, n: int) -> np.ndarray:
 def headline(metrics: dict) -> str:
     key = next(k for k in ("mean_acc", "Has0_acc_2", "accuracy", "mae") if k in metrics)
     return f"{key} {metrics[key]:.4f}"
+
+
+# The params this stage reads (dvc.yaml's `params:` are written from it: remodiff.pipeline.deps)
+PARAMS = ("masks.train", "masks.seed", "eval.seeds", "eval.folds", "eval.lower_bound", "imputer.type")
 
 
 def run(params: dict) -> dict:

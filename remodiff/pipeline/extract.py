@@ -63,6 +63,11 @@ class Shard:
         return EXTRACT_SCRATCH / f"{split}.shard-{self.index}-of-{self.count}.h5"
 
 
+# The params this stage reads (dvc.yaml's `params:` are written from it: remodiff.pipeline.deps)
+PARAMS = ("features", "segment.segments")
+UNTRACKED = ("segment.workers",)  # how many clips are decoded at once: the same features, sooner
+
+
 def run(params: dict, shard: Shard | None = None, merge_only: bool = False) -> None:
     """Per-modality features of every segment into ``data/features/<split>.h5``.
 
@@ -116,7 +121,7 @@ def write_precomputed(split: str, dtypes: dict[str, str]) -> None:
         raise ValueError(f"features lists modalities {unknown} that the dataset's precomputed features lack; "
                          f"it has {fs.modalities}: make the keys of params.features a subset of these")
     fs = fs.subset(list(dtypes))
-    fs.attrs = {**fs.attrs, **task_attrs(config), "extractors": "precomputed"}
+    fs.attrs = {**fs.attrs, **task_attrs(config), "extractors": "precomputed", "modalities": list(dtypes)}
     save_featureset(FEATURES / f"{split}.h5", fs, dtypes)
     log.info("extract %s: %d clips of precomputed %s features, no extractor run", split, len(fs),
              ", ".join(f"{m} {fs.features[m].shape[2]}-d" for m in fs.modalities))
@@ -180,7 +185,8 @@ def extract_split(split: str, extractors: dict, dtypes: dict[str, str], params: 
             stored = [c for c, a in attrs.items() if "undecodable" not in a]
             save_clip_features(FEATURES / f"{split}.h5", store, stored,
                                {m: (params["segment"]["segments"], e.dim) for m, e in extractors.items()},
-                               config["label_names"], {"extractors": params["features"], **task_attrs(config)}, dtypes)
+                               config["label_names"], {"extractors": params["features"], "modalities": list(dtypes),
+                                                       **task_attrs(config)}, dtypes)
     if shard is None:
         # the ClipStore renamed its partial on success; the feature set now holds everything
         for path in [scratch, *shard_files]:

@@ -10,6 +10,10 @@ from remodiff.pipeline.runs import evaluated_clips
 log = logging.getLogger(__name__)
 
 
+# The params this stage reads (dvc.yaml's `params:` are written from it: remodiff.pipeline.deps)
+PARAMS = ("masks", "eval.folds")
+
+
 def run(params: dict) -> None:
     """Test-time missing-modality masks of every configured protocol, saved once for all imputers and fusers:
     over the test split, or with ``eval.folds`` over every clip (each fold's test clips read their own rows)."""

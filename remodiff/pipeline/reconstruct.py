@@ -42,5 +42,9 @@ def reconstruct_test(params: dict, runs: list[Run], paths: ImputerRun) -> None:
     write_json_atomic(paths.quality, aggregate(quality_runs))
 
 
+# The params this stage reads (dvc.yaml's `params:` are written from it: remodiff.pipeline.deps)
+PARAMS = ("masks.train", "masks.seed", "sampling.${imputer.type}", "eval.seeds", "eval.folds", "eval.samples")
+
+
 def run(params: dict) -> None:
     reconstruct_test(params, runs_of(params), MAIN_RUN)

@@ -10,6 +10,10 @@ from remodiff.results import MASKS, METRICS, RECONSTRUCTED
 from remodiff.store import load_featureset
 
 
+# The params this stage reads (dvc.yaml's `params:` are written from it: remodiff.pipeline.deps)
+PARAMS = ("report", "masks.train", "masks.seed", "eval.seeds", "eval.folds", "compare.imputers")
+
+
 def run(params: dict) -> dict[str, str | None]:
     """Figures and a Markdown summary of the metrics, the first run's reconstructions, the loss histories and the
     comparison of the imputers listed in ``compare.imputers``; returns figure name -> caption (None = skipped:

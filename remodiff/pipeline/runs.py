@@ -29,6 +29,12 @@ class Run:
     val: FeatureSet
     test: FeatureSet
 
+    @property
+    def modalities(self) -> list[str]:
+        """The run's modalities in the order of params.yaml's ``features`` (recorded by extract; the stored arrays
+        come back sorted by name): the order that names the fusers of modality subsets."""
+        return list(self.train.attrs.get("modalities") or self.train.modalities)
+
 
 def runs_of(params: dict, seeds: list[int] | None = None) -> list[Run]:
     """Every run of ``seeds`` (default ``eval.seeds``), fold by fold; the extracted features are read once and,

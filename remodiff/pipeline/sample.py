@@ -10,6 +10,10 @@ from remodiff.store import write_text_atomic
 log = logging.getLogger(__name__)
 
 
+# The params this stage reads (dvc.yaml's `params:` are written from it: remodiff.pipeline.deps)
+PARAMS = ("sample", "dataset.root")
+
+
 def run(params: dict) -> None:
     """Generate the sample when the pipeline reads it (``dataset.root`` is ``data/sample``); otherwise leave only a
     note, so a run on a real dataset spends no time encoding synthetic clips.

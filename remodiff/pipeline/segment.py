@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 SEGMENT_SCRATCH = DATA / "segment.partial"
 
 
+# The params this stage reads (dvc.yaml's `params:` are written from it: remodiff.pipeline.deps)
+PARAMS = ("dataset", "segment")
+
+
 def run(params: dict) -> dict:
     """Probe every clip of every split and cut it into ``segments`` equal parts; unreadable clips are skipped and
     listed. Clips without a transcript are transcribed when ``dataset.asr`` is set (their audio decoded for that).

@@ -5,7 +5,7 @@ import logging
 import time
 
 from remodiff.evaluation.matrix import modality_subsets, subset_key
-from remodiff.fusion import build_fuser
+from remodiff.fusion import build_fuser, fuser_section
 from remodiff.pipeline.runs import runs_of
 from remodiff.progress import progress
 from remodiff.results import METRICS, SHARED_FUSERS
@@ -15,10 +15,15 @@ log = logging.getLogger(__name__)
 
 
 def fuser_for_seed(params: dict, modalities: list[str], seed: int):
-    cfg = params["fuser"]
-    own = dict(cfg.get(cfg["type"]) or {})
-    own["train"] = {**own.get("train", {}), "seed": seed}
-    return build_fuser(cfg["type"], modalities, own)
+    """The unfitted ``fuser.type`` with its settings (:func:`remodiff.fusion.fuser_section`) and the run's seed."""
+    section = fuser_section(params["fuser"], params["fuser"]["type"])
+    section["train"] = {**(section.get("train") or {}), "seed": seed}
+    return build_fuser(params["fuser"]["type"], modalities, section)
+
+
+# The params this stage reads (dvc.yaml's `params:` are written from it: remodiff.pipeline.deps)
+PARAMS = ("masks.train", "masks.seed", "fuser.type", "fuser.train", "fuser.${fuser.type}", "eval.seeds", "eval.folds",
+          "eval.lower_bound")
 
 
 def run(params: dict) -> None:
@@ -26,10 +31,10 @@ def run(params: dict) -> None:
     reconstructions) and, for the lower bound, one fuser per proper subset of the modalities, trained and tested
     on that subset only. With ``masks.train`` (incomplete training clips) each is trained on the clips that have its
     modalities: the full fuser is then complete-case training, a subset's fuser uses every clip that has it."""
-    modalities = list(params["features"])
+    runs = runs_of(params)
+    modalities = runs[0].modalities
     subsets = modality_subsets(modalities) if params["eval"]["lower_bound"] else [tuple(modalities)]
     incomplete = bool(params["masks"].get("train"))
-    runs = runs_of(params)
     for run in progress(runs, desc="train_fuser", unit="run"):
         for subset in subsets:
             start = time.perf_counter()

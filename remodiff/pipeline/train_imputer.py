@@ -51,5 +51,9 @@ def training_summary(summaries: dict[str, dict | None]) -> dict:
             "at_cap": sum(s["best_epoch"] >= s["epoch_cap"] - 1 for s in runs.values())}
 
 
+# The params this stage reads (dvc.yaml's `params:` are written from it: remodiff.pipeline.deps)
+PARAMS = ("masks.train", "masks.seed", "imputer.type", "imputer.${imputer.type}", "eval.seeds", "eval.folds")
+
+
 def run(params: dict) -> None:
     fit_imputers(params, params["imputer"]["type"], runs_of(params), MAIN_RUN)
