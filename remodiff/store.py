@@ -24,7 +24,7 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Collection, Iterator
 
 import h5py
 import numpy as np
@@ -238,12 +238,13 @@ def save_featureset(path: str | Path, fs: FeatureSet, dtypes: dict[str, str] | N
         write_featureset(f, fs, dtypes)
 
 
-def load_featureset(path: str | Path, modalities: list[str] | None = None) -> FeatureSet:
+def load_featureset(path: str | Path, modalities: list[str] | None = None, group: str | None = None) -> FeatureSet:
+    """The feature set stored at ``path`` (or in its ``group``, e.g. a segment store's precomputed features)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"feature store {path} does not exist; run the extract stage first")
     with h5py.File(path, "r") as f:
-        return read_featureset(f, modalities)
+        return read_featureset(f if group is None else f[group], modalities)
 
 
 def load_splits(paths: dict[str, Path]) -> dict[str, FeatureSet]:
@@ -290,6 +291,18 @@ class ClipStore:
     def done(self, clip_id: str) -> bool:
         return clip_id in self.clips and bool(self.clips[clip_id].attrs.get("complete", False))
 
+    def merge(self, path: str | Path) -> bool:
+        """Copy the finished clips of another clip store file made with the same settings (a shard's) that this
+        one lacks; False (nothing copied) when its settings differ."""
+        with h5py.File(path, "r") as other:
+            if other.attrs.get("config") != self.file.attrs["config"]:
+                return False
+            for clip_id, group in other["clips"].items():
+                if group.attrs.get("complete", False) and not self.done(clip_id):
+                    other.copy(group, self.clips, name=clip_id)
+        self.file.flush()
+        return True
+
     def write(self, clip_id: str, arrays: dict[str, np.ndarray], attrs: dict, flush: bool = True) -> None:
         """Store one clip; ``flush=False`` leaves flushing to the caller (many cheap clips: a flush each costs
         more than writing them)."""
@@ -328,6 +341,29 @@ def save_clip_features(path: str | Path, store: ClipStore, ids: list[str], shape
 
 def read_clip_attrs(group: h5py.Group) -> dict:
     return {k: json.loads(v) for k, v in group.attrs.items() if k != "complete"}
+
+
+def store_config(path: str | Path) -> dict:
+    """The settings a clip store (a segment store) was written with."""
+    with h5py.File(path, "r") as f:
+        return json.loads(f.attrs["config"])
+
+
+def store_clip_ids(path: str | Path) -> list[str]:
+    """The ids of a clip store's clips, sorted."""
+    with h5py.File(path, "r") as f:
+        return sorted(f["clips"])
+
+
+def iter_store_clips(path: str | Path, only: Collection[str] | None = None) -> Iterator[tuple[str, dict, dict]]:
+    """``(clip_id, attrs, given)`` of a clip store's clips in id order (``only``: just those ids), one at a time;
+    ``given`` holds the clip's dataset-given feature rows per modality."""
+    with h5py.File(path, "r") as f:
+        for clip_id in sorted(f["clips"]):
+            if only is not None and clip_id not in only:
+                continue
+            g = f["clips"][clip_id]
+            yield clip_id, read_clip_attrs(g), ({m: row[()] for m, row in g["given"].items()} if "given" in g else {})
 
 
 def describe(path: str | Path) -> str:

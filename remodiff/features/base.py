@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import abc
-import json
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -10,12 +9,11 @@ from itertools import islice
 from pathlib import Path
 from typing import Collection, Iterator
 
-import h5py
 import numpy as np
 
 from remodiff.data.decode import DecodeError, decode_clip
 from remodiff.registry import Registry, Settings
-from remodiff.store import read_clip_attrs
+from remodiff.store import iter_store_clips, store_config
 
 EXTRACTORS: Registry[type["Extractor"]] = Registry("extractor")
 
@@ -107,29 +105,24 @@ def build_extractor(modality: str, params: dict) -> Extractor:
 def iter_segment_store(path: str | Path, only: Collection[str] | None = None) -> Iterator[SegmentedClip]:
     """Stream the clips of a segment store, one at a time, without media (frames and audio empty: ``F`` = 0,
     ``L`` = 0); :func:`decoded_clips` decodes them. With ``only``, just the clips of those ids."""
-    with h5py.File(path, "r") as f:
-        config = json.loads(f.attrs["config"])
-        segments = config["segments"]
-        for clip_id in sorted(f["clips"]):
-            if only is not None and clip_id not in only:
-                continue
-            g = f["clips"][clip_id]
-            attrs = read_clip_attrs(g)
-            yield SegmentedClip(
-                id=clip_id,
-                frames=np.zeros((segments, 0, 0, 0, 3), np.uint8),
-                audio=np.zeros((segments, 0), np.float32),
-                has_audio=attrs["has_audio"],
-                transcript=attrs["transcript"],
-                labels=attrs["labels"],
-                fps=config["fps"],
-                sample_rate=config["sample_rate"],
-                has_video=attrs.get("has_video", True),
-                given={m: row[()] for m, row in g["given"].items()} if "given" in g else {},
-                video=attrs.get("video"),
-                audio_source=attrs.get("audio_source"),
-                duration=attrs.get("duration", 0.0),
-            )
+    config = store_config(path)
+    segments = config["segments"]
+    for clip_id, attrs, given in iter_store_clips(path, only):
+        yield SegmentedClip(
+            id=clip_id,
+            frames=np.zeros((segments, 0, 0, 0, 3), np.uint8),
+            audio=np.zeros((segments, 0), np.float32),
+            has_audio=attrs["has_audio"],
+            transcript=attrs["transcript"],
+            labels=attrs["labels"],
+            fps=config["fps"],
+            sample_rate=config["sample_rate"],
+            has_video=attrs.get("has_video", True),
+            given=given,
+            video=attrs.get("video"),
+            audio_source=attrs.get("audio_source"),
+            duration=attrs.get("duration", 0.0),
+        )
 
 
 def decoded_clips(path: str | Path, media: Collection[str], only: Collection[str] | None = None,
@@ -140,8 +133,7 @@ def decoded_clips(path: str | Path, media: Collection[str], only: Collection[str
 
     ``workers`` ffmpeg processes decode at most ``ahead`` clips ahead of the consumer, so memory holds a bounded
     number of decoded clips however long the split is."""
-    with h5py.File(path, "r") as f:
-        config = json.loads(f.attrs["config"])
+    config = store_config(path)
     root = Path(config["dataset"]["root"])
 
     def decode(clip: SegmentedClip) -> tuple[SegmentedClip, str | None]:

@@ -6,14 +6,12 @@ processes), and dropped once its features are stored: memory holds a bounded num
 stage writes decoded media to disk. Only the media some extractor reads are decoded."""
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from remodiff.data import SPLITS
@@ -21,8 +19,8 @@ from remodiff.features import SegmentedClip, build_extractor
 from remodiff.features.base import decoded_clips, iter_segment_store
 from remodiff.pipeline.common import DATA, FEATURES, PRECOMPUTED, SEGMENTS
 from remodiff.progress import progress
-from remodiff.store import (ClipStore, read_clip_attrs, read_featureset, save_clip_features, save_featureset,
-                            storage_array, write_json_atomic)
+from remodiff.store import (ClipStore, load_featureset, read_clip_attrs, save_clip_features, save_featureset,
+                            storage_array, store_clip_ids, store_config, write_json_atomic)
 from remodiff.launch import is_main_process, launched_processes
 
 log = logging.getLogger(__name__)
@@ -78,7 +76,7 @@ def run(params: dict, shard: Shard | None = None, merge_only: bool = False) -> N
     ``merge_only``, which fails naming them instead) and writes the feature stores."""
     shard = shard or (None if merge_only else Shard.launched())
     dtypes = {m: cfg.get("dtype", "float32") for m, cfg in params["features"].items()}
-    if segment_config(SEGMENTS / "train.h5").get("precomputed"):
+    if store_config(SEGMENTS / "train.h5").get("precomputed"):
         if is_main_process() and shard is None:
             for split in SPLITS:
                 write_precomputed(split, dtypes)
@@ -99,11 +97,6 @@ def run(params: dict, shard: Shard | None = None, merge_only: bool = False) -> N
     write_json_atomic(FEATURES / "report.json", report)
 
 
-def segment_config(path: Path) -> dict:
-    with h5py.File(path, "r") as f:
-        return json.loads(f.attrs["config"])
-
-
 def task_attrs(config: dict) -> dict:
     """The feature sets' task convention, from the segment store's config."""
     return {"task": config.get("task", "regression"), "classes": config.get("classes")}
@@ -113,9 +106,8 @@ def write_precomputed(split: str, dtypes: dict[str, str]) -> None:
     """A dataset's own features (kept by the segment stage) as the feature store; ``params.features`` keys pick
     which of its modalities to keep (their extractor settings do not apply, only ``dtype``)."""
     path = SEGMENTS / f"{split}.h5"
-    config = segment_config(path)
-    with h5py.File(path, "r") as f:
-        fs = read_featureset(f[PRECOMPUTED])
+    config = store_config(path)
+    fs = load_featureset(path, group=PRECOMPUTED)
     unknown = [m for m in dtypes if m not in fs.modalities]
     if unknown:
         raise ValueError(f"features lists modalities {unknown} that the dataset's precomputed features lack; "
@@ -131,9 +123,8 @@ def extract_split(split: str, extractors: dict, dtypes: dict[str, str], params: 
                   merge_only: bool = False) -> dict:
     """Extract one split; returns what its report.json entry says (clips stored, undecodable and padded clips)."""
     segments = SEGMENTS / f"{split}.h5"
-    config = segment_config(segments)
-    with h5py.File(segments, "r") as f:
-        all_ids = sorted(f["clips"])
+    config = store_config(segments)
+    all_ids = store_clip_ids(segments)
     ids = all_ids if shard is None else all_ids[shard.index::shard.count]
     # Per-clip results are reused only under the same extractor settings and the same segmentation.
     scratch_config = {"features": params["features"], "segments": config}
@@ -205,14 +196,9 @@ def merge_shards(store: ClipStore, split: str) -> list[Path]:
     returns the shard files merged."""
     merged = []
     for path in sorted(EXTRACT_SCRATCH.glob(f"{split}.shard-*-of-*.h5")):
-        with h5py.File(path, "r") as shard:
-            if shard.attrs.get("config") != store.file.attrs["config"]:
-                log.warning("extract %s: %s was made with other settings, not merged", split, path)
-                continue
-            for clip_id, group in shard["clips"].items():
-                if group.attrs.get("complete", False) and not store.done(clip_id):
-                    shard.copy(group, store.clips, name=clip_id)
-        store.file.flush()
+        if not store.merge(path):
+            log.warning("extract %s: %s was made with other settings, not merged", split, path)
+            continue
         merged.append(path)
         log.info("extract %s: merged %s", split, path)
     return merged
