@@ -15,13 +15,13 @@ import pytest
 import torch
 import yaml
 
-from benchmarks.extract import segmented_sample
 from remodiff import device, training
 from remodiff.device import precision_supported
 from remodiff.pipeline import stage
 from remodiff.fusion import build_fuser
 from remodiff.imputers import build_imputer
 from remodiff.pipeline.extract import Shard
+from remodiff.pipeline.sample import segmented_sample
 from remodiff.training import TrainConfig
 from tests.conftest import toy_featureset
 
