@@ -1,12 +1,9 @@
 """dvc.yaml makes every stage depend on exactly the code it runs (the import closure of its module)."""
-from pathlib import Path
-
 import yaml
 
 from remodiff.pipeline import STAGES
 from remodiff.pipeline.deps import closure, stage_code
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import ROOT
 
 
 def dvc_stages() -> dict:

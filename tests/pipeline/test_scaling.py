@@ -23,14 +23,12 @@ from remodiff.imputers import build_imputer
 from remodiff.pipeline.extract import Shard
 from remodiff.pipeline.sample import segmented_sample
 from remodiff.training import TrainConfig
-from tests.conftest import toy_featureset
+from tests.conftest import ROOT, toy_featureset
 
 pytestmark = pytest.mark.slow  # whole-pipeline / scale-out runs: `pytest -m "not slow"` leaves them out
 
-ROOT = Path(__file__).resolve().parents[1]
 FAST_FEATURES = {"audio": {"backend": "logmel", "n_mels": 8}, "video": {"backend": "frame_stats", "thumb": 2},
                  "text": {"backend": "tfidf", "max_features": 16}}
-
 
 
 def train_models() -> dict[str, dict]:
