@@ -5,7 +5,7 @@ import is code the stage may run) is followed, with the ``__init__.py`` of every
 importing a module runs them. The validation pass (``remodiff.check``) is not followed: see NOT_DEPENDENCIES.
 ``python -m remodiff.pipeline.deps`` prints each stage's list; ``python -m remodiff.pipeline.deps --write``
 rewrites the code deps of every stage of ``dvc.yaml`` in place (its other deps, params and outs are left as they
-are); ``tests/test_dvc_deps.py`` checks that ``dvc.yaml`` says exactly this.
+are); ``tests/pipeline/test_dvc_deps.py`` checks that ``dvc.yaml`` says exactly this.
 """
 from __future__ import annotations
 
