@@ -33,6 +33,7 @@ from remodiff.features.base import decoded_clips
 from remodiff.pipeline import stage
 from remodiff.pipeline.common import SEGMENTS
 from remodiff.pipeline.extract import CLIPS_PER_CHUNK
+from remodiff.pipeline.sample import segmented_sample
 
 def build_local_models(root: Path, design: bool = False) -> dict[str, str]:
     """A small wav2vec2 (the large model's layout, fewer and narrower layers), a CLIP ViT-B/32 image tower with
@@ -96,33 +97,6 @@ def peak_memory() -> str:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     gpu = f", GPU {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB" if torch.cuda.is_available() else ""
     return f"peak RSS {rss:.0f} MiB{gpu}"
-
-
-def segmented_sample(directory: Path, clips: int, segments: int, seconds: float, fps: int, size: int,
-                     video_size: int = 96, workers: int = 1, videos: Path | None = None) -> dict:
-    """``clips`` videos of ``segments`` x ``seconds`` from the embedded sample's generator (First Impressions layout,
-    dealt to train / val / test) in ``directory/videos``, probed by the segment stage into ``directory/data/segments``
-    (frames decoded at ``fps`` and ``size`` px later, by extract); returns the params it ran with. ``videos``: a
-    First Impressions root with train/ and val/ clips (e.g. the 12 real ones) instead, its val clips also as test."""
-    from remodiff.data.sample import generate_sample
-
-    generated = videos is None
-    if not generated:
-        videos = videos.resolve()  # the segment stage runs inside ``directory``
-    if generated:
-        videos = directory / "videos"
-        n_val = n_test = clips // 3
-        generate_sample(videos, n_train=clips - n_val - n_test, n_val=n_val, n_test=n_test,
-                        duration=segments * seconds, size=video_size, workers=workers)
-    params = {"dataset": {"name": "first_impressions", "root": str(videos),
-                          "first_impressions": {"split_dirs": {"train": "train", "val": "val",
-                                                               "test": "test" if generated else "val"}},
-                          "allow_shared_ids": not generated},
-              "segment": {"segments": segments, "fps": fps, "frame_size": size, "sample_rate": 16000,
-                          "workers": workers}}
-    with chdir(directory):
-        stage("segment")(params)
-    return params
 
 
 def decoded(directory: Path) -> list[SegmentedClip]:

@@ -26,11 +26,11 @@ from pathlib import Path
 import torch
 import yaml
 
-from benchmarks.extract import segmented_sample
 from benchmarks.imputer_training import synthetic
 from benchmarks.scale import FULL_CLIPS, Line, project
 from remodiff.fusion import build_fuser
 from remodiff.imputers import build_imputer
+from remodiff.pipeline.sample import segmented_sample
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = {"audio": {"backend": "logmel", "n_mels": 32}, "video": {"backend": "frame_stats", "thumb": 4},

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
@@ -15,7 +16,9 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 from remodiff.store import FeatureSet  # noqa: E402
 
 TRAITS = ["extraversion", "neuroticism", "agreeableness", "conscientiousness", "openness", "interview"]
-SHARED_MINI = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fi-v2-mini"
+ROOT = Path(__file__).resolve().parents[1]  # the repository (tests/ sits at its top; the tests in its sub-folders)
+COMMITTED = yaml.safe_load((ROOT / "params.yaml").read_text())  # the committed params.yaml: deep-copy before changing
+SHARED_MINI = ROOT.parent / "shared" / "data" / "fi-v2-mini"
 
 
 def make_video(path: Path, duration: float = 2.0, size: int = 32, fps: int = 25, audio: bool = True) -> Path:

@@ -1,8 +1,8 @@
 """What every pipeline stage shares: the fixed paths ``dvc.yaml`` declares, the seeds, and the entry point.
 
 Each stage's logic is its own module of this package (``remodiff/pipeline/<stage>.py``, a function ``run``), so
-``dvc.yaml`` can make a stage depend on exactly the code it runs: ``tests/test_dvc_deps.py`` checks every stage's
-deps against the import closure of its module.
+``dvc.yaml`` can make a stage depend on exactly the code it runs: ``tests/pipeline/test_dvc_deps.py`` checks every
+stage's deps against the import closure of its module.
 """
 from __future__ import annotations
 

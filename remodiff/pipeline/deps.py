@@ -8,7 +8,7 @@ imported); a run with ``REMODIFF_PARAMS_READ`` set logs what a stage really read
 
 ``python -m remodiff.pipeline.deps`` prints each stage's lists; ``python -m remodiff.pipeline.deps --write``
 rewrites the code deps and the params of every stage of ``dvc.yaml`` in place (its other deps and its outs are left
-as they are); ``tests/test_dvc_deps.py`` checks that ``dvc.yaml`` says exactly this.
+as they are); ``tests/pipeline/test_dvc_deps.py`` checks that ``dvc.yaml`` says exactly this.
 """
 from __future__ import annotations
 

@@ -22,8 +22,8 @@ class ReadParams(dict):
     counted or compared (``dict(section)``, ``**section``, ``section.items()``); looking a section up only to read
     further down notes nothing, so ``params["masks"]["train"]`` notes ``masks.train``, not ``masks``. Asking
     whether a key is there (``"train" in section``) notes that key. What a stage notes must be covered by the params
-    it declares (``PARAMS`` of its module, dvc.yaml's ``params:``): tests/test_pipeline.py checks the reads of a
-    ``dvc repro`` with ``REMODIFF_PARAMS_READ`` set (:func:`remodiff.pipeline.entry.main`)."""
+    it declares (``PARAMS`` of its module, dvc.yaml's ``params:``): tests/pipeline/test_pipeline.py checks the reads
+    of a ``dvc repro`` with ``REMODIFF_PARAMS_READ`` set (:func:`remodiff.pipeline.entry.main`)."""
 
     def __init__(self, values: dict, read: set[str], prefix: str = ""):
         super().__init__(values)

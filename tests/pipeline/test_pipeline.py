@@ -13,10 +13,10 @@ from remodiff.pipeline import STAGES
 from remodiff.pipeline.deps import undeclared
 from remodiff.pipeline.entry import PARAMS_READ
 from remodiff.results import load_predictions
+from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow  # whole-pipeline / scale-out runs: `pytest -m "not slow"` leaves them out
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = {
     "sample": {"n_train": 24, "n_val": 8, "n_test": 8, "duration": 2.0, "size": 32, "fps": 10, "seed": 3},
     "segment": {"segments": 5, "fps": 5, "frame_size": 32, "sample_rate": 16000, "workers": 2},

@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
-from conftest import toy_featureset
 from remodiff.evaluation.folds import (assign_folds, crema_d_actor, cross_validation, group_rule, mmsa_video, pool,
                                        ravdess_actor, youtube_id)
 from remodiff.evaluation.matrix import hierarchical_bootstrap
@@ -16,8 +14,7 @@ from remodiff.pipeline import stage
 from remodiff.pipeline.compare_table import comparison_markdown, mark
 from remodiff.results import Predictions, concatenate_predictions, load_predictions, save_predictions
 from remodiff.store import save_featureset
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import ROOT, toy_featureset
 
 
 def test_group_rules_on_the_ids_each_adapter_writes():

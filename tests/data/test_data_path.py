@@ -12,7 +12,7 @@ from remodiff.features import base
 from remodiff.features.base import decoded_clips
 from remodiff.pipeline import stage
 from remodiff.store import load_featureset
-from tests.test_adapters import write_fi
+from tests.data.test_adapters import write_fi
 
 SEGMENT = {"segments": 2, "fps": 4, "frame_size": 16, "sample_rate": 16000, "workers": 2}
 FAST = {"audio": {"backend": "logmel", "n_mels": 8}, "video": {"backend": "frame_stats", "thumb": 2},

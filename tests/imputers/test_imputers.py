@@ -3,18 +3,17 @@ from __future__ import annotations
 
 import copy
 import itertools
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from remodiff.check import SettingError, check_params
 from remodiff.evaluation.reconstruction import frechet_distance, reconstruction_metrics
 from remodiff.imputers import IMPUTERS, build_imputer, load_imputer
 from remodiff.statefile import load_state
 from remodiff.store import FeatureSet
+from tests.conftest import COMMITTED
 
 DIMS = {"audio": 6, "video": 5, "text": 4}
 # Small budgets so every registered imputer fits in well under a second here; unlisted ones use their defaults.
@@ -429,9 +428,6 @@ def test_set_sampling_refuses_unknown_keys_and_bad_values(name, settings, messag
         build_imputer(name).set_sampling(**settings)
 
 
-PARAMS = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
-
-
 @pytest.mark.parametrize("section, name, key, value, expected", [
     ("sampling", "cvae", "steps", 10, "params.yaml: sampling.cvae.steps: unknown setting (valid: mode, draws)"),
     ("sampling", "knn", "mode", "mean", "params.yaml: sampling.knn.mode: unknown setting"),
@@ -443,7 +439,7 @@ PARAMS = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").re
 ])
 def test_check_keeps_sampling_settings_under_sampling(section, name, key, value, expected, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # data/sample is not written yet: the check says so, no data is read
-    params = copy.deepcopy(PARAMS)
+    params = copy.deepcopy(COMMITTED)
     check_params(params)
     params[section][name][key] = value
     with pytest.raises(SettingError) as caught:
@@ -455,7 +451,7 @@ def test_check_keeps_sampling_settings_under_sampling(section, name, key, value,
 def test_params_yaml_repeats_the_constructors_defaults_of_the_neural_imputers(name):
     """params.yaml's training section of each neural imputer is its constructor's default (one source of truth
     in code; the file shows it)."""
-    section = {k: v for k, v in PARAMS["imputer"][name].items() if v is not None}
+    section = {k: v for k, v in COMMITTED["imputer"][name].items() if v is not None}
     default, configured = build_imputer(name), build_imputer(name, section)
     if name == "diffusion":  # a preset on top of the defaults; the training section is the shared part
         assert default.train_cfg == configured.train_cfg

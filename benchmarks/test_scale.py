@@ -1,4 +1,5 @@
-"""The scale benchmark's growth fits, projection and per-stage measurement (benchmarks/scale.py)."""
+"""The scale benchmark's growth fits, projection and per-stage measurement (benchmarks/scale.py): its self-test,
+beside it, since tests/ never imports benchmarks (pyproject's testpaths collect both)."""
 import sys
 
 import pytest

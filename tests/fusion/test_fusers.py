@@ -3,7 +3,6 @@ the classical rows (linear, mlp) too, and every fuser's settings pass `remodiff 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +18,7 @@ from remodiff.imputers import build_imputer
 from remodiff.registry import SettingError
 from remodiff.store import FeatureSet
 from remodiff.tasks import Task, class_indices, task_score
-from tests.conftest import toy_featureset
+from tests.conftest import ROOT, toy_featureset
 
 MODALITIES = ["audio", "video", "text"]
 CLASSES = ["calm", "happy", "sad"]
@@ -387,7 +386,7 @@ def test_neural_fusers_use_the_real_data_defaults_and_accept_overrides():
 def test_committed_params_equal_the_code_defaults():
     """params.yaml's fuser sections spell out the code's defaults: built as written or with no settings, a fuser is
     the same (so a default measured and changed in one place is changed in both)."""
-    sections = read_params(Path(__file__).resolve().parents[1] / "params.yaml")["fuser"]
+    sections = read_params(ROOT / "params.yaml")["fuser"]
     for name in ALL:
         written, default = build_fuser(name, MODALITIES, sections[name]), build_fuser(name, MODALITIES)
         assert {k: v for k, v in written.params.items() if k != "train"} == {
@@ -396,7 +395,7 @@ def test_committed_params_equal_the_code_defaults():
 
 
 def test_committed_params_name_every_fuser_and_check_accepts_them(tmp_path, monkeypatch):
-    params = read_params(Path(__file__).resolve().parents[1] / "params.yaml")
+    params = read_params(ROOT / "params.yaml")
     assert sorted(set(params["fuser"]) - {"type", "train"}) == ALL
     monkeypatch.chdir(tmp_path)  # the sample dataset is not written yet: check reads no data
     for name in ALL:

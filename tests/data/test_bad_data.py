@@ -21,10 +21,8 @@ from remodiff.data import build_dataset
 from remodiff.pipeline import stage
 from remodiff.pipeline.runs import runs_of
 from remodiff.store import load_splits, save_featureset
-from tests.conftest import toy_featureset
+from tests.conftest import COMMITTED, toy_featureset
 
-ROOT = Path(__file__).resolve().parents[1]
-COMMITTED = yaml.safe_load((ROOT / "params.yaml").read_text())
 SPLITS = ("train", "val", "test")
 SEGMENT = {"segments": 3, "fps": 5, "frame_size": 16, "sample_rate": 16000, "workers": 1}
 CLASSES = [f"class_{c}" for c in range(8)]

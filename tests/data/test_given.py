@@ -12,7 +12,7 @@ from remodiff.data.given import read_given
 from remodiff.features import build_extractor
 from remodiff.pipeline import stage
 from remodiff.store import load_featureset
-from tests.conftest import TRAITS
+from tests.conftest import COMMITTED, ROOT, TRAITS
 
 GIVEN = {"audio": {"file": "audio_features.csv", "id_column": "video_file", "exclude": ["split"]}}
 # five YouTube videos with two clips each; which ones land in val follows crc32(video id) % 3
@@ -131,7 +131,6 @@ def test_remodiff_check_accepts_the_fi_switches_and_refuses_bad_given_settings_i
 
     from remodiff.check import SettingError, check_params
     from remodiff.realdata import apply_setting, read_switches
-    from tests.test_check import COMMITTED, ROOT
 
     write_fi_without_videos(tmp_path)
     monkeypatch.chdir(tmp_path)

@@ -18,10 +18,8 @@ from remodiff.check import SettingError, check_params, reported_errors, resolve_
 from remodiff.cli import app
 from remodiff.evaluation.masks import make_masks, named_settings
 from remodiff.features import build_extractor
-from tests.conftest import toy_featureset
+from tests.conftest import COMMITTED, ROOT, toy_featureset
 
-ROOT = Path(__file__).resolve().parents[1]
-COMMITTED = yaml.safe_load((ROOT / "params.yaml").read_text())
 runner = CliRunner()
 
 

@@ -8,7 +8,7 @@ from remodiff.pipeline import segment as segment_module
 from remodiff.pipeline import stage
 from remodiff.data import decode
 from remodiff.store import read_clip_attrs
-from tests.test_adapters import write_fi
+from tests.data.test_adapters import write_fi
 
 SEGMENT = {"segments": 2, "fps": 4, "frame_size": 16, "sample_rate": 16000, "workers": 1}
 

@@ -1,14 +1,11 @@
 """dvc.yaml makes every stage depend on exactly the code it runs (the import closure of its module)."""
-from pathlib import Path
-
 import yaml
 
 from remodiff.pipeline import STAGES
 from remodiff.check import SECTIONS
 from remodiff.pipeline.deps import closure, stage_code, stage_params
 from remodiff.pipeline.entry import ReadParams
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import ROOT
 
 
 def dvc_stages() -> dict:

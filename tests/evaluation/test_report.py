@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from conftest import toy_featureset
 from remodiff.pipeline import stage
 from remodiff.evaluation.report import (BENCHMARK_FIGURE, COMPARISON_FIGURE, FEATURE_FIGURE, FIGURES, FIXED_FIGURE, SUMMARY,
                                         TRAINING_FIGURE, data_fingerprint)
 from remodiff.evaluation.masks import make_masks
 from remodiff.results import MASKS, Pattern, ReconstructionWriter, save_masks
 from remodiff.store import save_featureset
+from tests.conftest import ROOT, toy_featureset
 
 
 def cell(value: float, ci: float | None, metric: str = "mean_acc") -> dict:
@@ -183,6 +183,6 @@ def test_dvc_yaml_declares_each_report_file_and_no_folder():
     """The report stage's outputs are the files write_report writes, one by one (a folder output breaks
     `dvc exp run <stage>` on a clone whose cache lacks the report)."""
     import yaml
-    report = yaml.safe_load((Path(__file__).resolve().parents[1] / "dvc.yaml").read_text())["stages"]["report"]
+    report = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["report"]
     assert report["outs"] == [f"reports/{SUMMARY}"]
     assert report["plots"] == [f"reports/{name}" for name in FIGURES]
