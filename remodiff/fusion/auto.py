@@ -35,8 +35,6 @@ SELECTIONS = ("one_se", "best")
 
 @FUSERS.register("auto")
 class AutoFusion(Fuser):
-    name = "auto"
-
     def __init__(self, modalities: list[str], candidates: list[str] | dict[str, dict | None] = DEFAULT_CANDIDATES,
                  selection: str = "one_se", train: dict | None = None):
         if not modalities:

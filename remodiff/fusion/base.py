@@ -16,7 +16,7 @@ STATE = "state"  # a saved fuser's state_dict: state.json + state.safetensors (r
 
 
 class Fuser(abc.ABC):
-    name: str = ""
+    name: str = ""  # set by FUSERS.register
 
     def __init__(self, modalities: list[str], **params):
         self.modalities = list(modalities)

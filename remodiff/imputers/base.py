@@ -29,7 +29,7 @@ class Imputer(abc.ABC):
     changing one re-runs reconstruction only. Both are saved with the imputer.
     """
 
-    name: str = ""
+    name: str = ""  # set by IMPUTERS.register
     #: stochastic imputers draw from the generator given to :meth:`impute` (a reason to draw K reconstructions)
     stochastic: bool = False
     #: the constructor settings that only affect drawing reconstructions (params.yaml ``sampling.<name>``)

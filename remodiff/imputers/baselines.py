@@ -17,8 +17,6 @@ class ZeroImputer(Imputer):
     """Missing features become raw zeros (the ReMoDiff slides, the hallucination study); not the papers' zero-fill
     on standardised features, which is :class:`MeanImputer`."""
 
-    name = "zero"
-
     def fit(self, train: FeatureSet, val: FeatureSet | None = None, seed: int = 0) -> None:
         self.modalities = train.modalities
         self.shapes = {m: train.features[m].shape[1:] for m in train.modalities}
@@ -31,8 +29,6 @@ class ZeroImputer(Imputer):
 class MeanImputer(Imputer):
     """Missing features become the training mean of that modality at that segment position (the hallucination
     study); the same as zero-filling standardised features, the literature's "zero-fill"."""
-
-    name = "mean"
 
     def fit(self, train: FeatureSet, val: FeatureSet | None = None, seed: int = 0) -> None:
         self.modalities = train.modalities

@@ -101,7 +101,7 @@ def resolve_config(params: dict) -> DiffusionConfig:
     params = dict(params)
     preset = params.pop("preset", None) or "none"
     if preset not in PRESETS:
-        raise UnknownNameError(f"unknown diffusion preset {preset!r}; valid values: {', '.join(PRESETS)}")
+        raise UnknownNameError(f"unknown diffusion preset {preset!r}", PRESETS)
     known = {f.name for f in dataclasses.fields(DiffusionConfig)}
     unknown = sorted(set(params) - known)
     if unknown:
@@ -113,7 +113,7 @@ def resolve_config(params: dict) -> DiffusionConfig:
     CONDITIONINGS.get(config.conditioning)
     SAMPLERS.get(config.sampler)
     if config.time_grid not in GRIDS:
-        raise UnknownNameError(f"unknown time grid {config.time_grid!r}; valid values: {', '.join(GRIDS)}")
+        raise UnknownNameError(f"unknown time grid {config.time_grid!r}", GRIDS)
     if not isinstance(config.steps, int) or config.steps < 1:
         raise ValueError(f"diffusion: steps must be a positive integer, got {config.steps!r}")
     check_mode("diffusion", config.mode, config.draws)
@@ -124,7 +124,6 @@ def resolve_config(params: dict) -> DiffusionConfig:
 class DiffusionImputer(Imputer):
     """Fills missing (clip, modality, segment) slots by sampling the conditional reverse SDE."""
 
-    name = "diffusion"
     sampling_settings = ("sampler", "steps", "time_grid", "guidance", "snr", "corrector_steps", "eps", "mode",
                          "draws", "sample_batch")
 

@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 
 @IMPUTERS.register("gmm")
 class GMMImputer(Imputer):
-    name = "gmm"
     sampling_settings = ("mode",)
 
     def __init__(self, components: int = 2, pca_dims: int = 4, mode: str = "mean", max_iter: int = 500):

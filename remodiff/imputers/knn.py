@@ -21,8 +21,6 @@ from remodiff.store import FeatureSet
 
 @IMPUTERS.register("knn")
 class KNNImputer(Imputer):
-    name = "knn"
-
     def __init__(self, k: int = 5):
         check_positive_int("knn", "k", k)
         super().__init__(k=k)

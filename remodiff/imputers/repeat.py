@@ -15,8 +15,6 @@ from remodiff.store import FeatureSet
 
 @IMPUTERS.register("repeat")
 class RepeatImputer(Imputer):
-    name = "repeat"
-
     def fit(self, train: FeatureSet, val: FeatureSet | None = None, seed: int = 0) -> None:
         self.modalities = train.modalities
         self.means = segment_means(train)

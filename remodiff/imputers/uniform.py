@@ -14,7 +14,6 @@ from remodiff.store import FeatureSet
 
 @IMPUTERS.register("random")
 class UniformImputer(Imputer):
-    name = "random"
     stochastic = True
 
     def fit(self, train: FeatureSet, val: FeatureSet | None = None, seed: int = 0) -> None:
