@@ -113,7 +113,7 @@ def fetch_models(params: Path = typer.Option(Path("params.yaml"), help="the para
     """Download the pretrained models that params.yaml names (the `features` extractors and the speech
     recogniser `dataset.asr`; Hugging Face hub, open_clip, timm), for machines with internet access; with
     HF_HUB_OFFLINE set it checks that they are in the local cache. Tries every one, then fails if any is missing."""
-    from remodiff.data.asr import asr_backend
+    from remodiff.data.asr import ASR_BACKENDS, asr_backend
     from remodiff.features import EXTRACTORS
     from remodiff.hub import ModelUnavailableError
     from remodiff.params import load_params
@@ -130,8 +130,8 @@ def fetch_models(params: Path = typer.Option(Path("params.yaml"), help="the para
               for name in modality or list(features)]
     asr = (loaded.get("dataset") or {}).get("asr")
     if asr and (not modality or "text" in modality):
-        backend, arguments = asr_backend(asr)
-        wanted.append((f"dataset.asr ({asr['backend']})", backend.fetch, arguments))
+        backend, settings = asr_backend(asr)
+        wanted.append((f"dataset.asr ({backend})", ASR_BACKENDS.get(backend).fetch, settings))
     failed = 0
     for what, fetch, arguments in wanted:
         try:

@@ -14,7 +14,8 @@ class RegistryError(ValueError):
     """A name or settings a registry refuses; the message is ``<what is wrong>; valid values: <the valid ones>``."""
 
     def __init__(self, problem: str, valid):
-        super().__init__(f"{problem}; valid values: {', '.join(map(str, valid)) or 'none'}")
+        self.problem, self.valid = problem, [str(v) for v in valid]
+        super().__init__(f"{problem}; valid values: {', '.join(self.valid) or 'none'}")
 
 
 class UnknownNameError(RegistryError):

@@ -133,7 +133,8 @@ def test_a_leftover_key_of_the_previous_extractor_backend_is_named_without_loadi
     del params["features"]["video"]["thumb"]
     params["features"]["video"]["checkpoint"] = 3
     assert failure(params).startswith("params.yaml: features.video.checkpoint: ")
-    with pytest.raises(ValueError, match="backend 'frame_stats' takes no settings \\['model'\\]"):
+    with pytest.raises(ValueError, match="features.video: unknown settings \\['model'\\] for extractor 'frame_stats'; "
+                                         "valid values: thumb"):
         build_extractor("video", {"backend": "frame_stats", "model": "x"})  # a stage building it says the same
 
 

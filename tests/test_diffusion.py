@@ -183,7 +183,8 @@ def test_preset_precedence_and_unknown_values():
                        ({"conditioning": "film"}, "transformer"), ({"time_grid": "cosine"}, "karras")]:
         with pytest.raises(UnknownNameError, match=valid):
             resolve_config(bad)
-    with pytest.raises(ValueError, match="unknown diffusion params"):
+    with pytest.raises(ValueError, match=r"unknown settings \['sigma'\] for imputer 'diffusion'; valid values: "
+                                         r"beta_max,"):
         resolve_config({"sigma": 3})
 
 
@@ -224,7 +225,8 @@ def test_mean_mode_is_deterministic_and_beats_one_sample_on_a_gaussian(tmp_path)
     assert (loaded.config.mode, loaded.config.steps, loaded.config.draws, loaded.stochastic) == ("sample", 7, 3, True)
     np.testing.assert_array_equal(loaded.impute(masked, np.random.default_rng(4)).features["b"],
                                   imputer.impute(masked, np.random.default_rng(4)).features["b"])
-    with pytest.raises(ValueError, match=r"unknown sampling settings \['hidden'\]; valid: sampler, steps"):
+    with pytest.raises(ValueError, match=r"unknown sampling settings \['hidden'\] for imputer 'diffusion'; "
+                                         r"valid values: sampler, steps"):
         loaded.set_sampling(hidden=8)  # a training setting cannot change after fitting
 
 

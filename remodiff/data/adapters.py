@@ -45,7 +45,7 @@ from remodiff.registry import Registry
 from remodiff.store import FeatureSet
 
 log = logging.getLogger(__name__)
-DATASETS: Registry[type["DatasetAdapter"]] = Registry("dataset")
+DATASETS: Registry[type["DatasetAdapter"]] = Registry("dataset", passed=("root",))
 SPLITS = ("train", "val", "test")
 TASKS = ("regression", "classification")
 
@@ -274,12 +274,12 @@ def build_dataset(params: dict) -> DatasetAdapter:
     features ``params.given_features`` and the checks ``drop_bad_labels`` / ``allow_shared_ids`` (default false);
     the sections of the other datasets are ignored, anything else is an error (a misplaced setting would silently
     do nothing)."""
-    cls = DATASETS.get(params["name"])
+    DATASETS.get(params["name"])
     stray = [k for k in params if k not in STAGE_KEYS and k not in DATASETS]
     if stray:
         raise ValueError(f"dataset settings {stray} are not understood: an adapter's settings go under "
                          f"dataset.{params['name']} (other keys: {', '.join(STAGE_KEYS)})")
-    adapter = cls(params["root"], **(params.get(params["name"]) or {}))
+    adapter = DATASETS.build(params["name"], params["root"], **(params.get(params["name"]) or {}))
     adapter.drop_bad_labels = params.get("drop_bad_labels", False)
     adapter.allow_shared_ids = params.get("allow_shared_ids", False)
     adapter.given = read_all_given(adapter.root, params.get("given_features"))

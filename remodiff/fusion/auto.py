@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from remodiff.fusion.base import FUSERS, Fuser, build_fuser
+from remodiff.registry import UnknownNameError
 from remodiff.store import FeatureSet, write_json_atomic
 from remodiff.tasks import one_standard_error
 
@@ -70,8 +71,8 @@ class AutoFusion(Fuser):
     def candidate(self, name: str) -> Fuser:
         """The unfitted candidate ``name``, trained with the auto fuser's seed."""
         if name == self.name or name not in FUSERS:
-            raise ValueError(f"auto fusion candidate {name!r}; valid values: "
-                             f"{', '.join(n for n in FUSERS.names() if n != self.name)}")
+            raise UnknownNameError(f"unknown auto fusion candidate {name!r}",
+                                   [n for n in FUSERS.names() if n != self.name])
         section = dict(self.params["candidates"][name])
         train = dict(section.get("train") or {})
         if "seed" in train:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from remodiff.registry import Registry, Settings
+from remodiff.registry import Registry, RegistryError
 from remodiff.scaling import masked_mean
 from remodiff.statefile import load_state, refuse_pickled, save_state
 from remodiff.store import FeatureSet, write_json_atomic
@@ -47,8 +47,8 @@ class Imputer(abc.ABC):
         given keep their value. A key that is not one of :attr:`sampling_settings` is refused by name."""
         unknown = sorted(set(settings) - set(self.sampling_settings))
         if unknown:
-            raise ValueError(f"imputer {self.name!r}: unknown sampling settings {unknown}; valid: "
-                             f"{', '.join(self.sampling_settings) or 'none'}")
+            raise RegistryError(f"unknown sampling settings {unknown} for imputer {self.name!r}",
+                                self.sampling_settings)
         self.params = {**self.params, **settings}
         self.apply_sampling()
 
@@ -105,20 +105,9 @@ class Imputer(abc.ABC):
         self.__dict__.update(state)
 
 
-def imputer_settings(name: str) -> Settings:
-    """The settings of ``imputer.<name>`` (an imputer without its own constructor takes none)."""
-    cls = IMPUTERS.get(name)
-    return Settings((), ()) if cls.__init__ is Imputer.__init__ else Settings.of(cls)
-
-
 def build_imputer(name: str, params: dict | None = None) -> Imputer:
-    """An unfitted imputer; a key its constructor does not take (a typo in params.yaml) is refused by name."""
-    params, settings = params or {}, imputer_settings(name)
-    unknown = settings.unknown(params)  # a constructor with **kwargs checks its own keys
-    if unknown:
-        raise ValueError(f"imputer {name!r} got unknown params {unknown}; its params are: "
-                         f"{', '.join(settings.names) or 'none'}")
-    return IMPUTERS.get(name)(**params)
+    """An unfitted imputer from its section ``imputer.<name>`` (None: the defaults), by :meth:`Registry.build`."""
+    return IMPUTERS.build(name, **(params or {}))
 
 
 def load_imputer(directory: str | Path) -> Imputer:

@@ -41,7 +41,7 @@ from remodiff.diffusion import (CONDITIONINGS, GRIDS, SAMPLERS, SDES, AveragedMo
                                 build_sde, dsm_loss, expand_mask, sample_condition_mask, sample_ddim, time_grid)
 from remodiff.scaling import Standardiser
 from remodiff.imputers.base import IMPUTERS, Imputer, check_mode
-from remodiff.registry import UnknownNameError
+from remodiff.registry import RegistryError, UnknownNameError
 from remodiff.store import FeatureSet
 from remodiff.training import Batch, TrainConfig, fit, seed_everything, to_tensors
 
@@ -105,7 +105,7 @@ def resolve_config(params: dict) -> DiffusionConfig:
     known = {f.name for f in dataclasses.fields(DiffusionConfig)}
     unknown = sorted(set(params) - known)
     if unknown:
-        raise ValueError(f"unknown diffusion params {unknown}; valid: {sorted(known | {'preset'})}")
+        raise RegistryError(f"unknown settings {unknown} for imputer 'diffusion'", sorted(known | {"preset"}))
     explicit = {k: v for k, v in params.items() if v is not None}
     config = DiffusionConfig(**{**PRESETS[preset], **explicit})
     config = dataclasses.replace(config, train={**TRAIN_DEFAULTS, **config.train})
