@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 from enum import Enum
+from importlib import import_module
 from pathlib import Path
 
 import typer
@@ -11,37 +12,25 @@ app = typer.Typer(help="ReMoDiff: missing-modality imputation for multimodal aff
                   no_args_is_help=True, add_completion=False)
 
 
-class Kind(str, Enum):
-    datasets = "datasets"
-    extractors = "extractors"
-    imputers = "imputers"
-    fusers = "fusers"
-    protocols = "protocols"
+# `remodiff list <kind>`: each plug-in point's registry as (its package, its name), imported only when listed
+REGISTRIES = {"datasets": ("remodiff.data", "DATASETS"), "extractors": ("remodiff.features", "EXTRACTORS"),
+              "imputers": ("remodiff.imputers", "IMPUTERS"), "fusers": ("remodiff.fusion", "FUSERS"),
+              "protocols": ("remodiff.evaluation.masks", "PROTOCOLS"), "asr": ("remodiff.data.asr", "ASR_BACKENDS"),
+              "sdes": ("remodiff.diffusion", "SDES"), "samplers": ("remodiff.diffusion", "SAMPLERS"),
+              "conditionings": ("remodiff.diffusion", "CONDITIONINGS"), "time-grids": ("remodiff.diffusion", "GRIDS")}
+Kind = Enum("Kind", {kind: kind for kind in REGISTRIES}, type=str)
 
 
 def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def registry(kind: Kind):
-    if kind is Kind.datasets:
-        from remodiff.data import DATASETS as reg
-    elif kind is Kind.extractors:
-        from remodiff.features import EXTRACTORS as reg
-    elif kind is Kind.imputers:
-        from remodiff.imputers import IMPUTERS as reg
-    elif kind is Kind.fusers:
-        from remodiff.fusion import FUSERS as reg
-    else:
-        from remodiff.evaluation.masks import PROTOCOLS as reg
-    return reg
-
-
 @app.command("list")
 def list_(kind: Kind = typer.Argument(..., help="which plug-in point")) -> None:
     """Print the registered names of a plug-in point, one per line."""
-    for name in registry(kind).names():
-        typer.echo(name)
+    package, name = REGISTRIES[kind.value]
+    for entry in getattr(import_module(package), name).names():
+        typer.echo(entry)
 
 
 @app.command()
