@@ -50,6 +50,10 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         return sorted(self._entries)
 
+    def registered(self) -> list[T]:
+        """The entries in the order they were registered (their modules' import order)."""
+        return list(self._entries.values())
+
     def __contains__(self, name: str) -> bool:
         return name in self._entries
 

@@ -30,6 +30,10 @@ class Imputer(abc.ABC):
     """
 
     name: str = ""  # set by IMPUTERS.register
+    #: how tables and figures name it where its name would mislead ("": its name; :func:`imputer_label`)
+    label: str = ""
+    #: a reference a learned imputer must beat in the comparison (the oracles read the test labels: never one)
+    classical: bool = False
     #: stochastic imputers draw from the generator given to :meth:`impute` (a reason to draw K reconstructions)
     stochastic: bool = False
     #: the constructor settings that only affect drawing reconstructions (params.yaml ``sampling.<name>``)
@@ -108,6 +112,17 @@ class Imputer(abc.ABC):
 def build_imputer(name: str, params: dict | None = None) -> Imputer:
     """An unfitted imputer from its section ``imputer.<name>`` (None: the defaults), by :meth:`Registry.build`."""
     return IMPUTERS.build(name, **(params or {}))
+
+
+def imputer_label(name: str) -> str:
+    """How tables and figures name the row of ``name``: an imputer by its :attr:`Imputer.label`, else by the name
+    itself (also a row that is no imputer, e.g. ``lower_bound`` in a route count)."""
+    return (IMPUTERS.get(name).label if name in IMPUTERS else "") or name
+
+
+def classical_imputers() -> list[str]:
+    """The names of the :attr:`Imputer.classical` imputers in registration order (remodiff/imputers/__init__.py's)."""
+    return [cls.name for cls in IMPUTERS.registered() if cls.classical]
 
 
 def load_imputer(directory: str | Path) -> Imputer:

@@ -17,6 +17,9 @@ class ZeroImputer(Imputer):
     """Missing features become raw zeros (the ReMoDiff slides, the hallucination study); not the papers' zero-fill
     on standardised features, which is :class:`MeanImputer`."""
 
+    label = "zero (raw 0)"  # not the literature's zero-fill of standardised features (that equals `mean`)
+    classical = True
+
     def fit(self, train: FeatureSet, val: FeatureSet | None = None, seed: int = 0) -> None:
         self.modalities = train.modalities
         self.shapes = {m: train.features[m].shape[1:] for m in train.modalities}
@@ -29,6 +32,8 @@ class ZeroImputer(Imputer):
 class MeanImputer(Imputer):
     """Missing features become the training mean of that modality at that segment position (the hallucination
     study); the same as zero-filling standardised features, the literature's "zero-fill"."""
+
+    classical = True
 
     def fit(self, train: FeatureSet, val: FeatureSet | None = None, seed: int = 0) -> None:
         self.modalities = train.modalities

@@ -21,6 +21,8 @@ from remodiff.store import FeatureSet
 
 @IMPUTERS.register("knn")
 class KNNImputer(Imputer):
+    classical = True
+
     def __init__(self, k: int = 5):
         check_positive_int("knn", "k", k)
         super().__init__(k=k)

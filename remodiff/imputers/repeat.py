@@ -15,6 +15,8 @@ from remodiff.store import FeatureSet
 
 @IMPUTERS.register("repeat")
 class RepeatImputer(Imputer):
+    classical = True
+
     def fit(self, train: FeatureSet, val: FeatureSet | None = None, seed: int = 0) -> None:
         self.modalities = train.modalities
         self.means = segment_means(train)

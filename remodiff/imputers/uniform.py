@@ -15,6 +15,7 @@ from remodiff.store import FeatureSet
 @IMPUTERS.register("random")
 class UniformImputer(Imputer):
     stochastic = True
+    classical = True
 
     def fit(self, train: FeatureSet, val: FeatureSet | None = None, seed: int = 0) -> None:
         self.modalities = train.modalities
