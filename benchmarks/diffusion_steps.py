@@ -31,7 +31,7 @@ import yaml
 from remodiff.diffusion.sampling import evaluations_per_step
 from remodiff.evaluation.metrics import headline_metric, task_metrics
 from remodiff.evaluation.reconstruction import frechet_distance
-from remodiff.fusion import build_fuser
+from remodiff.fusion import build_fuser, fuser_section
 from remodiff.imputers import build_imputer
 from remodiff.evaluation.report import data_fingerprint
 from remodiff.store import FeatureSet, load_featureset, write_json_atomic
@@ -122,9 +122,9 @@ def main() -> None:
         params = yaml.safe_load((ROOT / "params.yaml").read_text())["fuser"]
         task = Task.from_attrs(test.attrs)
         metric = headline_metric(task.kind, test.label_names)
+        section = fuser_section(params, params["type"])
         fuser = build_fuser(params["type"], list(train.modalities),
-                            {**params[params["type"]], "train": {**params[params["type"]].get("train", {}),
-                                                                 "seed": args.seed}})
+                            {**section, "train": {**section.get("train", {}), "seed": args.seed}})
         fuser.fit(train, val)
 
         def downstream(restored: FeatureSet) -> float:

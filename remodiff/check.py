@@ -30,14 +30,11 @@ from remodiff.evaluation.folds import GROUP_RULES, REGEX, group_rule
 from remodiff.evaluation.masks import PROTOCOLS, check_training_setting, fitting_notes, named_settings
 from remodiff.evaluation.metrics import resolve_metric
 from remodiff.features import EXTRACTORS
-from remodiff.features.base import extractor_settings
 from remodiff.hub import ModelUnavailableError
-from remodiff.fusion import FUSERS, build_fuser, fuser_section
-from remodiff.fusion.base import fuser_settings
-from remodiff.imputers import IMPUTERS, build_imputer
-from remodiff.imputers.base import imputer_settings
+from remodiff.fusion import FUSERS, fuser_section
+from remodiff.imputers import IMPUTERS
 from remodiff.params import REQUIRED
-from remodiff.registry import SettingError, Settings, one_line
+from remodiff.registry import Registry, SettingError, Settings, one_line
 from remodiff.store import FEATURE_DTYPES, MODALITIES
 from remodiff.device import PRECISIONS, check_precision_name
 from remodiff.training import TrainConfig
@@ -348,7 +345,7 @@ def check_dataset(cfg) -> DatasetFacts:
         raise SettingError("dataset.root", f"must be a directory path, got {cfg['root']!r}")
     for name in DATASETS.names():
         if name in cfg:
-            check_settings(f"dataset.{name}", cfg[name], Settings.of(DATASETS.get(name), skip=("root",)))
+            check_settings(f"dataset.{name}", cfg[name], DATASETS.settings(name))
     check_asr(cfg.get("asr"))
     cls, root = DATASETS.get(cfg["name"]), Path(cfg["root"])
     if not root.is_dir() and root == SAMPLE and hasattr(cls, "label_names"):
@@ -371,8 +368,8 @@ def check_asr(cfg) -> None:
         return
     if not isinstance(cfg, dict):
         raise SettingError("dataset.asr", f"must be null or a mapping with backend and model, got {cfg!r}")
-    check_name("dataset.asr.backend", cfg.get("backend"), sorted(ASR_BACKENDS), "ASR backend")
-    check_settings("dataset.asr", cfg, Settings.of(ASR_BACKENDS[cfg["backend"]]), ignore=("backend",))
+    check_name("dataset.asr.backend", cfg.get("backend"), ASR_BACKENDS.names(), "ASR backend")
+    check_settings("dataset.asr", cfg, ASR_BACKENDS.settings(cfg["backend"]), ignore=("backend",))
     check_local_model("dataset.asr", cfg)
 
 
@@ -408,7 +405,7 @@ def check_features(cfg, dataset: DatasetFacts, asr) -> list[str]:
             continue  # a dataset that ships features needs no extractor; only dtype applies
         backends = [b for b in EXTRACTORS.names() if EXTRACTORS.get(b).modality in ("", m)]  # "": any (given)
         check_name(f"{key}.backend", section.get("backend"), backends, f"{m} extractor")
-        check_settings(key, section, extractor_settings(section["backend"]), ignore=("backend", "dtype"))
+        check_settings(key, section, EXTRACTORS.settings(section["backend"]), ignore=("backend", "dtype"))
         check_local_model(key, section)
         check_precision_key(key, section)
     if "text" in cfg and not dataset.transcripts and not asr:
@@ -435,17 +432,17 @@ def check_masks(cfg, modalities: list[str]) -> list[str]:
     return chosen
 
 
-def check_models(kind: str, cfg, registry, settings_of: Callable[[str], Settings],
-                 build: Callable[[str, dict], object]) -> str:
-    """``imputer`` / ``fuser``: the type, and every model section present, checked and built unfitted."""
+def check_models(kind: str, cfg, registry: Registry, *passed) -> str:
+    """``imputer`` / ``fuser``: the type, and every model section present, checked and built unfitted (with the
+    arguments the code ``passed``)."""
     check_keys(kind, cfg, SECTIONS[kind], registry.names())
     check_name(f"{kind}.type", cfg["type"], registry.names(), kind)
     for name in registry.names():
         if name in cfg or name == cfg["type"]:  # the chosen type without a section runs on its defaults
             key = f"{kind}.{name}"
-            section = check_settings(key, cfg.get(name), settings_of(name))
+            section = check_settings(key, cfg.get(name), registry.settings(name))
             check_train(key, section)
-            built(key, lambda: build(name, section))
+            built(key, lambda: registry.build(name, *passed, **section))
     return cfg["type"]
 
 
@@ -463,13 +460,13 @@ def check_sampling(cfg, imputer_cfg: dict) -> None:
         key = f"sampling.{name}"
         section = check_keys(key, section if section is not None else {},
                              {k: Key(required=False) for k in IMPUTERS.get(name).sampling_settings})
-        settings = imputer_settings(name)
+        settings = IMPUTERS.settings(name)
         for setting, value in section.items():
             if setting in settings.types:
                 check_type(f"{key}.{setting}", value, settings.types[setting])
             if setting in SAMPLING_RANGES:
                 SAMPLING_RANGES[setting].check(f"{key}.{setting}", value)
-        built(key, lambda: build_imputer(name, section))
+        built(key, lambda: IMPUTERS.build(name, **section))
 
 
 def check_params(params: dict, source: str = "params.yaml") -> list[str]:
@@ -500,9 +497,10 @@ def _check(params) -> list[str]:
     modalities = check_features(params["features"], dataset, params["dataset"].get("asr"))
     protocols = check_masks(params["masks"], modalities)
     check_keys("eval", params["eval"], SECTIONS["eval"])
-    imputer = check_models("imputer", params["imputer"], IMPUTERS, imputer_settings, build_imputer)
-    fuser = check_models("fuser", params["fuser"], FUSERS, fuser_settings,
-                         lambda name, _: build_fuser(name, modalities, fuser_section(params["fuser"], name)))
+    imputer = check_models("imputer", params["imputer"], IMPUTERS)
+    composed = {name: fuser_section(params["fuser"], name) for name in FUSERS.names()  # with the shared train
+                if name in params["fuser"] or name == params["fuser"].get("type")}
+    fuser = check_models("fuser", {**params["fuser"], **composed}, FUSERS, modalities)
     summary = [f"dataset {dataset.name} ({dataset.task}{', written by the sample stage' if dataset.pending else ''})",
                f"modalities {'+'.join(modalities)}", f"masks {', '.join(protocols)}",
                *fitting_notes(params["masks"], protocols, modalities),

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 from enum import Enum
+from importlib import import_module
 from pathlib import Path
 
 import typer
@@ -11,37 +12,25 @@ app = typer.Typer(help="ReMoDiff: missing-modality imputation for multimodal aff
                   no_args_is_help=True, add_completion=False)
 
 
-class Kind(str, Enum):
-    datasets = "datasets"
-    extractors = "extractors"
-    imputers = "imputers"
-    fusers = "fusers"
-    protocols = "protocols"
+# `remodiff list <kind>`: each plug-in point's registry as (its package, its name), imported only when listed
+REGISTRIES = {"datasets": ("remodiff.data", "DATASETS"), "extractors": ("remodiff.features", "EXTRACTORS"),
+              "imputers": ("remodiff.imputers", "IMPUTERS"), "fusers": ("remodiff.fusion", "FUSERS"),
+              "protocols": ("remodiff.evaluation.masks", "PROTOCOLS"), "asr": ("remodiff.data.asr", "ASR_BACKENDS"),
+              "sdes": ("remodiff.diffusion", "SDES"), "samplers": ("remodiff.diffusion", "SAMPLERS"),
+              "conditionings": ("remodiff.diffusion", "CONDITIONINGS"), "time-grids": ("remodiff.diffusion", "GRIDS")}
+Kind = Enum("Kind", {kind: kind for kind in REGISTRIES}, type=str)
 
 
 def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def registry(kind: Kind):
-    if kind is Kind.datasets:
-        from remodiff.data import DATASETS as reg
-    elif kind is Kind.extractors:
-        from remodiff.features import EXTRACTORS as reg
-    elif kind is Kind.imputers:
-        from remodiff.imputers import IMPUTERS as reg
-    elif kind is Kind.fusers:
-        from remodiff.fusion import FUSERS as reg
-    else:
-        from remodiff.evaluation.masks import PROTOCOLS as reg
-    return reg
-
-
 @app.command("list")
 def list_(kind: Kind = typer.Argument(..., help="which plug-in point")) -> None:
     """Print the registered names of a plug-in point, one per line."""
-    for name in registry(kind).names():
-        typer.echo(name)
+    package, name = REGISTRIES[kind.value]
+    for entry in getattr(import_module(package), name).names():
+        typer.echo(entry)
 
 
 @app.command()
@@ -113,7 +102,7 @@ def fetch_models(params: Path = typer.Option(Path("params.yaml"), help="the para
     """Download the pretrained models that params.yaml names (the `features` extractors and the speech
     recogniser `dataset.asr`; Hugging Face hub, open_clip, timm), for machines with internet access; with
     HF_HUB_OFFLINE set it checks that they are in the local cache. Tries every one, then fails if any is missing."""
-    from remodiff.data.asr import asr_backend
+    from remodiff.data.asr import ASR_BACKENDS, asr_backend
     from remodiff.features import EXTRACTORS
     from remodiff.hub import ModelUnavailableError
     from remodiff.params import load_params
@@ -130,8 +119,8 @@ def fetch_models(params: Path = typer.Option(Path("params.yaml"), help="the para
               for name in modality or list(features)]
     asr = (loaded.get("dataset") or {}).get("asr")
     if asr and (not modality or "text" in modality):
-        backend, arguments = asr_backend(asr)
-        wanted.append((f"dataset.asr ({asr['backend']})", backend.fetch, arguments))
+        backend, settings = asr_backend(asr)
+        wanted.append((f"dataset.asr ({backend})", ASR_BACKENDS.get(backend).fetch, settings))
     failed = 0
     for what, fetch, arguments in wanted:
         try:

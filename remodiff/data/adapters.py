@@ -45,7 +45,7 @@ from remodiff.registry import Registry
 from remodiff.store import FeatureSet
 
 log = logging.getLogger(__name__)
-DATASETS: Registry[type["DatasetAdapter"]] = Registry("dataset")
+DATASETS: Registry[type["DatasetAdapter"]] = Registry("dataset", passed=("root",))
 SPLITS = ("train", "val", "test")
 TASKS = ("regression", "classification")
 
@@ -69,6 +69,9 @@ class DatasetAdapter(abc.ABC):
     transcripts: bool = True  # False: no clip comes with a transcript (text is missing unless dataset.asr runs)
     drop_bad_labels: bool = False  # dataset.drop_bad_labels: skip a clip with an unusable label instead of failing
     allow_shared_ids: bool = False  # dataset.allow_shared_ids: let two splits hold the same clip
+    #: the ``eval.folds.group`` rule naming how this dataset's clips group (by speaker, by source video), for an
+    #: adapter that defines ``group_of(clip_id) -> group`` (a static method refusing an id not of its form); None
+    group_rule: str | None = None
 
     def __init__(self, root: str | Path, **params):
         self.root = Path(root)
@@ -202,6 +205,16 @@ class FirstImpressions(DatasetAdapter):
 
     label_names = ["extraversion", "neuroticism", "agreeableness", "conscientiousness", "openness", "interview"]
     annotation_names = {"train": "training", "val": "validation", "test": "test"}
+    group_rule = "youtube_id"
+
+    @staticmethod
+    def group_of(clip_id: str) -> str:
+        """The YouTube video: ``J4GQm9j0JZ0.003.mp4`` -> ``J4GQm9j0JZ0`` (the id before the last two dots)."""
+        parts = clip_id.rsplit(".", 2)
+        if len(parts) != 3 or not parts[0]:
+            raise ValueError(f"clip id {clip_id!r} is not of the form <youtube id>.<nnn>.mp4 "
+                             f"(e.g. J4GQm9j0JZ0.003.mp4)")
+        return parts[0]
 
     def __init__(self, root: str | Path, split_dirs: dict | None = None, val_every: int | None = None):
         super().__init__(root)
@@ -274,12 +287,12 @@ def build_dataset(params: dict) -> DatasetAdapter:
     features ``params.given_features`` and the checks ``drop_bad_labels`` / ``allow_shared_ids`` (default false);
     the sections of the other datasets are ignored, anything else is an error (a misplaced setting would silently
     do nothing)."""
-    cls = DATASETS.get(params["name"])
+    DATASETS.get(params["name"])
     stray = [k for k in params if k not in STAGE_KEYS and k not in DATASETS]
     if stray:
         raise ValueError(f"dataset settings {stray} are not understood: an adapter's settings go under "
                          f"dataset.{params['name']} (other keys: {', '.join(STAGE_KEYS)})")
-    adapter = cls(params["root"], **(params.get(params["name"]) or {}))
+    adapter = DATASETS.build(params["name"], params["root"], **(params.get(params["name"]) or {}))
     adapter.drop_bad_labels = params.get("drop_bad_labels", False)
     adapter.allow_shared_ids = params.get("allow_shared_ids", False)
     adapter.given = read_all_given(adapter.root, params.get("given_features"))

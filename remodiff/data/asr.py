@@ -15,13 +15,16 @@ import torch
 
 from remodiff.device import resolve_device
 from remodiff.hub import hf_offline, snapshot, unavailable
+from remodiff.registry import Registry
 
 log = logging.getLogger(__name__)
+ASR_BACKENDS: Registry[type["WhisperTranscriber"]] = Registry("ASR backend")
 WHISPER_RATE = 16000  # Hz: what Whisper's feature extractor expects
 WINDOW_SECONDS = 30
 ASR_LOCAL = "set dataset.asr.model to its local directory"
 
 
+@ASR_BACKENDS.register("whisper")
 class WhisperTranscriber:
     def __init__(self, model: str, revision: str | None = None, language: str | None = None,
                  max_new_tokens: int = 224, device: str = "auto"):
@@ -59,23 +62,20 @@ class WhisperTranscriber:
         return text or None
 
 
-ASR_BACKENDS = {"whisper": WhisperTranscriber}
-
-
-def asr_backend(cfg: dict) -> tuple[type[WhisperTranscriber], dict]:
-    """The transcriber class of ``params.dataset.asr`` (not null) and its arguments, checked."""
+def asr_backend(cfg: dict) -> tuple[str, dict]:
+    """The backend name of ``params.dataset.asr`` (not null) and its settings; an unknown backend or an empty
+    ``model`` is refused."""
     cfg = dict(cfg)
     backend = cfg.pop("backend", None)
-    if backend not in ASR_BACKENDS:
-        raise ValueError(f"dataset.asr.backend must be one of {sorted(ASR_BACKENDS)}, got {backend!r}")
+    ASR_BACKENDS.get(backend)
     if not cfg.get("model"):
         raise ValueError("dataset.asr.model must name a Whisper model (hub id or local directory)")
-    return ASR_BACKENDS[backend], cfg
+    return backend, cfg
 
 
 def build_asr(cfg: dict | None) -> WhisperTranscriber | None:
     """The transcriber of ``params.dataset.asr`` (``{backend: whisper, model: ..., ...}``), or None for null."""
     if not cfg:
         return None
-    backend, arguments = asr_backend(cfg)
-    return backend(**arguments)
+    backend, settings = asr_backend(cfg)
+    return ASR_BACKENDS.build(backend, **settings)

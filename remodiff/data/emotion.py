@@ -17,6 +17,15 @@ from remodiff.data.adapters import DATASETS, Clip, DatasetAdapter, check_split
 log = logging.getLogger(__name__)
 
 
+def id_fields(clip_id: str, separator: str, count: int, form: str) -> list[str]:
+    """The ``count`` non-empty fields of ``clip_id`` between ``separator``; another id is refused, naming its
+    ``form``."""
+    fields = clip_id.split(separator)
+    if len(fields) != count or not all(fields):
+        raise ValueError(f"clip id {clip_id!r} is not of the form {form}")
+    return fields
+
+
 class ActorSplitDataset(DatasetAdapter):
     """Shared by the adapters below: clips are assigned to splits by actor."""
 
@@ -60,6 +69,12 @@ class RAVDESS(ActorSplitDataset):
 
     classes = ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"]
     label_names = ["emotion"]
+    group_rule = "ravdess_actor"
+
+    @staticmethod
+    def group_of(clip_id: str) -> str:
+        """The actor: ``01-01-06-01-02-01-12`` -> ``12`` (the last of the seven fields)."""
+        return id_fields(clip_id, "-", 7, "MM-CC-EE-II-SS-RR-AA (e.g. 01-01-06-01-02-01-12)")[6]
 
     def __init__(self, root: str | Path, val_actors: list[int] = (21, 22), test_actors: list[int] = (23, 24)):
         super().__init__(root, val_actors, test_actors)
@@ -97,6 +112,12 @@ class CremaD(ActorSplitDataset):
     codes = ["ANG", "DIS", "FEA", "HAP", "NEU", "SAD"]
     classes = ["anger", "disgust", "fear", "happy", "neutral", "sad"]
     label_names = ["emotion"]
+    group_rule = "crema_d_actor"
+
+    @staticmethod
+    def group_of(clip_id: str) -> str:
+        """The actor: ``1001_DFA_ANG_XX`` -> ``1001``."""
+        return id_fields(clip_id, "_", 4, "<actor>_<sentence>_<emotion>_<level> (e.g. 1001_DFA_ANG_XX)")[0]
 
     def __init__(self, root: str | Path, val_actors: list[int] = tuple(range(1074, 1083)),
                  test_actors: list[int] = tuple(range(1083, 1092))):

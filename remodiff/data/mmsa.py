@@ -37,6 +37,15 @@ class MMSA(DatasetAdapter):
 
     label_names = ["sentiment"]
     precomputed = True
+    group_rule = "mmsa_video"
+
+    @staticmethod
+    def group_of(clip_id: str) -> str:
+        """The source video: ``03bSnISJMiM$_$1`` -> ``03bSnISJMiM``."""
+        video, separator, _ = clip_id.partition("$_$")
+        if not separator or not video:
+            raise ValueError(f"clip id {clip_id!r} is not of the form <video>$_$<clip> (e.g. 03bSnISJMiM$_$1)")
+        return video
 
     def __init__(self, root: str | Path, file: str = "aligned_50.pkl"):
         super().__init__(root)

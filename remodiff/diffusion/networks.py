@@ -22,7 +22,8 @@ from torch import nn
 from remodiff.diffusion.sde import SDE, append_dims
 from remodiff.registry import Registry
 
-CONDITIONINGS: Registry[type[nn.Module]] = Registry("diffusion conditioning")
+# built with the data's shapes (``dims``, ``segments``) and the settings each takes (hidden, layers, heads, ...)
+CONDITIONINGS: Registry[type[nn.Module]] = Registry("diffusion conditioning", passed=("dims", "segments"))
 
 
 class GaussianFourierEmbedding(nn.Module):
@@ -149,14 +150,6 @@ class TransformerScoreNet(nn.Module):
         h = (self.norm(tokens) * (1 + scale) + shift).reshape(b, s, m, -1)
         out = torch.cat([out(h[:, :, i]) for i, out in enumerate(self.out)], dim=-1)
         return out + self.skip(x, temb[:, None])
-
-
-def build_score_network(conditioning: str, dims: list[int], segments: int, hidden: int, layers: int,
-                        heads: int) -> nn.Module:
-    """The ``conditioning`` network (``mlp`` | ``transformer``); ``heads`` only matters for attention."""
-    cls = CONDITIONINGS.get(conditioning)
-    extra = {"heads": heads} if cls is TransformerScoreNet else {}
-    return cls(dims, segments, hidden=hidden, layers=layers, **extra)
 
 
 class ScoreModel(nn.Module):

@@ -7,6 +7,8 @@
 * ``x`` is the start of the reverse process (a draw from ``sde.prior_sampling``), ``ts`` a decreasing time grid
   from :func:`time_grid` (``steps + 1`` points from 1 to ``eps``).
 * All randomness comes from ``generator``, so a sampler is deterministic under a seeded generator.
+* Keyword arguments after these are the sampler's own settings (e.g. ``pc``'s ``snr``), read from its signature
+  (``SAMPLERS.settings(name)``). The time grids (:data:`GRIDS`) work the same way.
 """
 from __future__ import annotations
 
@@ -14,35 +16,43 @@ from typing import Callable
 
 import torch
 
-from remodiff.diffusion.sde import SDE, append_dims
+from remodiff.diffusion.sde import SDE, VPSDE, append_dims
 from remodiff.registry import Registry
 
 ScoreFn = Callable[..., torch.Tensor]
 Sampler = Callable[..., torch.Tensor]
-SAMPLERS: Registry[Sampler] = Registry("sampler")
-GRIDS = ("uniform", "karras")
+SAMPLERS: Registry[Sampler] = Registry("sampler", passed=("score_fn", "sde", "x", "ts", "extra_args", "generator"))
+TimeGrid = Callable[..., torch.Tensor]
+GRIDS: Registry[TimeGrid] = Registry("time grid", passed=("sde", "steps", "eps", "device"))
 
 
-def time_grid(sde: SDE, steps: int, eps: float = 1e-3, kind: str = "uniform", rho: float = 7.0,
-              device: torch.device | str | None = None) -> torch.Tensor:
-    """``steps + 1`` decreasing times from 1 to ``eps``.
-
-    ``uniform`` is evenly spaced in ``t``; ``karras`` is evenly spaced in ``sigma^(1/rho)`` of the noise level
-    ``sigma = std / alpha`` (Karras et al. 2022, eq. 5), which spends the few steps of a fast sampler near the data.
-    """
+def time_grid(sde: SDE, steps: int, eps: float = 1e-3, kind: str = "uniform", device: torch.device | str | None = None,
+              **settings) -> torch.Tensor:
+    """``steps + 1`` decreasing times from 1 to ``eps``, spaced by the grid ``kind`` (:data:`GRIDS`) with its
+    ``settings``."""
     if steps < 1:
         raise ValueError(f"a sampler needs steps >= 1, got {steps}")
-    if kind == "uniform":
-        return torch.linspace(1.0, eps, steps + 1, device=device)
-    if kind == "karras":
-        ends = sde.noise_level(torch.tensor([1.0, eps], dtype=torch.float64))
-        ramp = torch.linspace(0, 1, steps + 1, dtype=torch.float64)
-        lo, hi = ends[1] ** (1 / rho), ends[0] ** (1 / rho)
-        sigmas = (hi + ramp * (lo - hi)) ** rho
-        ts = sde.t_from_noise_level(sigmas).float()
-        ts[0], ts[-1] = 1.0, eps  # exact ends despite round-off
-        return ts.to(device)
-    raise ValueError(f"unknown time grid {kind!r}; valid values: {', '.join(GRIDS)}")
+    return GRIDS.build(kind, sde, steps, eps, device, **settings)
+
+
+@GRIDS.register("uniform")
+def uniform_grid(sde: SDE, steps: int, eps: float, device: torch.device | str | None) -> torch.Tensor:
+    """Evenly spaced in ``t``."""
+    return torch.linspace(1.0, eps, steps + 1, device=device)
+
+
+@GRIDS.register("karras")
+def karras_grid(sde: SDE, steps: int, eps: float, device: torch.device | str | None, rho: float = 7.0
+                ) -> torch.Tensor:
+    """Evenly spaced in ``sigma^(1/rho)`` of the noise level ``sigma = std / alpha`` (Karras et al. 2022, eq. 5),
+    which spends the few steps of a fast sampler near the data."""
+    ends = sde.noise_level(torch.tensor([1.0, eps], dtype=torch.float64))
+    ramp = torch.linspace(0, 1, steps + 1, dtype=torch.float64)
+    lo, hi = ends[1] ** (1 / rho), ends[0] ** (1 / rho)
+    sigmas = (hi + ramp * (lo - hi)) ** rho
+    ts = sde.t_from_noise_level(sigmas).float()
+    ts[0], ts[-1] = 1.0, eps  # exact ends despite round-off
+    return ts.to(device)
 
 
 def _noise(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -134,7 +144,15 @@ def sample_ddim(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, ts: torch.Tensor, 
     return x
 
 
-def evaluations_per_step(sampler: str, corrector_steps: int = 1) -> int:
-    """Score evaluations per step of ``sampler`` (its cost relative to the step count)."""
-    SAMPLERS.get(sampler)  # an unknown name fails here, listing the valid ones
-    return {"euler_maruyama": 1, "ddim": 1, "ode": 2, "pc": 1 + corrector_steps}[sampler]
+def evaluations_per_step(sampler: str, **settings) -> int:
+    """Score evaluations per step of ``sampler`` with its ``settings`` (its cost relative to the step count), counted
+    on one step of a one-number problem, so the count cannot drift from what the sampler does."""
+    calls = []
+
+    def score(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        calls.append(t)
+        return -x
+
+    sde = VPSDE()
+    SAMPLERS.build(sampler, score, sde, torch.zeros(1, 1), time_grid(sde, 1), None, None, **settings)
+    return len(calls)

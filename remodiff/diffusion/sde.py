@@ -3,7 +3,8 @@ Modeling through Stochastic Differential Equations").
 
 Both SDEs here are affine, so the perturbation kernel is Gaussian with a closed form:
 ``x_t | x_0 ~ N(alpha(t) x_0, std(t)^2 I)``. Samplers and the loss only use this interface, so a new SDE is a
-subclass with its drift, diffusion and kernel coefficients.
+subclass with its drift, diffusion and kernel coefficients, registered in :data:`SDES`; its constructor's arguments
+are its settings (``SDES.build(name, **settings)``).
 """
 from __future__ import annotations
 
@@ -137,7 +138,3 @@ class VESDE(SDE):
     @property
     def prior_std(self) -> float:
         return self.sigma_min * math.sqrt(math.expm1(2 * self.log_ratio))
-
-
-def build_sde(name: str, **params: float) -> SDE:
-    return SDES.get(name)(**params)

@@ -7,13 +7,10 @@ fold), the groups are dealt to ``k`` folds balanced by clip count, and run ``f``
 on fold ``f + 1`` (mod k) and trains on the rest. The extracted features are re-split in memory; nothing
 upstream is recomputed.
 
-Group rules (:data:`GROUP_RULES`; ``regex:<pattern>`` takes the pattern's group 1 of each clip id):
-
-* ``ravdess_actor``: ``01-01-06-01-02-01-12`` -> ``12`` (the last of the seven fields);
-* ``crema_d_actor``: ``1001_DFA_ANG_XX`` -> ``1001``;
-* ``youtube_id``: First Impressions ``J4GQm9j0JZ0.003.mp4`` -> ``J4GQm9j0JZ0`` (the id before the last two dots);
-* ``mmsa_video``: CMU-MOSI / MOSEI ``03bSnISJMiM$_$1`` -> ``03bSnISJMiM``;
-* ``clip``: every clip its own group (plain k-fold).
+Group rules (:data:`GROUP_RULES`): each dataset adapter's own, named by its ``group_rule`` and given by its
+``group_of`` (``ravdess_actor``, ``crema_d_actor``: the actor; ``youtube_id``: First Impressions' YouTube video;
+``mmsa_video``: CMU-MOSI / MOSEI's source video); ``clip``: every clip its own group (plain k-fold);
+``regex:<pattern>``: the pattern's group 1 of each clip id.
 """
 from __future__ import annotations
 
@@ -22,44 +19,12 @@ from typing import Callable
 
 import numpy as np
 
+from remodiff.data import DATASETS
 from remodiff.store import FeatureSet, concatenate
 
-
-def _fields(clip_id: str, sep: str, count: int, rule: str, example: str) -> list[str]:
-    fields = clip_id.split(sep)
-    if len(fields) != count or not all(fields):
-        raise ValueError(f"eval.folds.group {rule}: clip id {clip_id!r} is not of the form {example}")
-    return fields
-
-
-def ravdess_actor(clip_id: str) -> str:
-    fields = _fields(clip_id, "-", 7, "ravdess_actor", "MM-CC-EE-II-SS-RR-AA (e.g. 01-01-06-01-02-01-12)")
-    return fields[6]
-
-
-def crema_d_actor(clip_id: str) -> str:
-    return _fields(clip_id, "_", 4, "crema_d_actor", "<actor>_<sentence>_<emotion>_<level> (e.g. 1001_DFA_ANG_XX)")[0]
-
-
-def youtube_id(clip_id: str) -> str:
-    parts = clip_id.rsplit(".", 2)
-    if len(parts) != 3 or not parts[0]:
-        raise ValueError(f"eval.folds.group youtube_id: clip id {clip_id!r} is not of the form "
-                         f"<youtube id>.<nnn>.mp4 (e.g. J4GQm9j0JZ0.003.mp4)")
-    return parts[0]
-
-
-def mmsa_video(clip_id: str) -> str:
-    video, sep, _ = clip_id.partition("$_$")
-    if not sep or not video:
-        raise ValueError(f"eval.folds.group mmsa_video: clip id {clip_id!r} is not of the form <video>$_$<clip> "
-                         f"(e.g. 03bSnISJMiM$_$1)")
-    return video
-
-
+# rule name -> clip id -> group: the dataset adapters' rules (by name), then the generic one
 GROUP_RULES: dict[str, Callable[[str], str]] = {
-    "ravdess_actor": ravdess_actor, "crema_d_actor": crema_d_actor, "youtube_id": youtube_id,
-    "mmsa_video": mmsa_video, "clip": str}
+    **dict(sorted((cls.group_rule, cls.group_of) for cls in DATASETS.registered() if cls.group_rule)), "clip": str}
 REGEX = "regex:"
 
 
@@ -85,7 +50,15 @@ def group_rule(rule: str) -> Callable[[str], str]:
     if rule not in GROUP_RULES:
         raise ValueError(f"eval.folds.group {rule!r} is not a group rule; valid: {', '.join(GROUP_RULES)}, "
                          f"{REGEX}<pattern>")
-    return GROUP_RULES[rule]
+    group_of = GROUP_RULES[rule]
+
+    def by_rule(clip_id: str) -> str:
+        try:
+            return group_of(clip_id)
+        except ValueError as e:  # an id not of the dataset's form
+            raise ValueError(f"eval.folds.group {rule}: {e}") from None
+
+    return by_rule
 
 
 def assign_folds(groups: list[str], k: int, seed: int) -> np.ndarray:

@@ -251,14 +251,3 @@ def clip_scores(task: str, metric: str, y_true: np.ndarray, y_pred: np.ndarray, 
         return abs_err.mean(axis=1)
     per_label = {f"{n}_acc": j for j, n in enumerate(label_names)}
     return 1.0 - abs_err[:, per_label[metric]] if metric in per_label else None
-
-
-# The imputers a learned one must beat in the comparison (the oracles read the test labels: never references).
-CLASSICAL_IMPUTERS = ("zero", "mean", "repeat", "random", "knn", "gmm")
-# `zero` writes raw zeros, not the literature's zero-fill of standardised features (that equals `mean`)
-IMPUTER_LABELS = {"zero": "zero (raw 0)"}
-
-
-def imputer_label(imputer: str) -> str:
-    """How tables and figures name an imputer."""
-    return IMPUTER_LABELS.get(imputer, imputer)

@@ -33,7 +33,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.decomposition import PCA
 
-from remodiff.evaluation.metrics import imputer_label, metric_of_results
+from remodiff.evaluation.metrics import metric_of_results
+from remodiff.imputers import imputer_label
 from remodiff.results import (LOWER_BOUND, Pattern, format_value, load_patterns, markdown_table, protocols_of,
                               read_reconstruction, reconstruction_patterns, value_ci)
 from remodiff.scaling import Standardiser

@@ -12,7 +12,7 @@ from typing import Collection, Iterator
 import numpy as np
 
 from remodiff.data.decode import DecodeError, decode_clip
-from remodiff.registry import Registry, Settings
+from remodiff.registry import Registry, RegistryError
 from remodiff.store import iter_store_clips, store_config
 
 EXTRACTORS: Registry[type["Extractor"]] = Registry("extractor")
@@ -81,23 +81,18 @@ class Extractor(abc.ABC):
         """Feature size D (known after :meth:`fit`)."""
 
 
-def extractor_settings(backend: str) -> Settings:
-    """The settings of a ``features.<modality>`` section besides ``backend`` and ``dtype``, from the backend's
-    constructor (read without building it, so no model is loaded)."""
-    return Settings.of(EXTRACTORS.get(backend))
-
-
 def build_extractor(modality: str, params: dict) -> Extractor:
+    """The extractor of ``features.<modality>``: its ``backend`` built with the section's other settings (checked
+    by :meth:`Registry.build`, the refusal naming the section) for that modality."""
     params = dict(params)
     backend = params.pop("backend")
     cls = EXTRACTORS.get(backend)
     if cls.modality not in ("", modality):
         raise ValueError(f"extractor {backend!r} reads {cls.modality}, but is configured for {modality}")
-    unknown = extractor_settings(backend).unknown(params)
-    if unknown:
-        raise ValueError(f"features.{modality}: backend {backend!r} takes no settings {unknown}; its settings are: "
-                         f"{', '.join(extractor_settings(backend).names) or 'none'}")
-    extractor = cls(**params)
+    try:
+        extractor = EXTRACTORS.build(backend, **params)
+    except RegistryError as e:
+        raise RegistryError(f"features.{modality}: {e.problem}", e.valid) from None
     extractor.modality = modality
     return extractor
 

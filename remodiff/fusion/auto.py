@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from remodiff.fusion.base import FUSERS, Fuser, build_fuser
+from remodiff.registry import UnknownNameError
 from remodiff.store import FeatureSet, write_json_atomic
 from remodiff.training import TrainConfig
 from remodiff.tasks import one_standard_error
@@ -40,7 +41,6 @@ TRAIN_KEYS = {f.name for f in fields(TrainConfig)}
 
 @FUSERS.register("auto")
 class AutoFusion(Fuser):
-    name = "auto"
     shared_train = True  # handed on to its candidates that have a training loop
 
     def __init__(self, modalities: list[str], candidates: list[str] | dict[str, dict | None] = DEFAULT_CANDIDATES,
@@ -78,8 +78,8 @@ class AutoFusion(Fuser):
         """The unfitted candidate ``name``, trained with the auto fuser's seed (and training settings, when it has a
         training loop)."""
         if name == self.name or name not in FUSERS:
-            raise ValueError(f"auto fusion candidate {name!r}; valid values: "
-                             f"{', '.join(n for n in FUSERS.names() if n != self.name)}")
+            raise UnknownNameError(f"unknown auto fusion candidate {name!r}",
+                                   [n for n in FUSERS.names() if n != self.name])
         section = dict(self.params["candidates"][name])
         own = dict(section.get("train") or {})
         if "seed" in own:

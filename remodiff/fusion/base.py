@@ -7,16 +7,16 @@ from pathlib import Path
 
 import numpy as np
 
-from remodiff.registry import Registry, Settings
+from remodiff.registry import Registry
 from remodiff.statefile import load_state, refuse_pickled, save_state
 from remodiff.store import FeatureSet, write_json_atomic
 
-FUSERS: Registry[type["Fuser"]] = Registry("fuser")
+FUSERS: Registry[type["Fuser"]] = Registry("fuser", passed=("modalities",))
 STATE = "state"  # a saved fuser's state_dict: state.json + state.safetensors (remodiff.statefile)
 
 
 class Fuser(abc.ABC):
-    name: str = ""
+    name: str = ""  # set by FUSERS.register
     # takes params.yaml's shared `fuser.train` (the settings of the training loop) under its own `train` section
     shared_train: bool = False
 
@@ -62,12 +62,9 @@ class Fuser(abc.ABC):
 
 
 def build_fuser(name: str, modalities: list[str], params: dict | None = None) -> Fuser:
-    """An unfitted fuser; a key its constructor does not take (a typo in params.yaml) is refused by name."""
-    params, settings = params or {}, fuser_settings(name)
-    unknown = settings.unknown(params)
-    if unknown:
-        raise ValueError(f"fuser {name!r} got unknown params {unknown}; its params are: {', '.join(settings.names)}")
-    return FUSERS.get(name)(modalities, **params)
+    """An unfitted fuser of the run's ``modalities`` from its section ``fuser.<name>`` (None: the defaults), by
+    :meth:`Registry.build`."""
+    return FUSERS.build(name, modalities, **(params or {}))
 
 
 def fuser_section(fuser_params: dict, name: str) -> dict:
@@ -77,11 +74,6 @@ def fuser_section(fuser_params: dict, name: str) -> dict:
     if FUSERS.get(name).shared_train and fuser_params.get("train"):
         own["train"] = {**fuser_params["train"], **(own.get("train") or {})}
     return own
-
-
-def fuser_settings(name: str) -> Settings:
-    """The settings of ``fuser.<name>`` (the modalities come from the run, not from params.yaml)."""
-    return Settings.of(FUSERS.get(name), skip=("modalities",))
 
 
 def load_fuser(directory: str | Path) -> Fuser:

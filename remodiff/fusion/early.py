@@ -27,8 +27,6 @@ class EarlyFusionNet(nn.Module):
 
 @FUSERS.register("early")
 class EarlyFusion(NeuralFuser):
-    name = "early"
-
     def __init__(self, modalities: list[str], hidden: int = 64, dropout: float = 0.3, input_dropout: float = 0.3,
                  loss: str = "l1", train_masking: float = 0.0, masked_as: str = "mean",
                  mask_validation: bool = False, monitor: str = "score", train: dict | None = None):

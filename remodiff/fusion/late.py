@@ -39,8 +39,6 @@ class LateFusionNet(nn.Module):
 
 @FUSERS.register("late")
 class LateFusion(NeuralFuser):
-    name = "late"
-
     def __init__(self, modalities: list[str], hidden: int = 64, dropout: float = 0.3, input_dropout: float = 0.3,
                  loss: str = "l1", combine: str = "mean", train_masking: float = 0.0, masked_as: str = "mean",
                  mask_validation: bool = False, monitor: str = "score",

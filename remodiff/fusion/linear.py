@@ -27,8 +27,6 @@ DEFAULT_PENALTIES = {"regression": [0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0],
 
 @FUSERS.register("linear")
 class LinearFusion(Fuser):
-    name = "linear"
-
     def __init__(self, modalities: list[str], penalties: list[float] | None = None, refit_on_val: bool = True,
                  train: dict | None = None):
         if not modalities:

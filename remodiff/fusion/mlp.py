@@ -31,8 +31,6 @@ class PooledMLP(nn.Module):
 
 @FUSERS.register("mlp")
 class MLPFusion(NeuralFuser):
-    name = "mlp"
-
     def __init__(self, modalities: list[str], hidden: int = 256, dropout: float = 0.3, input_dropout: float = 0.3,
                  loss: str = "l1", train_masking: float = 0.0, masked_as: str = "mean",
                  mask_validation: bool = False, monitor: str = "score", train: dict | None = None):

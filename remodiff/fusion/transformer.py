@@ -38,8 +38,6 @@ class TransformerFusionNet(nn.Module):
 
 @FUSERS.register("transformer")
 class TransformerFusion(NeuralFuser):
-    name = "transformer"
-
     def __init__(self, modalities: list[str], hidden: int = 64, heads: int = 4, layers: int = 2,
                  feedforward: int = 128, dropout: float = 0.3, input_dropout: float = 0.3, loss: str = "l1",
                  train_masking: float = 0.0, masked_as: str = "mean",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from remodiff.registry import Registry, Settings
+from remodiff.registry import Registry, RegistryError
 from remodiff.scaling import masked_mean
 from remodiff.statefile import load_state, refuse_pickled, save_state
 from remodiff.store import FeatureSet, write_json_atomic
@@ -29,7 +29,11 @@ class Imputer(abc.ABC):
     changing one re-runs reconstruction only. Both are saved with the imputer.
     """
 
-    name: str = ""
+    name: str = ""  # set by IMPUTERS.register
+    #: how tables and figures name it where its name would mislead ("": its name; :func:`imputer_label`)
+    label: str = ""
+    #: a reference a learned imputer must beat in the comparison (the oracles read the test labels: never one)
+    classical: bool = False
     #: stochastic imputers draw from the generator given to :meth:`impute` (a reason to draw K reconstructions)
     stochastic: bool = False
     #: the constructor settings that only affect drawing reconstructions (params.yaml ``sampling.<name>``)
@@ -47,8 +51,8 @@ class Imputer(abc.ABC):
         given keep their value. A key that is not one of :attr:`sampling_settings` is refused by name."""
         unknown = sorted(set(settings) - set(self.sampling_settings))
         if unknown:
-            raise ValueError(f"imputer {self.name!r}: unknown sampling settings {unknown}; valid: "
-                             f"{', '.join(self.sampling_settings) or 'none'}")
+            raise RegistryError(f"unknown sampling settings {unknown} for imputer {self.name!r}",
+                                self.sampling_settings)
         self.params = {**self.params, **settings}
         self.apply_sampling()
 
@@ -105,20 +109,20 @@ class Imputer(abc.ABC):
         self.__dict__.update(state)
 
 
-def imputer_settings(name: str) -> Settings:
-    """The settings of ``imputer.<name>`` (an imputer without its own constructor takes none)."""
-    cls = IMPUTERS.get(name)
-    return Settings((), ()) if cls.__init__ is Imputer.__init__ else Settings.of(cls)
-
-
 def build_imputer(name: str, params: dict | None = None) -> Imputer:
-    """An unfitted imputer; a key its constructor does not take (a typo in params.yaml) is refused by name."""
-    params, settings = params or {}, imputer_settings(name)
-    unknown = settings.unknown(params)  # a constructor with **kwargs checks its own keys
-    if unknown:
-        raise ValueError(f"imputer {name!r} got unknown params {unknown}; its params are: "
-                         f"{', '.join(settings.names) or 'none'}")
-    return IMPUTERS.get(name)(**params)
+    """An unfitted imputer from its section ``imputer.<name>`` (None: the defaults), by :meth:`Registry.build`."""
+    return IMPUTERS.build(name, **(params or {}))
+
+
+def imputer_label(name: str) -> str:
+    """How tables and figures name the row of ``name``: an imputer by its :attr:`Imputer.label`, else by the name
+    itself (also a row that is no imputer, e.g. ``lower_bound`` in a route count)."""
+    return (IMPUTERS.get(name).label if name in IMPUTERS else "") or name
+
+
+def classical_imputers() -> list[str]:
+    """The names of the :attr:`Imputer.classical` imputers in registration order (remodiff/imputers/__init__.py's)."""
+    return [cls.name for cls in IMPUTERS.registered() if cls.classical]
 
 
 def load_imputer(directory: str | Path) -> Imputer:

@@ -17,7 +17,8 @@ class ZeroImputer(Imputer):
     """Missing features become raw zeros (the ReMoDiff slides, the hallucination study); not the papers' zero-fill
     on standardised features, which is :class:`MeanImputer`."""
 
-    name = "zero"
+    label = "zero (raw 0)"  # not the literature's zero-fill of standardised features (that equals `mean`)
+    classical = True
 
     def fit(self, train: FeatureSet, val: FeatureSet | None = None, seed: int = 0) -> None:
         self.modalities = train.modalities
@@ -32,7 +33,7 @@ class MeanImputer(Imputer):
     """Missing features become the training mean of that modality at that segment position (the hallucination
     study); the same as zero-filling standardised features, the literature's "zero-fill"."""
 
-    name = "mean"
+    classical = True
 
     def fit(self, train: FeatureSet, val: FeatureSet | None = None, seed: int = 0) -> None:
         self.modalities = train.modalities

@@ -45,8 +45,6 @@ class ConditionalVAE(ConditionalGenerator):
 
 @IMPUTERS.register("cvae")
 class CVAEImputer(MaskConditionedImputer):
-    name = "cvae"
-
     train_defaults = {"epochs": 300, "batch_size": 64, "lr": 2e-4, "weight_decay": 1e-4, "patience": 30,
                       "monitor_from": 5}
 

@@ -37,11 +37,11 @@ import numpy as np
 import torch
 
 from remodiff.device import resolve_device
-from remodiff.diffusion import (CONDITIONINGS, GRIDS, SAMPLERS, SDES, AveragedModel, ScoreModel, build_score_network,
-                                build_sde, dsm_loss, expand_mask, sample_condition_mask, sample_ddim, time_grid)
+from remodiff.diffusion import (CONDITIONINGS, GRIDS, SAMPLERS, SDES, AveragedModel, ScoreModel, dsm_loss, expand_mask,
+                                sample_condition_mask, sample_ddim, time_grid)
 from remodiff.scaling import Standardiser
 from remodiff.imputers.base import IMPUTERS, Imputer, check_mode
-from remodiff.registry import UnknownNameError
+from remodiff.registry import RegistryError, UnknownNameError
 from remodiff.store import FeatureSet
 from remodiff.training import Batch, TrainConfig, fit, seed_everything, to_tensors
 
@@ -50,6 +50,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DiffusionConfig:
+    """The settings of every SDE, conditioning network and sampler: the chosen ones take theirs (the names in their
+    signatures, :meth:`remodiff.registry.Registry.settings_from`), the others are unused."""
+
     sde: str = "vp"                   # vp | ve
     beta_min: float = 0.1             # VP
     beta_max: float = 20.0            # VP
@@ -101,19 +104,17 @@ def resolve_config(params: dict) -> DiffusionConfig:
     params = dict(params)
     preset = params.pop("preset", None) or "none"
     if preset not in PRESETS:
-        raise UnknownNameError(f"unknown diffusion preset {preset!r}; valid values: {', '.join(PRESETS)}")
+        raise UnknownNameError(f"unknown diffusion preset {preset!r}", PRESETS)
     known = {f.name for f in dataclasses.fields(DiffusionConfig)}
     unknown = sorted(set(params) - known)
     if unknown:
-        raise ValueError(f"unknown diffusion params {unknown}; valid: {sorted(known | {'preset'})}")
+        raise RegistryError(f"unknown settings {unknown} for imputer 'diffusion'", sorted(known | {"preset"}))
     explicit = {k: v for k, v in params.items() if v is not None}
     config = DiffusionConfig(**{**PRESETS[preset], **explicit})
     config = dataclasses.replace(config, train={**TRAIN_DEFAULTS, **config.train})
-    SDES.get(config.sde)
-    CONDITIONINGS.get(config.conditioning)
-    SAMPLERS.get(config.sampler)
-    if config.time_grid not in GRIDS:
-        raise UnknownNameError(f"unknown time grid {config.time_grid!r}; valid values: {', '.join(GRIDS)}")
+    for registry, name in ((SDES, config.sde), (CONDITIONINGS, config.conditioning), (SAMPLERS, config.sampler),
+                           (GRIDS, config.time_grid)):
+        registry.get(name)  # an unknown name fails here, listing the valid ones
     if not isinstance(config.steps, int) or config.steps < 1:
         raise ValueError(f"diffusion: steps must be a positive integer, got {config.steps!r}")
     check_mode("diffusion", config.mode, config.draws)
@@ -124,7 +125,6 @@ def resolve_config(params: dict) -> DiffusionConfig:
 class DiffusionImputer(Imputer):
     """Fills missing (clip, modality, segment) slots by sampling the conditional reverse SDE."""
 
-    name = "diffusion"
     sampling_settings = ("sampler", "steps", "time_grid", "guidance", "snr", "corrector_steps", "eps", "mode",
                          "draws", "sample_batch")
 
@@ -132,9 +132,7 @@ class DiffusionImputer(Imputer):
         super().__init__(**params)
         self.apply_sampling()
         self.train_cfg = TrainConfig.from_params(self.config.train)
-        c = self.config
-        self.sde = (build_sde("vp", beta_min=c.beta_min, beta_max=c.beta_max) if c.sde == "vp"
-                    else build_sde("ve", sigma_min=c.sigma_min, sigma_max=c.sigma_max))
+        self.sde = SDES.build(self.config.sde, **SDES.settings_from(self.config.sde, dataclasses.asdict(self.config)))
         self.history: list[dict] = []
         self.fit_summary: dict | None = None
         self.model: AveragedModel | None = None
@@ -147,7 +145,8 @@ class DiffusionImputer(Imputer):
 
     def _build(self) -> AveragedModel:
         c = self.config
-        net = build_score_network(c.conditioning, self.dims, self.segments, c.hidden, c.layers, c.heads)
+        net = CONDITIONINGS.build(c.conditioning, self.dims, self.segments,
+                                  **CONDITIONINGS.settings_from(c.conditioning, dataclasses.asdict(c)))
         return AveragedModel(ScoreModel(net, self.sde), c.ema)
 
     def _tensors(self, data: FeatureSet) -> dict[str, np.ndarray]:
@@ -262,11 +261,10 @@ class DiffusionImputer(Imputer):
             mean, std = sde.marginal_prob(cond, t)
             return torch.where(known, -(x - mean) / std ** 2, score)
 
-        options = {"snr": c.snr, "corrector_steps": c.corrector_steps} if c.sampler == "pc" else {}
         x = sde.prior_sampling(tuple(cond.shape), generator)
         ts = time_grid(sde, c.steps, c.eps, c.time_grid, device=cond.device)
         return SAMPLERS.get(c.sampler)(score_fn, sde, x, ts, extra_args={"cond": cond, "cond_mask": cond_mask},
-                                       generator=generator, **options)
+                                       generator=generator, **SAMPLERS.settings_from(c.sampler, dataclasses.asdict(c)))
 
     def completion(self, cond: torch.Tensor, cond_mask: torch.Tensor, generator: torch.Generator,
                    config: DiffusionConfig | None = None, model: AveragedModel | None = None) -> torch.Tensor:

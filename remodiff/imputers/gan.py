@@ -51,8 +51,6 @@ class AdversarialPair(nn.Module):
 
 @IMPUTERS.register("gan")
 class GANImputer(MaskConditionedImputer):
-    name = "gan"
-
     train_defaults = {"epochs": 300, "batch_size": 64, "lr": 1e-4, "weight_decay": 0.0, "patience": 30,
                       "monitor_from": 5}
 

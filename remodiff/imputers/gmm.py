@@ -35,8 +35,8 @@ log = logging.getLogger(__name__)
 
 @IMPUTERS.register("gmm")
 class GMMImputer(Imputer):
-    name = "gmm"
     sampling_settings = ("mode",)
+    classical = True
 
     def __init__(self, components: int = 2, pca_dims: int = 4, mode: str = "mean", max_iter: int = 500):
         if components < 1 or pca_dims < 1 or max_iter < 1:

@@ -21,7 +21,7 @@ from remodiff.store import FeatureSet
 
 @IMPUTERS.register("knn")
 class KNNImputer(Imputer):
-    name = "knn"
+    classical = True
 
     def __init__(self, k: int = 5):
         check_positive_int("knn", "k", k)

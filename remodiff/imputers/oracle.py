@@ -57,24 +57,18 @@ class LabelOracle(Imputer):
 
 @IMPUTERS.register("oracle_same")
 class SameLabelOracle(LabelOracle):
-    name = "oracle_same"
-
     def donors(self, distance: np.ndarray) -> np.ndarray:
         return distance.argmin(axis=1)[:, None]
 
 
 @IMPUTERS.register("oracle_other")
 class OtherLabelOracle(LabelOracle):
-    name = "oracle_other"
-
     def donors(self, distance: np.ndarray) -> np.ndarray:
         return distance.argmax(axis=1)[:, None]
 
 
 @IMPUTERS.register("oracle_mean")
 class MeanLabelOracle(LabelOracle):
-    name = "oracle_mean"
-
     def __init__(self, k: int = 5):
         check_positive_int("oracle_mean", "k", k)
         super().__init__(k=k)

@@ -15,7 +15,7 @@ from remodiff.store import FeatureSet
 
 @IMPUTERS.register("repeat")
 class RepeatImputer(Imputer):
-    name = "repeat"
+    classical = True
 
     def fit(self, train: FeatureSet, val: FeatureSet | None = None, seed: int = 0) -> None:
         self.modalities = train.modalities

@@ -14,8 +14,8 @@ from remodiff.store import FeatureSet
 
 @IMPUTERS.register("random")
 class UniformImputer(Imputer):
-    name = "random"
     stochastic = True
+    classical = True
 
     def fit(self, train: FeatureSet, val: FeatureSet | None = None, seed: int = 0) -> None:
         self.modalities = train.modalities

@@ -15,8 +15,9 @@ from collections import defaultdict
 import numpy as np
 
 from remodiff.evaluation.matrix import aggregate, hierarchical_bootstrap
-from remodiff.evaluation.metrics import (CLASSICAL_IMPUTERS, clip_scores, higher_is_better, imputer_label,
-                                         metric_of_results, prediction_metrics, task_metrics)
+from remodiff.evaluation.metrics import (clip_scores, higher_is_better, metric_of_results, prediction_metrics,
+                                         task_metrics)
+from remodiff.imputers import classical_imputers, imputer_label
 from remodiff.pipeline.common import compare_seeds
 from remodiff.pipeline.runs import run_names
 from remodiff.results import (COMPARISON_JSON, COMPARISON_MD, COMPARISON_REFERENCES, IMPUTED, LOWER_BOUND, MAIN_RUN,
@@ -161,7 +162,8 @@ def route_counts(chosen: tuple[dict, ...], modalities: list[str]) -> dict:
 # Paired tests
 # --------------------------------------------------------------------------------------------
 def best_classical(row: dict, names: list[str], metric: str) -> str | None:
-    classical = [i for i in names if i in CLASSICAL_IMPUTERS and row.get(i, {}).get(metric) is not None]
+    references = classical_imputers()
+    classical = [i for i in names if i in references and row.get(i, {}).get(metric) is not None]
     if not classical:
         return None
     sign = 1 if higher_is_better(metric) else -1
@@ -274,7 +276,8 @@ def comparison_markdown(table: dict, imputers: list[str], metric: str) -> str:
         lines += ["`auto` chose, per availability (runs): " + "; ".join(
             f"{label}: " + ", ".join(f"{imputer_label(n)} {c}" for n, c in sorted(counts.items(), key=lambda x: -x[1]))
             for label, counts in table["routes"].items()) + ".", ""]
-    lines += [f"**Bold**: the best classical imputer of the column ({', '.join(CLASSICAL_IMPUTERS)}; the oracles read "
+    classical = classical_imputers()
+    lines += [f"**Bold**: the best classical imputer of the column ({', '.join(classical)}; the oracles read "
               f"the test labels and are never a reference). Marks: a hierarchical paired bootstrap of the {metric} "
               f"difference ({table['resamples']} resamples of the runs, then of the clips within each run, the same "
               f"clips for both rows) whose 95 % interval excludes 0: {REFERENCES['best_classical'][0]} better / "

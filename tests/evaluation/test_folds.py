@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import yaml
 
-from remodiff.evaluation.folds import (assign_folds, crema_d_actor, cross_validation, group_rule, mmsa_video, pool,
-                                       ravdess_actor, youtube_id)
+from remodiff.evaluation.folds import assign_folds, cross_validation, group_rule, pool
 from remodiff.evaluation.matrix import hierarchical_bootstrap
 from remodiff.pipeline import stage
 from remodiff.pipeline.compare_table import comparison_markdown, mark
@@ -18,19 +17,19 @@ from tests.conftest import ROOT, toy_featureset
 
 
 def test_group_rules_on_the_ids_each_adapter_writes():
-    assert ravdess_actor("01-01-06-01-02-01-12") == "12"
-    assert crema_d_actor("1001_DFA_ANG_XX") == "1001"
-    assert youtube_id("J4GQm9j0JZ0.003.mp4") == "J4GQm9j0JZ0"
-    assert youtube_id("--Ymqszjv54.001.mp4") == "--Ymqszjv54"  # FI ids may start with dashes and hold dots
-    assert youtube_id("a.b.c.004.mp4") == "a.b.c"
-    assert mmsa_video("03bSnISJMiM$_$1") == "03bSnISJMiM"
+    assert group_rule("ravdess_actor")("01-01-06-01-02-01-12") == "12"
+    assert group_rule("crema_d_actor")("1001_DFA_ANG_XX") == "1001"
+    assert group_rule("youtube_id")("J4GQm9j0JZ0.003.mp4") == "J4GQm9j0JZ0"
+    assert group_rule("youtube_id")("--Ymqszjv54.001.mp4") == "--Ymqszjv54"  # FI ids may start with dashes, hold dots
+    assert group_rule("youtube_id")("a.b.c.004.mp4") == "a.b.c"
+    assert group_rule("mmsa_video")("03bSnISJMiM$_$1") == "03bSnISJMiM"
     assert group_rule("clip")("x.001.mp4") == "x.001.mp4"
     assert group_rule(r"regex:^spk(\d+)_")("spk07_take3") == "07"
     for rule, bad in (("ravdess_actor", "1001_DFA_ANG_XX"), ("crema_d_actor", "01-01-06-01-02-01-12"),
                       ("youtube_id", "clip7"), ("mmsa_video", "03bSnISJMiM_1"), (r"regex:^spk(\d+)_", "take3")):
         with pytest.raises(ValueError, match=bad.replace("$", r"\$")):
             group_rule(rule)(bad)
-    with pytest.raises(ValueError, match="valid: ravdess_actor"):
+    with pytest.raises(ValueError, match="valid: crema_d_actor, mmsa_video, ravdess_actor, youtube_id, clip"):
         group_rule("actor")
     with pytest.raises(ValueError, match="needs a group"):
         group_rule("regex:spk")

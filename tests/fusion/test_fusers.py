@@ -319,7 +319,7 @@ def test_bad_inputs_and_params_fail_clearly(regression_data, regression_fusers):
         build_fuser("early", ["audio", "depth"], FAST["early"]).fit(train, val)
     with pytest.raises(ValueError, match="fitted on feature sizes"):
         regression_fusers["transformer"].predict(toy_featureset(4, dims=(("audio", 8), ("video", 6), ("text", 5))))
-    with pytest.raises(ValueError, match="unknown params \\['combine'\\]"):
+    with pytest.raises(ValueError, match="unknown settings \\['combine'\\] for fuser 'early'"):
         build_fuser("early", MODALITIES, {"combine": "mean"})
     with pytest.raises(ValueError, match="valid values: mean, learned"):
         build_fuser("late", MODALITIES, {"combine": "max"})

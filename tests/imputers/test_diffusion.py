@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from remodiff.diffusion import SAMPLERS, build_sde, time_grid
+from remodiff.diffusion import SAMPLERS, SDES, time_grid
+from remodiff.diffusion.sampling import evaluations_per_step
 from remodiff.diffusion.sde import append_dims
 from remodiff.imputers import build_imputer, load_imputer
 from remodiff.imputers.diffusion import resolve_config
@@ -18,7 +19,7 @@ torch.set_num_threads(1)
 @pytest.mark.parametrize("name", ["vp", "ve"])
 def test_forward_sde_marginals_match_closed_form(name):
     """Euler-Maruyama paths of dx = f dt + g dw from a point mass have the kernel's mean and std."""
-    sde = build_sde(name)
+    sde = SDES.build(name)
     g = torch.Generator().manual_seed(0)
     x0 = 1.5
     x = torch.full((20000,), x0)
@@ -50,7 +51,7 @@ def gaussian_score(sde, mu: float, s: float):
 @pytest.mark.parametrize("sampler,steps,grid", [("euler_maruyama", 200, "uniform"), ("pc", 100, "uniform"),
                                                 ("ode", 30, "karras"), ("ddim", 50, "karras")])
 def test_samplers_recover_gaussian_and_are_deterministic(name, sampler, steps, grid):
-    sde = build_sde(name)
+    sde = SDES.build(name)
     score = gaussian_score(sde, mu=2.0, s=0.5)
     ts = time_grid(sde, steps, kind=grid)
 
@@ -68,12 +69,18 @@ def test_samplers_recover_gaussian_and_are_deterministic(name, sampler, steps, g
 
 
 def test_extra_args_reach_the_score():
-    sde = build_sde("vp")
+    sde = SDES.build("vp")
     score = gaussian_score(sde, mu=0.0, s=0.5)
     g = torch.Generator().manual_seed(0)
     x = sde.prior_sampling((500, 2), g)
     out = SAMPLERS.get("ddim")(score, sde, x, time_grid(sde, 20), extra_args={"offset": 3.0}, generator=g)
     assert abs(out.mean().item() - 3.0) < 0.1
+
+
+def test_evaluations_per_step_are_counted_from_the_samplers():
+    assert {s: evaluations_per_step(s) for s in SAMPLERS.names()} == {"ddim": 1, "euler_maruyama": 1, "ode": 2,
+                                                                     "pc": 2}
+    assert evaluations_per_step("pc", corrector_steps=3) == 4
 
 
 def featureset(arrays: dict[str, np.ndarray]) -> FeatureSet:
@@ -183,7 +190,8 @@ def test_preset_precedence_and_unknown_values():
                        ({"conditioning": "film"}, "transformer"), ({"time_grid": "cosine"}, "karras")]:
         with pytest.raises(UnknownNameError, match=valid):
             resolve_config(bad)
-    with pytest.raises(ValueError, match="unknown diffusion params"):
+    with pytest.raises(ValueError, match=r"unknown settings \['sigma'\] for imputer 'diffusion'; valid values: "
+                                         r"beta_max,"):
         resolve_config({"sigma": 3})
 
 
@@ -224,7 +232,8 @@ def test_mean_mode_is_deterministic_and_beats_one_sample_on_a_gaussian(tmp_path)
     assert (loaded.config.mode, loaded.config.steps, loaded.config.draws, loaded.stochastic) == ("sample", 7, 3, True)
     np.testing.assert_array_equal(loaded.impute(masked, np.random.default_rng(4)).features["b"],
                                   imputer.impute(masked, np.random.default_rng(4)).features["b"])
-    with pytest.raises(ValueError, match=r"unknown sampling settings \['hidden'\]; valid: sampler, steps"):
+    with pytest.raises(ValueError, match=r"unknown sampling settings \['hidden'\] for imputer 'diffusion'; "
+                                         r"valid values: sampler, steps"):
         loaded.set_sampling(hidden=8)  # a training setting cannot change after fitting
 
 

@@ -349,8 +349,8 @@ def test_gmm_learns_the_clusters_from_training_clips_that_each_lack_a_modality()
     ("cvae", {"train": {"epoch": 3}}, "unknown training params"),
     ("gan", {"recon_weight": -1.0}, "non-negative"),
     ("oracle_mean", {"k": 1.5}, "k must be a positive integer"),
-    ("knn", {"neighbours": 3}, "its params are: k"),
-    ("repeat", {"k": 3}, "its params are: none"),
+    ("knn", {"neighbours": 3}, r"unknown settings \['neighbours'\] for imputer 'knn'; valid values: k$"),
+    ("repeat", {"k": 3}, r"unknown settings \['k'\] for imputer 'repeat'; valid values: none$"),
 ])
 def test_bad_params_are_refused_clearly(name, params, message):
     with pytest.raises(ValueError, match=message):
@@ -418,9 +418,9 @@ def test_set_sampling_changes_reconstructions_without_refitting_and_survives_sav
 
 
 @pytest.mark.parametrize("name, settings, message", [
-    ("cvae", {"steps": 10}, r"imputer 'cvae': unknown sampling settings \['steps'\]; valid: mode, draws"),
-    ("gmm", {"draws": 4}, r"unknown sampling settings \['draws'\]; valid: mode$"),
-    ("mean", {"mode": "mean"}, r"unknown sampling settings \['mode'\]; valid: none"),
+    ("cvae", {"steps": 10}, r"unknown sampling settings \['steps'\] for imputer 'cvae'; valid values: mode, draws"),
+    ("gmm", {"draws": 4}, r"unknown sampling settings \['draws'\] for imputer 'gmm'; valid values: mode$"),
+    ("mean", {"mode": "mean"}, r"unknown sampling settings \['mode'\] for imputer 'mean'; valid values: none"),
     ("gan", {"mode": "median"}, "valid values: mean, sample"),
 ])
 def test_set_sampling_refuses_unknown_keys_and_bad_values(name, settings, message):

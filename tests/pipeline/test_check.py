@@ -116,7 +116,7 @@ def set_key(params: dict, dotted: str, value) -> None:
     ("eval.folds", {"k": 2, "group": "clip"}, "params.yaml: eval.folds.k: must be an integer >= 3"),
     ("eval.folds", {"k": 5}, "params.yaml: eval.folds.group: is required"),
     ("eval.folds", {"k": 5, "group": "actor"}, "params.yaml: eval.folds.group: 'actor' is not a group rule; valid: "
-                                               "ravdess_actor, crema_d_actor, youtube_id, mmsa_video, clip"),
+                                               "crema_d_actor, mmsa_video, ravdess_actor, youtube_id, clip"),
     ("eval.folds", {"k": 5, "group": "regex:(["}, "params.yaml: eval.folds.group: 'regex:([': not a regular"),
     ("eval.folds", {"k": 5, "group": "clip", "shuffle": True}, "params.yaml: eval.folds.shuffle: unknown key"),
     ("compare.resamples", 0, "params.yaml: compare.resamples: must be a positive integer"),
@@ -135,7 +135,8 @@ def test_a_leftover_key_of_the_previous_extractor_backend_is_named_without_loadi
     del params["features"]["video"]["thumb"]
     params["features"]["video"]["checkpoint"] = 3
     assert failure(params).startswith("params.yaml: features.video.checkpoint: ")
-    with pytest.raises(ValueError, match="backend 'frame_stats' takes no settings \\['model'\\]"):
+    with pytest.raises(ValueError, match="features.video: unknown settings \\['model'\\] for extractor 'frame_stats'; "
+                                         "valid values: thumb"):
         build_extractor("video", {"backend": "frame_stats", "model": "x"})  # a stage building it says the same
 
 
