@@ -29,7 +29,6 @@ import torch
 import yaml
 
 from remodiff.diffusion.sampling import evaluations_per_step
-from remodiff.evaluation.metrics import headline_metric, task_metrics
 from remodiff.evaluation.reconstruction import frechet_distance
 from remodiff.fusion import build_fuser, fuser_section
 from remodiff.imputers import build_imputer
@@ -120,16 +119,15 @@ def main() -> None:
     downstream = None
     if "task" in test.attrs:  # labelled data: a fixed fuser on complete training data judges the reconstructions
         params = yaml.safe_load((ROOT / "params.yaml").read_text())["fuser"]
-        task = Task.from_attrs(test.attrs)
-        metric = headline_metric(task.kind, test.label_names)
+        metrics = Task.from_attrs(test.attrs).metrics(test.label_names)
+        metric = metrics.headline
         section = fuser_section(params, params["type"])
         fuser = build_fuser(params["type"], list(train.modalities),
                             {**section, "train": {**section.get("train", {}), "seed": args.seed}})
         fuser.fit(train, val)
 
         def downstream(restored: FeatureSet) -> float:
-            return 100 * task_metrics(task.kind, picked.labels, fuser.predict(restored), picked.label_names,
-                                      list(task.classes) or None)[metric]
+            return 100 * metrics.compute(picked.labels, fuser.predict(restored))[metric]
 
         print(f"downstream: fuser {params['type']}, {metric} x 100: complete {downstream(picked):.2f}")
 

@@ -36,6 +36,7 @@ from remodiff.imputers import IMPUTERS
 from remodiff.params import REQUIRED
 from remodiff.registry import Registry, SettingError, Settings, one_line
 from remodiff.store import FEATURE_DTYPES, MODALITIES
+from remodiff.tasks import Task
 from remodiff.device import PRECISIONS, check_precision_name
 from remodiff.training import TrainConfig
 
@@ -328,7 +329,7 @@ class DatasetFacts:
     """What the checks need to know about the dataset, found without reading its data."""
 
     name: str
-    task: str
+    task: Task
     label_names: list[str]
     modalities: list[str]  # those params.features may name
     precomputed: bool  # it ships features: extractor settings do not apply
@@ -349,16 +350,17 @@ def check_dataset(cfg) -> DatasetFacts:
     check_asr(cfg.get("asr"))
     cls, root = DATASETS.get(cfg["name"]), Path(cfg["root"])
     if not root.is_dir() and root == SAMPLE and hasattr(cls, "label_names"):
-        return DatasetFacts(cfg["name"], cls.task, list(cls.label_names), list(MODALITIES), cls.precomputed,
-                            cls.transcripts, True)
+        return DatasetFacts(cfg["name"], Task.of(cls.task, cls.classes), list(cls.label_names), list(MODALITIES),
+                            cls.precomputed, cls.transcripts, True)
     if not root.is_dir():
         raise SettingError("dataset.root", f"{root} does not exist or is not a directory")
     try:  # adapters check their settings and expected files when built; precomputed ones read their arrays' names
         adapter = build_dataset(cfg)
         modalities = adapter.modalities()
+        task = Task.of(adapter.task, adapter.classes)  # e.g. a manifest's classification with one class
     except (ValueError, FileNotFoundError) as e:
         raise SettingError(f"dataset.{cfg['name']}", str(e)) from None
-    return DatasetFacts(cfg["name"], adapter.task, list(adapter.label_names),
+    return DatasetFacts(cfg["name"], task, list(adapter.label_names),
                         list(MODALITIES) if modalities is None else modalities, adapter.precomputed,
                         adapter.transcripts, False)
 
@@ -501,7 +503,8 @@ def _check(params) -> list[str]:
     composed = {name: fuser_section(params["fuser"], name) for name in FUSERS.names()  # with the shared train
                 if name in params["fuser"] or name == params["fuser"].get("type")}
     fuser = check_models("fuser", {**params["fuser"], **composed}, FUSERS, modalities)
-    summary = [f"dataset {dataset.name} ({dataset.task}{', written by the sample stage' if dataset.pending else ''})",
+    pending = ", written by the sample stage" if dataset.pending else ""
+    summary = [f"dataset {dataset.name} ({dataset.task.name}{pending})",
                f"modalities {'+'.join(modalities)}", f"masks {', '.join(protocols)}",
                *fitting_notes(params["masks"], protocols, modalities),
                f"imputer {imputer}", f"fuser {fuser}", f"seeds {params['eval']['seeds']}"]

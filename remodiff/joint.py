@@ -32,7 +32,6 @@ from remodiff.evaluation.aware import drop_mask
 from remodiff.fusion.blocks import MASKING_SEED_OFFSET, NeuralFuser, batches, drop_modalities
 from remodiff.scaling import Standardiser
 from remodiff.store import FeatureSet, concatenate
-from remodiff.tasks import clip_scores
 from remodiff.training import History, fit, to_tensors
 
 log = logging.getLogger(__name__)
@@ -117,5 +116,5 @@ def fit_joint(imputer, fuser: NeuralFuser, train: FeatureSet, val: FeatureSet | 
     imputer.joint_done(pair["imputer"], history, val)
     fuser.model = pair["fuser"]
     if val is not None and len(val):
-        fuser.validation_scores = clip_scores(task, fuser.predict(imputer.impute(val)), val.labels)
+        fuser.validation_scores = task.clip_scores(fuser.predict(imputer.impute(val)), val.labels)
     return history

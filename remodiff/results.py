@@ -30,6 +30,7 @@ import h5py
 import numpy as np
 
 from remodiff.store import STRING, FeatureSet, atomic_h5, read_featureset, write_featureset
+from remodiff.tasks import MetricFamily, Task
 
 MODELS = Path("models")
 METRICS = Path("metrics")
@@ -194,6 +195,11 @@ class Predictions:
         for name, array in shapes:
             if len(array) != n:
                 raise ValueError(f"predictions: {name} has {len(array)} rows for {n} clips")
+
+    @property
+    def metrics(self) -> MetricFamily:
+        """The metric family of their task and labels."""
+        return Task.of(self.task, self.classes).metrics(self.label_names)
 
 
 def _write_predictions(group: h5py.Group, predictions: Predictions) -> None:

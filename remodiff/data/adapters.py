@@ -47,7 +47,6 @@ from remodiff.store import FeatureSet
 log = logging.getLogger(__name__)
 DATASETS: Registry[type["DatasetAdapter"]] = Registry("dataset", passed=("root",))
 SPLITS = ("train", "val", "test")
-TASKS = ("regression", "classification")
 
 
 @dataclass

@@ -17,7 +17,9 @@ import logging
 import math
 from pathlib import Path
 
-from remodiff.data.adapters import DATASETS, SPLITS, TASKS, Clip, DatasetAdapter, check_split
+from remodiff.data.adapters import DATASETS, SPLITS, Clip, DatasetAdapter, check_split
+from remodiff.registry import UnknownNameError
+from remodiff.tasks import TASKS
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,7 @@ class Manifest(DatasetAdapter):
                  classes: list[str] | None = None):
         super().__init__(root)
         if task not in TASKS:
-            raise ValueError(f"manifest: task must be one of {TASKS}, got {task!r}")
+            raise UnknownNameError(f"manifest: unknown task {task!r}", TASKS.names())
         if not labels:
             raise ValueError("manifest: `labels` must name at least one label column")
         if task == "classification" and len(labels) != 1:

@@ -27,9 +27,10 @@ from typing import Iterator
 import h5py
 import numpy as np
 
-from remodiff.data.adapters import DATASETS, SPLITS, TASKS, Clip, DatasetAdapter, check_split
-from remodiff.registry import one_line
+from remodiff.data.adapters import DATASETS, SPLITS, Clip, DatasetAdapter, check_split
+from remodiff.registry import UnknownNameError, one_line
 from remodiff.store import FeatureSet, check_splits_agree
+from remodiff.tasks import TASKS
 
 log = logging.getLogger(__name__)
 AVAILABLE_PREFIX = "available_"
@@ -128,7 +129,7 @@ class Precomputed(DatasetAdapter):
                  task: str = "regression", classes: list[str] | None = None):
         super().__init__(root)
         if task not in TASKS:
-            raise ValueError(f"precomputed: task must be one of {TASKS}, got {task!r}")
+            raise UnknownNameError(f"precomputed: unknown task {task!r}", TASKS.names())
         if task == "classification" and not classes:
             raise ValueError("precomputed: a classification task needs `classes` (the class names, in index order)")
         self.files = {**{s: f"{s}.npz" for s in SPLITS}, **(files or {})}

@@ -1,5 +1,5 @@
 """Automatic fusion, a route for small data: fit every candidate fuser on the training clips and keep one by its
-validation score (:func:`remodiff.tasks.task_score`: accuracy / -MAE, what the neural fusers early-stop on; each
+validation score (:meth:`remodiff.tasks.Task.score`: accuracy / -MAE, what the neural fusers early-stop on; each
 candidate's ``validation_scores``, taken before a refit on the validation clips).
 
 On a few dozen clips a neural fuser can score below ridge on the same features; which one wins depends on the data,

@@ -23,7 +23,7 @@ class Fuser(abc.ABC):
     def __init__(self, modalities: list[str], **params):
         self.modalities = list(modalities)
         self.params = params
-        # set by fit where validation clips are given: the fitted model's remodiff.tasks.clip_scores on them as given
+        # set by fit where validation clips are given: the fitted model's Task.clip_scores on them as given
         # (before any refit on them), what the auto fuser compares candidates by
         self.validation_scores: np.ndarray | None = None
 
@@ -45,7 +45,7 @@ class Fuser(abc.ABC):
 
     @property
     def validation_score(self) -> float | None:
-        """The fitted model's :func:`remodiff.tasks.task_score` on the validation clips it was given (None without)."""
+        """The fitted model's :meth:`remodiff.tasks.Task.score` on the validation clips it was given (None without)."""
         return None if self.validation_scores is None else float(self.validation_scores.mean())
 
     def check(self, data: FeatureSet) -> None:

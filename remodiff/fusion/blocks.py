@@ -20,7 +20,7 @@ from remodiff.device import resolve_device
 from remodiff.fusion.base import Fuser
 from remodiff.scaling import Standardiser
 from remodiff.store import FeatureSet
-from remodiff.tasks import Task, clip_scores, task_score
+from remodiff.tasks import Task
 from remodiff.training import TrainConfig, batches, fit, seed_everything, to_tensors
 
 log = logging.getLogger(__name__)
@@ -109,16 +109,16 @@ class TaskOutput:
         return (raw + self.label_mean).astype(np.float32)
 
     def score(self, raw: torch.Tensor, labels: torch.Tensor) -> float:
-        """The validation score early stopping follows (:func:`remodiff.tasks.task_score`)."""
-        return task_score(self.task, self.predictions(raw.detach().float().cpu().numpy()), labels.cpu().numpy())
+        """The validation score early stopping follows (:meth:`remodiff.tasks.Task.score`)."""
+        return self.task.score(self.predictions(raw.detach().float().cpu().numpy()), labels.cpu().numpy())
 
     def state(self) -> dict:
-        return {"task": self.task.kind, "classes": list(self.task.classes), "loss": self.loss_name,
+        return {"task": self.task.name, "classes": list(self.task.classes), "loss": self.loss_name,
                 "label_mean": self.label_mean}
 
     @classmethod
     def from_state(cls, state: dict) -> "TaskOutput":
-        return cls(Task(state["task"], tuple(state["classes"])), state["loss"], state["label_mean"])
+        return cls(Task.of(state["task"], state["classes"]), state["loss"], state["label_mean"])
 
 
 def drop_modalities(x: dict[str, torch.Tensor], available: dict[str, torch.Tensor], p: float,
@@ -252,13 +252,13 @@ class NeuralFuser(Fuser):
             raw = torch.cat([model(*split_inputs(b, self.modalities)) for b in batches(monitored, PREDICT_BATCH)])
             return self.output.score(raw, monitored["y"])
 
-        log.info("fuser %s: %s task, %d training clips, modalities %s", self.name, task.kind, len(train),
+        log.info("fuser %s: %s task, %d training clips, modalities %s", self.name, task.name, len(train),
                  self.modalities)
         fit(self.model, loss_fn, tensors(train), monitored, self.train_cfg, history_path=history_path,
             desc=f"fuser {self.name}", val_score=val_score if self.params["monitor"] == "score" else None)
         self.model.cpu()
         if val is not None:  # the clips as given, even where early stopping followed them masked
-            self.validation_scores = clip_scores(task, self.predict(val), val.labels)
+            self.validation_scores = task.clip_scores(self.predict(val), val.labels)
 
     @torch.no_grad()
     def predict(self, data: FeatureSet) -> np.ndarray:

@@ -17,7 +17,7 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from remodiff.fusion.base import FUSERS, Fuser
 from remodiff.scaling import Standardiser, masked_mean
 from remodiff.store import FeatureSet
-from remodiff.tasks import Task, check_class_indices, clip_scores
+from remodiff.tasks import Task
 
 log = logging.getLogger(__name__)
 # ridge alpha (regression) / inverse regularisation strength C (classification): sklearn's meanings
@@ -65,28 +65,27 @@ class LinearFusion(Fuser):
         task.check_labels(train.labels)
         scaler = Standardiser.fit(train, self.modalities)
         x = self.pooled(train, scaler)
-        y = check_class_indices(train.labels, len(task.classes)) if task.is_classification else train.labels
-        penalties = self.params["penalties"] or DEFAULT_PENALTIES[task.kind]
+        y = task.targets(train.labels)
+        penalties = self.params["penalties"] or DEFAULT_PENALTIES[task.name]
         penalty = penalties[len(penalties) // 2]
         if val is not None and len(val):
             self.check(val)
             task.check_labels(val.labels)
             x_val = self.pooled(val, scaler)
-            per_clip = [clip_scores(task, self.outputs(task, self.estimator(task, p).fit(x, y), x_val), val.labels)
+            per_clip = [task.clip_scores(self.outputs(task, self.estimator(task, p).fit(x, y), x_val), val.labels)
                         for p in penalties]
-            scores = [float(s.mean()) for s in per_clip]  # remodiff.tasks.task_score of each
+            scores = [float(s.mean()) for s in per_clip]  # the Task.score of each
             best = int(np.argmax(scores))  # ties to the first (strongest) penalty
             penalty, self.validation_scores = penalties[best], per_clip[best]
             log.info("linear fusion: validation scores %s over penalties %s, picked %g",
                      [round(s, 4) for s in scores], penalties, penalty)
             if self.params["refit_on_val"]:
                 x = np.concatenate([x, x_val])
-                y = np.concatenate([y, check_class_indices(val.labels, len(task.classes))
-                                    if task.is_classification else val.labels])
+                y = np.concatenate([y, task.targets(val.labels)])
         model = self.estimator(task, penalty).fit(x, y)
         coef, intercept = np.atleast_2d(model.coef_), np.atleast_1d(model.intercept_)
         present = model.classes_.astype(int).tolist() if task.is_classification else None
-        self.state = {"task": task.kind, "classes": list(task.classes), "label_names": list(train.label_names),
+        self.state = {"task": task.name, "classes": list(task.classes), "label_names": list(train.label_names),
                       "penalty": penalty, "coef": coef.astype(np.float64), "intercept": intercept.astype(np.float64),
                       "present_classes": present, "scaler": (scaler.mean, scaler.std)}
 
@@ -100,7 +99,7 @@ class LinearFusion(Fuser):
             raise ValueError(f"fuser 'linear' was fitted on feature sizes {dims}; the data has {given}")
         x = self.pooled(data, Standardiser(*self.state["scaler"]))
         raw = x @ self.state["coef"].T + self.state["intercept"]
-        if self.state["task"] == "regression":
+        if not Task.of(self.state["task"], self.state["classes"]).is_classification:
             return raw.astype(np.float32)
         present = self.state["present_classes"]
         if len(present) == 2:  # scikit-learn's binary logistic regression: one logit, for the second class

@@ -15,8 +15,7 @@ from collections import defaultdict
 import numpy as np
 
 from remodiff.evaluation.matrix import aggregate, hierarchical_bootstrap
-from remodiff.evaluation.metrics import (clip_scores, higher_is_better, metric_of_results, prediction_metrics,
-                                         task_metrics)
+from remodiff.evaluation.metrics import metric_of_results, prediction_metrics
 from remodiff.imputers import classical_imputers, imputer_label
 from remodiff.pipeline.common import compare_seeds
 from remodiff.pipeline.runs import run_names
@@ -24,6 +23,7 @@ from remodiff.results import (COMPARISON_JSON, COMPARISON_MD, COMPARISON_REFEREN
                               METRICS, Pattern, Predictions, compare_run, concatenate_predictions, format_value,
                               load_predictions, protocol_cells, protocols_of)
 from remodiff.store import write_json_atomic, write_text_atomic
+from remodiff.tasks import higher_is_better
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +114,7 @@ def route(index: int, predictions: dict[str, list[Predictions]], metric: str) ->
     if any(v is None for v in validation.values()):
         raise ValueError("auto needs every compared imputer's validation predictions: re-run the compare stages")
     sign = 1.0 if higher_is_better(metric) else -1.0
+    metrics = main.metrics
     pooled_rows: dict[tuple, list] = defaultdict(list)  # availability -> [(pattern, row indices)]
     for pattern, available in main.validation.available.items():
         for availability in {tuple(a) for a in available}:
@@ -128,10 +129,9 @@ def route(index: int, predictions: dict[str, list[Predictions]], metric: str) ->
         for name in candidates:
             kind = LOWER_BOUND if name == LOWER_BOUND else IMPUTED
             values = np.concatenate([validation[name].cells[pattern][kind][rows] for pattern, rows in parts])
-            scores = clip_scores(main.task, metric, labels, values, main.label_names, main.classes)
+            scores = metrics.per_clip(metric, labels, values)
             if scores is None:  # a metric that is not a mean over clips (F1, r): the whole set's value
-                scores = np.array([task_metrics(main.task, labels, values, main.label_names,
-                                                main.classes or None)[metric] or 0.0])
+                scores = np.array([metrics.compute(labels, values)[metric] or 0.0])
             scored[name] = float(np.mean(sign * scores))
         choice[availability] = max(scored, key=scored.get)  # the first of the best: the lower bound on a tie
     cells = {}
@@ -211,13 +211,13 @@ def paired_difference(a: Predictions, b: Predictions, pattern: str, metric: str,
         raise ValueError(f"the compared rows' predictions cover different clips ({pattern}); re-run compare")
     sign = 1.0 if higher_is_better(metric) else -1.0
     pa, pb = a.cells[pattern][kind_a], b.cells[pattern][kind_b]
-    per_clip = [clip_scores(a.task, metric, a.labels, p, a.label_names, a.classes) for p in (pa, pb)]
+    metrics = a.metrics
+    per_clip = [metrics.per_clip(metric, a.labels, p) for p in (pa, pb)]
     if per_clip[0] is not None:
         return sign * (per_clip[0] - per_clip[1])
 
     def on_clips(clips: np.ndarray) -> float:  # metrics that are not a mean over clips (F1, r): recomputed
-        scored = [task_metrics(a.task, a.labels[clips], p[clips], a.label_names, a.classes or None)[metric]
-                  for p in (pa, pb)]
+        scored = [metrics.compute(a.labels[clips], p[clips])[metric] for p in (pa, pb)]
         return sign * (float(scored[0] or 0.0) - float(scored[1] or 0.0))
 
     return on_clips

@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 
 from remodiff.evaluation.matrix import aggregate, lower_bound_predict, modality_subsets, subset_key
-from remodiff.evaluation.metrics import aggregate_predictions, prediction_metrics, task_metrics
+from remodiff.evaluation.metrics import prediction_metrics
 from remodiff.fusion import load_fuser
 from remodiff.pipeline.runs import Run, runs_of
 from remodiff.progress import progress
 from remodiff.results import (IMPUTED, LOWER_BOUND, MAIN_RUN, SHARED_FUSERS, ImputerRun, Pattern, Predictions,
                               concatenate_predictions, read_reconstruction, reconstruction_patterns, save_predictions)
 from remodiff.store import FeatureSet, write_json_atomic
-from remodiff.tasks import Task, check_class_indices
+from remodiff.tasks import Task
 
 log = logging.getLogger(__name__)
 
@@ -35,16 +35,16 @@ def predict_run(params: dict, run: Run, paths: ImputerRun, lower_bound: bool, fu
              if lower_bound else None)
 
     def predict(clips: FeatureSet, store) -> Predictions:
-        floor = training_floor(task, run.train, len(clips))
+        floor = task.floor(run.train.labels, len(clips))
         cells, available = {}, {}
         for pattern in reconstruction_patterns(store):
             masked, samples = read_reconstruction(store, pattern)
             # K stochastic reconstructions: mean prediction (regression) or majority vote (classification)
-            cells[pattern.key] = {IMPUTED: aggregate_predictions(task.kind, [full.predict(s) for s in samples])}
+            cells[pattern.key] = {IMPUTED: task.aggregate([full.predict(s) for s in samples])}
             if lower is not None:
                 cells[pattern.key][LOWER_BOUND] = lower_bound_predict(lower, masked, floor)
             available[pattern.key] = np.stack([masked.available[m].any(axis=1) for m in modalities], axis=1)
-        return Predictions(list(clips.ids), clips.labels, list(clips.label_names), task.kind, list(task.classes),
+        return Predictions(list(clips.ids), clips.labels, list(clips.label_names), task.name, list(task.classes),
                            full.predict(clips) if len(clips) else np.zeros((0, 0), np.float32), cells, modalities,
                            available)
 
@@ -73,14 +73,13 @@ def score(params: dict, runs: list[Run], paths: ImputerRun, imputer: str, lower_
     if any(len(run.test) == 0 for run in runs):
         raise ValueError("the test split has no clips: nothing to evaluate (check dataset.root and split_dirs)")
     task = Task.from_attrs(runs[0].test.attrs)
+    metrics = task.metrics(runs[0].test.label_names)
     per_run, per_seed = [], {}
     for run in progress(runs, desc=f"evaluate {imputer}", unit="run"):
         predictions = predict_run(params, run, paths, lower_bound, fusers)
         save_predictions(paths.prediction(run.name), predictions)
         result = metrics_of(predictions)
-        result["train_mean"] = task_metrics(task.kind, run.test.labels,
-                                            training_floor(task, run.train, len(run.test)),
-                                            run.test.label_names, list(task.classes) or None)
+        result["train_mean"] = metrics.compute(run.test.labels, task.floor(run.train.labels, len(run.test)))
         per_run.append(result)
         per_seed.setdefault(run.seed, []).append(predictions)
     results = aggregate(per_run)
@@ -88,22 +87,10 @@ def score(params: dict, runs: list[Run], paths: ImputerRun, imputer: str, lower_
         results["pooled"] = aggregate([metrics_of(concatenate_predictions(parts)) for parts in per_seed.values()])
     results["imputer"] = imputer
     write_json_atomic(paths.downstream, results)
-    log.info("evaluate %s: complete %s, training floor %s", imputer, headline(results["complete"]),
-             headline(results["train_mean"]))
+    headline = metrics.headline
+    log.info("evaluate %s: complete %s %.4f, training floor %s %.4f", imputer, headline, results["complete"][headline],
+             headline, results["train_mean"][headline])
     return results
-
-
-def training_floor(task: Task, train: FeatureSet, n: int) -> np.ndarray:
-    """The predict-the-training-set baseline: the label mean (regression) or the majority class, one-hot."""
-    if not task.is_classification:
-        return np.broadcast_to(train.labels.mean(axis=0), (n, train.labels.shape[1])).astype(np.float32)
-    counts = np.bincount(check_class_indices(train.labels, len(task.classes)), minlength=len(task.classes))
-    return np.broadcast_to(np.eye(len(task.classes), dtype=np.float32)[counts.argmax()], (n, len(task.classes)))
-
-
-def headline(metrics: dict) -> str:
-    key = next(k for k in ("mean_acc", "Has0_acc_2", "accuracy", "mae") if k in metrics)
-    return f"{key} {metrics[key]:.4f}"
 
 
 # The params this stage reads (dvc.yaml's `params:` are written from it: remodiff.pipeline.deps)

@@ -5,7 +5,7 @@ from remodiff.evaluation.masks import fitting_notes, make_masks, missing_rate, n
 from remodiff.results import load_masks, load_patterns, save_masks
 from remodiff.evaluation.matrix import aggregate, ci95, lower_bound_predict
 from remodiff.store import FeatureSet
-from remodiff.evaluation.metrics import regression_metrics
+from remodiff.tasks import regression_metrics
 from remodiff.registry import UnknownNameError
 from tests.conftest import TRAITS, toy_featureset
 

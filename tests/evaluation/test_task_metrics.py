@@ -4,9 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from remodiff.evaluation.metrics import (aggregate_predictions, classification_metrics, sentiment_metrics,
-                                         task_metrics)
-from remodiff.tasks import Task, class_indices
+from remodiff.tasks import Task, class_indices, classification_metrics, sentiment_metrics
 from tests.conftest import TRAITS
 
 SENTIMENT_TRUE = np.array([-2.4, -0.6, 0.0, 0.0, 1.2, 2.6])
@@ -80,45 +78,44 @@ def test_classification_metrics_refuse_bad_input():
         classification_metrics(np.array([0, 1]), np.array([0]), CLASSES)
 
 
-def test_task_metrics_dispatch():
-    sentiment = task_metrics("regression", SENTIMENT_TRUE[:, None], SENTIMENT_PRED[:, None], ["sentiment"])
-    assert sentiment == sentiment_metrics(SENTIMENT_TRUE, SENTIMENT_PRED)
+def test_task_metric_families_dispatch():
+    sentiment = Task.of("regression").metrics(["sentiment"])
+    assert sentiment.compute(SENTIMENT_TRUE[:, None], SENTIMENT_PRED[:, None]) == \
+        sentiment_metrics(SENTIMENT_TRUE, SENTIMENT_PRED)
     traits = np.full((4, len(TRAITS)), 0.5)
-    personality = task_metrics("regression", traits, traits + 0.1, TRAITS)
+    personality = Task.of("regression").metrics(TRAITS).compute(traits, traits + 0.1)
     assert personality["mean_acc"] == pytest.approx(0.9)
-    assert task_metrics("classification", CLASS_TRUE, CLASS_PRED, ["emotion"], CLASSES)["accuracy"] == 0.5
-    with pytest.raises(ValueError, match="need the class names"):
-        task_metrics("classification", CLASS_TRUE, CLASS_PRED, ["emotion"])
-    with pytest.raises(ValueError, match="unknown task 'ranking'; valid values: regression, classification"):
-        task_metrics("ranking", CLASS_TRUE, CLASS_PRED, ["emotion"])
+    assert Task.of("classification", CLASSES).metrics(["emotion"]).compute(CLASS_TRUE, CLASS_PRED)["accuracy"] == 0.5
+    with pytest.raises(ValueError, match="needs at least two class names"):
+        Task.of("classification")
+    with pytest.raises(ValueError, match="unknown task 'ranking'; valid values: classification, regression"):
+        Task.of("ranking")
 
 
 def test_aggregate_predictions_mean_and_majority_vote():
-    mean = aggregate_predictions("regression", [np.array([[1.0], [3.0]]), np.array([[3.0], [5.0]])])
+    mean = Task.of("regression").aggregate([np.array([[1.0], [3.0]]), np.array([[3.0], [5.0]])])
     np.testing.assert_allclose(mean, [[2.0], [4.0]])
     # three samples over two clips: clip 0 votes 2, 1, 2 -> class 2; clip 1 votes 0, 1, 2 -> tie -> class 0
     samples = [np.array([[0.1, 0.2, 0.7], [0.8, 0.1, 0.1]]),
                np.array([[0.2, 0.5, 0.3], [0.3, 0.6, 0.1]]),
                np.array([[0.0, 0.1, 0.9], [0.2, 0.3, 0.5]])]
-    shares = aggregate_predictions("classification", samples)
+    shares = Task.of("classification", CLASSES).aggregate(samples)
     np.testing.assert_allclose(shares, [[0, 1 / 3, 2 / 3], [1 / 3, 1 / 3, 1 / 3]])
     np.testing.assert_array_equal(class_indices(shares), [2, 0])
     # two samples voting 2 and 1: tie -> class 1 (lower index), though sample 0 was more confident
-    tie = aggregate_predictions("classification", [np.array([[0.0, 0.1, 0.9]]), np.array([[0.0, 0.6, 0.4]])])
+    tie = Task.of("classification", CLASSES).aggregate([np.array([[0.0, 0.1, 0.9]]), np.array([[0.0, 0.6, 0.4]])])
     np.testing.assert_array_equal(class_indices(tie), [1])
     with pytest.raises(ValueError, match="no predictions"):
-        aggregate_predictions("regression", [])
-    with pytest.raises(ValueError, match="unknown task"):
-        aggregate_predictions("ranking", samples)
+        Task.of("regression").aggregate([])
 
 
 def test_task_from_attrs():
-    assert Task.from_attrs({}) == Task("regression")
+    assert Task.from_attrs({}) == Task.of("regression")
     task = Task.from_attrs({"task": "classification", "classes": CLASSES})
     assert task.is_classification and task.classes == tuple(CLASSES)
     with pytest.raises(ValueError, match="unknown task 'ranking'"):
         Task.from_attrs({"task": "ranking"})
     with pytest.raises(ValueError, match="labels contain NaN or inf"):
-        Task("regression").check_labels(np.array([[0.1], [np.inf]]))
+        Task.of("regression").check_labels(np.array([[0.1], [np.inf]]))
     with pytest.raises(ValueError, match=r"must be \[N\] or \[N, 1\] class indices"):
         task.check_labels(np.zeros((3, 2)))

@@ -11,13 +11,12 @@ import torch
 from remodiff.check import check_params, read_params
 
 from remodiff.evaluation.matrix import lower_bound_predict
-from remodiff.evaluation.metrics import classification_metrics, regression_metrics
 from remodiff.fusion import FUSERS, build_fuser, load_fuser
 from remodiff.fusion.blocks import drop_modalities, split_inputs, standardised_inputs
 from remodiff.imputers import build_imputer
 from remodiff.registry import SettingError
 from remodiff.store import FeatureSet
-from remodiff.tasks import Task, class_indices, task_score
+from remodiff.tasks import Task, class_indices, classification_metrics, regression_metrics
 from tests.conftest import ROOT, toy_featureset
 
 MODALITIES = ["audio", "video", "text"]
@@ -242,14 +241,14 @@ def test_mask_validation_changes_what_early_stopping_follows_not_the_training(tm
     assert plain.validation_score == pytest.approx(max(r["val_score"] for r in plain_history), abs=1e-6)
     task = Task.from_attrs(val.attrs)
     for fuser in (plain, masked):
-        assert fuser.validation_score == pytest.approx(task_score(task, fuser.predict(val), val.labels), abs=1e-6)
+        assert fuser.validation_score == pytest.approx(task.score(fuser.predict(val), val.labels), abs=1e-6)
 
 
 @pytest.mark.parametrize("name", ["early", "late", "linear", "mlp", "transformer"])
 def test_validation_score_is_one_definition_for_every_fuser(name, regression_data, regression_fusers,
                                                             classification_data, classification_fusers):
     """The score early stopping follows (TaskOutput.score) and linear fusion picks its penalty by are
-    remodiff.tasks.task_score of the fuser's predictions on the validation clips."""
+    remodiff.tasks.Task.score of the fuser's predictions on the validation clips."""
     for data, fusers in ((regression_data, regression_fusers), (classification_data, classification_fusers)):
         train, val, _ = data
         fuser = fusers[name]
@@ -257,7 +256,7 @@ def test_validation_score_is_one_definition_for_every_fuser(name, regression_dat
             fuser = build_fuser("linear", MODALITIES, {"refit_on_val": False})
             fuser.fit(train, val)
         assert fuser.validation_score == pytest.approx(
-            task_score(Task.from_attrs(val.attrs), fuser.predict(val), val.labels), abs=1e-6)
+            Task.from_attrs(val.attrs).score(fuser.predict(val), val.labels), abs=1e-6)
 
 
 def two_class_set(n: int, seed: int, rule) -> FeatureSet:

@@ -18,6 +18,7 @@ from remodiff.check import SettingError, check_params, reported_errors, resolve_
 from remodiff.cli import app
 from remodiff.evaluation.masks import make_masks, named_settings
 from remodiff.features import build_extractor
+from remodiff.tasks import Task
 from tests.conftest import COMMITTED, ROOT, toy_featureset
 
 runner = CliRunner()
@@ -201,13 +202,14 @@ def test_precomputed_features_keys_are_checked_against_the_files_arrays(params, 
 
 
 def test_resolve_metric_gives_each_tasks_headline_for_auto():
-    assert resolve_metric("regression", ["extraversion", "openness"], "auto") == "mean_acc"
-    assert resolve_metric("regression", ["sentiment"], "auto") == "Has0_acc_2"
-    assert resolve_metric("classification", ["emotion"], "auto") == "accuracy"
-    assert resolve_metric("regression", ["sentiment"], "Mult_acc_7") == "Mult_acc_7"
+    regression = Task.of("regression")
+    assert resolve_metric(regression, ["extraversion", "openness"], "auto") == "mean_acc"
+    assert resolve_metric(regression, ["sentiment"], "auto") == "Has0_acc_2"
+    assert resolve_metric(Task.of("classification", ["calm", "sad"]), ["emotion"], "auto") == "accuracy"
+    assert resolve_metric(regression, ["sentiment"], "Mult_acc_7") == "Mult_acc_7"
     with pytest.raises(SettingError, match=r"^params.yaml: report.metric: 'mean_acc' is not a metric of this "
                                            r"regression dataset \(labels sentiment\) \(valid: auto, Corr,"):
-        resolve_metric("regression", ["sentiment"], "mean_acc", "report.metric")
+        resolve_metric(regression, ["sentiment"], "mean_acc", "report.metric")
 
 
 def write_params(folder: Path, params: dict) -> Path:
