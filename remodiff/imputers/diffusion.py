@@ -14,7 +14,11 @@ Design:
 
 * **Conditional mean or sample.** ``mode: mean`` averages ``draws`` reverse-process samples per missing slot
   (a Monte-Carlo conditional mean: lower squared error, one reconstruction per clip); ``mode: sample`` returns
-  one sample (a draw from the learned conditional distribution, for K-sample evaluation).
+  one sample (a draw from the learned conditional distribution, for K-sample evaluation). With ``steps: 1`` (the
+  pipeline's default for mode mean) each draw is one denoiser call from a fresh prior draw ``x_1``:
+  ``D(x_1, 1 | available)``, the network's estimate of ``E[x_0 | x_1, available]``, which at maximal noise is the
+  conditional mean itself (``x_1`` carries almost nothing of ``x_0``); averaging draws smooths what the network
+  still reads from ``x_1``. On both dev sets it scored as 10 steps did, at a tenth of the calls.
 * **Shrunk conditional mean.** An average of ``draws`` samples still carries their variance / draws, which
   matters where the condition predicts little (First Impressions audio <-> text: the average was 4-5 % worse
   than the training mean). In ``mode: mean`` each modality's estimate is shrunk toward the training mean by a
@@ -118,6 +122,9 @@ def resolve_config(params: dict) -> DiffusionConfig:
     if not isinstance(config.steps, int) or config.steps < 1:
         raise ValueError(f"diffusion: steps must be a positive integer, got {config.steps!r}")
     check_mode("diffusion", config.mode, config.draws)
+    if config.mode == "sample" and config.steps == 1:
+        raise ValueError("diffusion: steps 1 gives the denoiser's one-step estimate of the conditional mean, not a "
+                         "sample: mode sample needs steps >= 2 (the efficient preset's 10, sampling.diffusion.steps)")
     return config
 
 

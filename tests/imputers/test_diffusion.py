@@ -181,6 +181,13 @@ def test_every_sampler_and_guidance_through_the_imputer(sampler):
     assert all(np.isfinite(out.features[m]).all() for m in out.modalities)
 
 
+def test_one_step_draws_are_for_the_conditional_mean_not_for_samples():
+    assert resolve_config({"preset": "efficient", "mode": "mean", "steps": 1}).steps == 1
+    with pytest.raises(ValueError, match="mode sample needs steps >= 2"):
+        resolve_config({"preset": "efficient", "mode": "sample", "steps": 1})
+    assert resolve_config({"preset": "efficient", "mode": "sample"}).steps == 10  # the preset's, when not set
+
+
 def test_preset_precedence_and_unknown_values():
     assert resolve_config({"preset": "imder"}).steps == 100
     assert resolve_config({"preset": "imder", "steps": 20, "sampler": None}).steps == 20
