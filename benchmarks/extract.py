@@ -28,8 +28,8 @@ import numpy as np
 import torch
 
 from remodiff.data import SPLITS
-from remodiff.features import SegmentedClip, build_extractor
-from remodiff.features.base import decoded_clips
+from remodiff.data.segments import SegmentedClip, decoded_clips
+from remodiff.features import build_extractor
 from remodiff.pipeline import stage
 from remodiff.pipeline.common import SEGMENTS
 from remodiff.pipeline.extract import CLIPS_PER_CHUNK

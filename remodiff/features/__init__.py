@@ -1,5 +1,5 @@
 """Feature extractors, registered in :data:`EXTRACTORS` by backend name."""
-from remodiff.features.base import EXTRACTORS, Extractor, SegmentedClip, build_extractor
+from remodiff.features.base import EXTRACTORS, Extractor, build_extractor
 from remodiff.features import deep, fast, given  # noqa: F401  (register their backends)
 
-__all__ = ["EXTRACTORS", "Extractor", "SegmentedClip", "build_extractor"]
+__all__ = ["EXTRACTORS", "Extractor", "build_extractor"]

@@ -31,7 +31,8 @@ import torch
 import torch.nn.functional as F
 
 from remodiff.device import PRECISIONS, resolve_device, usable_precision
-from remodiff.features.base import EXTRACTORS, Extractor, SegmentedClip
+from remodiff.data.segments import SegmentedClip
+from remodiff.features.base import EXTRACTORS, Extractor
 from remodiff.hub import ModelUnavailableError, load_pretrained, snapshot, unavailable
 
 log = logging.getLogger(__name__)

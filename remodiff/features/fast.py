@@ -5,7 +5,8 @@ import librosa
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from remodiff.features.base import EXTRACTORS, Extractor, SegmentedClip
+from remodiff.data.segments import SegmentedClip
+from remodiff.features.base import EXTRACTORS, Extractor
 
 
 def mean_std(frames: np.ndarray) -> np.ndarray:

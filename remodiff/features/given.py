@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from remodiff.features.base import EXTRACTORS, Extractor, SegmentedClip
+from remodiff.data.segments import SegmentedClip
+from remodiff.features.base import EXTRACTORS, Extractor
 
 
 @EXTRACTORS.register("given")

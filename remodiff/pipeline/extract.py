@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from remodiff.data import SPLITS
-from remodiff.features import SegmentedClip, build_extractor
-from remodiff.features.base import decoded_clips, iter_segment_store
+from remodiff.data.segments import SegmentedClip, decoded_clips, iter_segment_store
+from remodiff.features import build_extractor
 from remodiff.pipeline.common import DATA, FEATURES, PRECOMPUTED, SEGMENTS
 from remodiff.progress import progress
 from remodiff.store import (ClipStore, load_featureset, read_clip_attrs, save_clip_features, save_featureset,

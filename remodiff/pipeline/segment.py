@@ -2,7 +2,7 @@
 
 The segment store records where each clip's media lie, how long it is, whether it has audio, its transcript per
 segment, labels and given features -- a few hundred bytes per clip. It keeps no decoded frames or audio: the
-extract stage decodes each clip straight into the extractors (remodiff/features/base.py ``decoded_clips``),
+extract stage decodes each clip straight into the extractors (remodiff/data/segments.py ``decoded_clips``),
 so no stage holds a split's decoded media on disk or in memory."""
 from __future__ import annotations
 

@@ -7,9 +7,9 @@ import h5py
 import numpy as np
 import pytest
 
+from remodiff.data import segments
 from remodiff.data.decode import segment_clip
-from remodiff.features import base
-from remodiff.features.base import decoded_clips
+from remodiff.data.segments import decoded_clips
 from remodiff.pipeline import stage
 from remodiff.store import load_featureset
 from tests.data.test_adapters import write_fi
@@ -59,7 +59,7 @@ def test_decoding_stays_a_bounded_number_of_clips_ahead(segmented, monkeypatch):
             started.append(path)
         return np.zeros((2, 1, 1, 1, 3), np.uint8), np.zeros((2, 1), np.float32), False
 
-    monkeypatch.setattr(base, "decode_clip", counting_decode)
+    monkeypatch.setattr(segments, "decode_clip", counting_decode)
     consumed = 0
     for _ in decoded_clips("data/segments/train.h5", {"frames"}, workers=2, ahead=2):
         consumed += 1

@@ -24,7 +24,8 @@ timm = pytest.importorskip("timm")
 from remodiff.pipeline import stage  # noqa: E402
 from remodiff.pipeline import extract as extract_module  # noqa: E402
 from remodiff.pipeline.extract import extract_chunk  # noqa: E402
-from remodiff.features import EXTRACTORS, SegmentedClip, build_extractor  # noqa: E402
+from remodiff.data.segments import SegmentedClip  # noqa: E402
+from remodiff.features import EXTRACTORS, build_extractor  # noqa: E402
 from remodiff.hub import ModelUnavailableError  # noqa: E402
 from remodiff.store import load_featureset  # noqa: E402
 from tests.conftest import TRAITS, make_video  # noqa: E402
