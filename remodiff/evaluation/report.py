@@ -37,7 +37,7 @@ from remodiff.evaluation.metrics import metric_of_results
 from remodiff.imputers import imputer_label
 from remodiff.results import (LOWER_BOUND, Pattern, format_value, load_patterns, markdown_table, protocols_of,
                               read_reconstruction, reconstruction_patterns, value_ci)
-from remodiff.scaling import Standardiser
+from remodiff.standardise import Standardiser
 from remodiff.store import FeatureSet, partial_path
 
 log = logging.getLogger(__name__)

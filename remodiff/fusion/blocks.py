@@ -18,7 +18,7 @@ from torch.nn import functional as F
 
 from remodiff.device import resolve_device
 from remodiff.fusion.base import Fuser
-from remodiff.scaling import Standardiser
+from remodiff.standardise import Standardiser
 from remodiff.store import FeatureSet
 from remodiff.tasks import Task
 from remodiff.training import TrainConfig, batches, fit, seed_everything, to_tensors

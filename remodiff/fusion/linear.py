@@ -15,7 +15,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression, Ridge
 
 from remodiff.fusion.base import FUSERS, Fuser
-from remodiff.scaling import Standardiser, masked_mean
+from remodiff.standardise import Standardiser, masked_mean
 from remodiff.store import FeatureSet
 from remodiff.tasks import Task
 

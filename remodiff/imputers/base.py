@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from remodiff.registry import Registry, RegistryError
-from remodiff.scaling import masked_mean
+from remodiff.standardise import masked_mean
 from remodiff.statefile import load_state, refuse_pickled, save_state
 from remodiff.store import FeatureSet, write_json_atomic
 

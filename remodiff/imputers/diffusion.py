@@ -43,7 +43,7 @@ import torch
 from remodiff.device import resolve_device
 from remodiff.diffusion import (CONDITIONINGS, GRIDS, SAMPLERS, SDES, AveragedModel, ScoreModel, dsm_loss, expand_mask,
                                 sample_condition_mask, sample_ddim, time_grid)
-from remodiff.scaling import Standardiser
+from remodiff.standardise import Standardiser
 from remodiff.imputers.base import IMPUTERS, Imputer, check_mode
 from remodiff.registry import RegistryError, UnknownNameError
 from remodiff.store import FeatureSet

@@ -27,7 +27,7 @@ from sklearn.decomposition import PCA
 from sklearn.mixture import BayesianGaussianMixture
 
 from remodiff.imputers.base import IMPUTERS, MODES, Imputer
-from remodiff.scaling import Standardiser
+from remodiff.standardise import Standardiser
 from remodiff.store import FeatureSet
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
 from remodiff.imputers.base import IMPUTERS, Imputer, check_positive_int, segment_means
-from remodiff.scaling import Standardiser
+from remodiff.standardise import Standardiser
 from remodiff.store import FeatureSet
 
 

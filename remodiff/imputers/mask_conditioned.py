@@ -39,7 +39,7 @@ from torch import nn
 
 from remodiff.device import resolve_device
 from remodiff.imputers.base import Imputer, check_mode, check_positive_int
-from remodiff.scaling import Standardiser
+from remodiff.standardise import Standardiser
 from remodiff.store import FeatureSet
 from remodiff.training import Batch, History, TrainConfig, batches, seed_everything, to_tensors
 

@@ -13,7 +13,7 @@ import torch
 
 from remodiff.fusion import build_fuser, load_fuser
 from remodiff.imputers import build_imputer, load_imputer
-from remodiff.scaling import Standardiser
+from remodiff.standardise import Standardiser
 from remodiff.statefile import load_state, save_state, state_files
 from tests.conftest import RunsCode, toy_featureset
 

@@ -72,7 +72,7 @@ def test_mask_application_merges_natural_missingness():
 
 
 def test_standardiser_centres_a_dimension_constant_in_training_without_blowing_it_up():
-    from remodiff.scaling import Standardiser
+    from remodiff.standardise import Standardiser
 
     train = toy_featureset(12, seed=0)
     train.features["audio"][..., 0] = 3.0  # e.g. a tf-idf word no training clip uses
