@@ -40,11 +40,12 @@ from pathlib import Path
 import ffmpeg
 import numpy as np
 
+from remodiff.data.adapters import FirstImpressions
 from remodiff.progress import progress
 
 log = logging.getLogger(__name__)
 
-TRAITS = ["extraversion", "neuroticism", "agreeableness", "conscientiousness", "openness", "interview"]
+TRAITS = FirstImpressions.label_names  # the layout the sample imitates
 SPLIT_FILES = {"train": "training", "val": "validation", "test": "test"}  # annotation_<x>.pkl / transcription_<x>.pkl
 SPLIT_INDEX = {"train": 0, "val": 1, "test": 2}
 

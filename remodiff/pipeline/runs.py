@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from remodiff.data import SPLITS
 from remodiff.evaluation.folds import cross_validation, pool
 from remodiff.evaluation.masks import training_mask
 from remodiff.pipeline.common import FEATURES, seeds_of
 from remodiff.store import FeatureSet, load_featureset, load_splits
 
-SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
