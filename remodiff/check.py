@@ -434,9 +434,11 @@ def check_masks(cfg, modalities: list[str]) -> list[str]:
     return chosen
 
 
-def check_models(kind: str, cfg, registry: Registry, *passed) -> str:
+def check_models(kind: str, cfg, registry: Registry, *passed,
+                 section_of: Callable[[str], dict | None] | None = None) -> str:
     """``imputer`` / ``fuser``: the type, and every model section present, checked and built unfitted (with the
-    arguments the code ``passed``)."""
+    arguments the code ``passed``); ``section_of(name)`` gives the settings a model is built with once its section as
+    written passed (default: that section)."""
     check_keys(kind, cfg, SECTIONS[kind], registry.names())
     check_name(f"{kind}.type", cfg["type"], registry.names(), kind)
     for name in registry.names():
@@ -444,7 +446,8 @@ def check_models(kind: str, cfg, registry: Registry, *passed) -> str:
             key = f"{kind}.{name}"
             section = check_settings(key, cfg.get(name), registry.settings(name))
             check_train(key, section)
-            built(key, lambda: registry.build(name, *passed, **section))
+            settings = section_of(name) if section_of else section
+            built(key, lambda: registry.build(name, *passed, **settings))
     return cfg["type"]
 
 
@@ -500,9 +503,8 @@ def _check(params) -> list[str]:
     protocols = check_masks(params["masks"], modalities)
     check_keys("eval", params["eval"], SECTIONS["eval"])
     imputer = check_models("imputer", params["imputer"], IMPUTERS)
-    composed = {name: fuser_section(params["fuser"], name) for name in FUSERS.names()  # with the shared train
-                if name in params["fuser"] or name == params["fuser"].get("type")}
-    fuser = check_models("fuser", {**params["fuser"], **composed}, FUSERS, modalities)
+    fuser = check_models("fuser", params["fuser"], FUSERS, modalities,  # built with the shared fuser.train
+                         section_of=lambda name: fuser_section(params["fuser"], name))
     pending = ", written by the sample stage" if dataset.pending else ""
     summary = [f"dataset {dataset.name} ({dataset.task.name}{pending})",
                f"modalities {'+'.join(modalities)}", f"masks {', '.join(protocols)}",

@@ -99,6 +99,7 @@ def set_key(params: dict, dotted: str, value) -> None:
     ("fuser.linear.refit_on_val", "yes", "params.yaml: fuser.linear.refit_on_val: must be bool, got 'yes'"),
     ("fuser.late.combine", "max", "params.yaml: fuser.late: late fusion combine 'max'"),
     ("fuser.train.seed", 0, "params.yaml: fuser.train.seed: seeds come from eval.seeds"),
+    ("fuser.early", 5, "params.yaml: fuser.early: must be a mapping of settings, got 5"),
     ("fuser.early.train", {"seed": 0}, "params.yaml: fuser.early.train.seed: seeds come from eval.seeds"),
     ("masks.protocol", "rand", "params.yaml: masks.protocol: unknown protocol 'rand' (valid: all, fixed,"),
     ("masks.random", [0.7, 0.8], "params.yaml: masks.random: random protocol: missing rate 0.7 is impossible"),
