@@ -19,7 +19,6 @@ from remodiff.pipeline.common import FEATURES, seeds_of
 from remodiff.store import FeatureSet, load_featureset, load_splits
 
 
-
 @dataclass(frozen=True)
 class Run:
     name: str  # seed_0 | fold_2/seed_0

@@ -45,13 +45,13 @@ def segmented_sample(directory: Path, clips: int, segments: int, seconds: float,
     from remodiff.data.sample import generate_sample
 
     generated = videos is None
-    if not generated:
-        videos = videos.resolve()  # the segment stage runs inside ``directory``
     if generated:
         videos = directory / "videos"
         n_val = n_test = clips // 3
         generate_sample(videos, n_train=clips - n_val - n_test, n_val=n_val, n_test=n_test,
                         duration=segments * seconds, size=video_size, workers=workers)
+    else:
+        videos = videos.resolve()  # the segment stage runs inside ``directory``
     params = {"dataset": {"name": "first_impressions", "root": str(videos),
                           "first_impressions": {"split_dirs": {"train": "train", "val": "val",
                                                                "test": "test" if generated else "val"}},
