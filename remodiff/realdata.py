@@ -44,8 +44,10 @@ log = logging.getLogger(__name__)
 
 REAL_METRICS = Path("metrics") / "real"
 SCRATCH = Path(".real")
-# Training curves are `dvc plots` of a run, not metrics to compare; they stay in the scratch copy.
-NOT_COPIED = ("fuser_history.json", "imputer_history.json")
+# Training curves (`*history.json`: the fusers', the main imputer's, each compared imputer's) are `dvc plots` of a
+# run, not metrics to compare; they stay in the scratch copy (as metrics, DVC would parse ~2 MB of them as YAML at
+# the end of every `dvc exp run`).
+CURVES_SUFFIX = "history.json"
 RUNNING = re.compile(r"Running stage '([^']+)'")
 
 
@@ -181,7 +183,7 @@ def collect_metrics(scratch: Path, dest: Path) -> list[str]:
             old.unlink()
     copied = []
     for path in sorted((scratch / "metrics").rglob("*")):
-        if path.is_file() and path.name not in NOT_COPIED:
+        if path.is_file() and not path.name.endswith(CURVES_SUFFIX):
             rel = path.relative_to(scratch / "metrics")
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, dest / rel)
@@ -268,8 +270,6 @@ def training_lines(folder: Path) -> list[str]:
     """Per compared imputer that trains by gradient: the epoch kept and the epochs run, per run, and the cap."""
     rows = []
     for path in sorted(folder.glob("*.json")):
-        if path.name.endswith(".history.json"):
-            continue
         summary = json.loads(path.read_text())
         if not summary:
             continue

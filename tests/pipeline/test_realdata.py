@@ -119,3 +119,17 @@ def test_shared_root_from_the_environment_and_clear_errors(tiny_project, monkeyp
     monkeypatch.setenv("REMODIFF_SHARED", str(project / "nowhere"))
     with pytest.raises(FileNotFoundError, match="REMODIFF_SHARED"):
         shared_root(None, project)
+
+
+def test_collected_results_leave_the_training_curves_in_the_scratch(tmp_path):
+    from remodiff.realdata import collect_metrics
+    scratch, dest = tmp_path / "scratch", tmp_path / "dest"
+    for name in ("downstream.json", "fuser_history.json", "imputer_history.json", "training/cvae.json",
+                 "training/cvae.history.json", "compare/cvae/downstream.json"):
+        (scratch / "metrics" / name).parent.mkdir(parents=True, exist_ok=True)
+        (scratch / "metrics" / name).write_text("{}")
+    (dest / "training").mkdir(parents=True)
+    (dest / "training" / "gan.history.json").write_text("[]")  # an earlier run's: replaced like every result
+    assert collect_metrics(scratch, dest) == ["compare/cvae/downstream.json", "downstream.json", "training/cvae.json"]
+    assert sorted(str(p.relative_to(dest)) for p in dest.rglob("*.json")) == [
+        "compare/cvae/downstream.json", "downstream.json", "training/cvae.json"]
