@@ -10,8 +10,9 @@
 * a prediction store (``data/predictions/<chain>/<run>.h5``): ``ids``, ``labels``, ``complete`` and per pattern
   ``cells/<protocol>/<setting>/<kind> [N, P]`` (kinds ``imputed``, ``lower_bound``); optionally the same for the
   run's validation clips under ``validation/`` (what a route is chosen on); :class:`Predictions`.
-* the JSON results: ``downstream.json`` (``complete``, ``train_mean``, ``pooled``, ``imputer`` beside one entry per
-  protocol) and ``comparison.json`` (``upper_bound``, ``train_mean``, ``runs``, ``resamples`` beside the protocols):
+* the JSON results: ``downstream.json`` (``complete``, ``train_mean``, ``pooled``, ``imputer`` and, for a comparison
+  entry, ``imputer_label`` / ``classical`` beside one entry per protocol) and ``comparison.json`` (``upper_bound``,
+  ``train_mean``, ``runs``, ``resamples``, ``labels``, ``classical`` beside the protocols):
   :func:`protocol_cells` walks the protocols of either.
 * :class:`ImputerRun`: where one imputer chain (the main chain or a comparison entry) keeps its models,
   reconstructions, predictions and metrics.
@@ -41,9 +42,9 @@ PREDICTIONS = Path("data") / "predictions"
 LOWER_BOUND = "lower_bound"  # the lower bound's kind in prediction cells and its row in the JSON results
 IMPUTED = "imputed"
 # downstream.json / comparison.json keys that are not protocols
-DOWNSTREAM_REFERENCES = ("complete", "train_mean", "pooled", "imputer", "training")
+DOWNSTREAM_REFERENCES = ("complete", "train_mean", "pooled", "imputer", "imputer_label", "classical", "training")
 COMPARISON_REFERENCES = ("upper_bound", "train_mean", "runs", "resamples", "pooled", "routes", "training",
-                         "complete_case_fill")
+                         "complete_case_fill", "labels", "classical")
 
 
 # --------------------------------------------------------------------------------------------

@@ -34,7 +34,6 @@ from matplotlib.figure import Figure
 from sklearn.decomposition import PCA
 
 from remodiff.evaluation.metrics import metric_of_results
-from remodiff.imputers import imputer_label
 from remodiff.results import (LOWER_BOUND, Pattern, format_value, load_patterns, markdown_table, protocols_of,
                               read_reconstruction, reconstruction_patterns, value_ci)
 from remodiff.standardise import Standardiser
@@ -401,7 +400,7 @@ def plot_comparison(comparison: dict | None, imputers: list[str], metric: str, p
     for imputer, colour in zip(shown, colours):
         values, cis = zip(*(value_ci(rates[r].get(imputer), metric) for r in x))
         values, cis = np.array(values), np.nan_to_num(np.array(cis))
-        ax.plot(percent, values, marker="o", color=colour, label=imputer_label(imputer))
+        ax.plot(percent, values, marker="o", color=colour, label=comparison["labels"].get(imputer, imputer))
         ax.fill_between(percent, values - cis, values + cis, color=colour, alpha=0.12)
     if any(LOWER_BOUND in rates[r] for r in x):
         values = np.array([value_ci(rates[r].get(LOWER_BOUND), metric)[0] for r in x])

@@ -11,7 +11,7 @@ import numpy as np
 
 from remodiff.evaluation.aware import fit_aware, training_imputer
 from remodiff.evaluation.matrix import subset_key
-from remodiff.imputers import build_imputer, load_imputer
+from remodiff.imputers import IMPUTERS, build_imputer, imputer_label, load_imputer
 from remodiff.pipeline.common import compare_seeds, compared, with_sampling
 from remodiff.pipeline.compare_train import trains_jointly
 from remodiff.pipeline.evaluate import score
@@ -47,7 +47,9 @@ def run(params: dict, imputer: str) -> None:
     # the stage's output also when it trains nothing, saying which fusers scored
     write_json_atomic(entry.fusers / "fuser.json", {"fuser": mode, "scored_by": str(fusers)})
     reconstruct_test(params, runs, entry)
-    score(params, runs, entry, imputer, lower_bound=False, fusers=fusers)
+    # how the comparison table and figure name it, so that they need no imputer code
+    score(params, runs, entry, imputer, lower_bound=False, fusers=fusers,
+          about={"imputer_label": imputer_label(imputer), "classical": IMPUTERS.get(imputer).classical})
 
 
 def fit_own_fusers(params: dict, runs: list[Run], entry: ImputerRun) -> None:

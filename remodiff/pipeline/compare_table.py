@@ -16,7 +16,6 @@ import numpy as np
 
 from remodiff.evaluation.matrix import aggregate, hierarchical_bootstrap
 from remodiff.evaluation.metrics import metric_of_results, prediction_metrics
-from remodiff.imputers import classical_imputers, imputer_label
 from remodiff.pipeline.common import compare_seeds
 from remodiff.pipeline.runs import run_names
 from remodiff.results import (COMPARISON_JSON, COMPARISON_MD, COMPARISON_REFERENCES, IMPUTED, LOWER_BOUND, MAIN_RUN,
@@ -50,6 +49,7 @@ def run(params: dict) -> dict:
     if ignored:
         log.info("compare_table: ignoring %s under %s: not in compare.imputers", ", ".join(ignored), METRICS / "compare")
     results = {i: json.loads(compare_run(i).downstream.read_text()) for i in imputers}
+    labels, classical = how_named(results)
     metric = metric_of_results(results[imputers[0]], cfg["metric"], "compare.metric")
     names = run_names(params, compare_seeds(params))
     predictions = {i: [load_predictions(compare_run(i).prediction(name)) for name in names] for i in imputers}
@@ -61,7 +61,7 @@ def run(params: dict) -> dict:
         predictions[AUTO] = list(routed)
     table: dict = {"upper_bound": aggregate([prediction_metrics(p, p.complete) for p in main]),
                    "train_mean": results[imputers[0]]["train_mean"], "runs": len(names),
-                   "resamples": cfg.get("resamples", RESAMPLES)}
+                   "resamples": cfg.get("resamples", RESAMPLES), "labels": labels, "classical": classical}
     if params["masks"].get("train") and cfg["fuser"] != "shared":
         # the reference of imputation-based training: the fuser trained on the complete training clips only
         predictions[COMPLETE_CASE] = main
@@ -80,6 +80,18 @@ def run(params: dict) -> dict:
     write_json_atomic(COMPARISON_JSON, table)
     write_text_atomic(COMPARISON_MD, comparison_markdown(table, imputers, metric))
     return table
+
+
+def how_named(results: dict[str, dict]) -> tuple[dict[str, str], list[str]]:
+    """How tables and figures name each compared imputer, and which are the classical references, as its
+    ``compare`` stage recorded them from the imputer registry (downstream.json ``imputer_label`` / ``classical``):
+    this stage and the report then need no imputer code (nor torch)."""
+    stale = [name for name, result in results.items() if "classical" not in result]
+    if stale:
+        raise ValueError(f"{', '.join(str(compare_run(n).downstream) for n in stale)}: written before the comparison "
+                         "recorded imputer_label and classical; re-run the compare stage (dvc repro)")
+    return ({name: result["imputer_label"] for name, result in results.items()},
+            [name for name, result in results.items() if result["classical"]])
 
 
 def pooled(params: dict, predictions: dict[str, list[Predictions]], kinds: dict[str, str]) -> dict:
@@ -161,19 +173,18 @@ def route_counts(chosen: tuple[dict, ...], modalities: list[str]) -> dict:
 # --------------------------------------------------------------------------------------------
 # Paired tests
 # --------------------------------------------------------------------------------------------
-def best_classical(row: dict, names: list[str], metric: str) -> str | None:
-    references = classical_imputers()
-    classical = [i for i in names if i in references and row.get(i, {}).get(metric) is not None]
-    if not classical:
+def best_classical(row: dict, names: list[str], metric: str, classical: list[str]) -> str | None:
+    scored = [i for i in names if i in classical and row.get(i, {}).get(metric) is not None]
+    if not scored:
         return None
     sign = 1 if higher_is_better(metric) else -1
-    return max(classical, key=lambda i: sign * row[i][metric])
+    return max(scored, key=lambda i: sign * row[i][metric])
 
 
-def column_references(row: dict, names: list[str], metric: str) -> dict[str, str]:
+def column_references(row: dict, names: list[str], metric: str, classical: list[str]) -> dict[str, str]:
     """The column's reference per role (``best_classical``, ``mean``, ``lower_bound``, ``complete_case``), where it
     has one."""
-    found = {"best_classical": best_classical(row, names, metric), "mean": "mean" if "mean" in row else None,
+    found = {"best_classical": best_classical(row, names, metric, classical), "mean": "mean" if "mean" in row else None,
              LOWER_BOUND: LOWER_BOUND if LOWER_BOUND in row else None,
              COMPLETE_CASE: COMPLETE_CASE if COMPLETE_CASE in row else None}
     return {role: name for role, name in found.items() if name is not None}
@@ -186,7 +197,7 @@ def mark(table: dict, predictions: dict[str, list[Predictions]], kinds: dict[str
     names = list(predictions)
     for protocol, setting, row in protocol_cells(table, COMPARISON_REFERENCES):
         pattern = f"{protocol}/{setting}"
-        references = column_references(row, names, metric)
+        references = column_references(row, names, metric, table["classical"])
         for name in names:
             paired = {}
             for role, reference in references.items():
@@ -233,6 +244,7 @@ ROW_LABELS = {LOWER_BOUND: "lower bound (available modalities only)",
 def comparison_markdown(table: dict, imputers: list[str], metric: str) -> str:
     """The comparison of ``metric`` as Markdown: one table per protocol; with folds the pooled numbers."""
     shown = table.get("pooled") or protocols_of(table, COMPARISON_REFERENCES)
+    classical, names = table["classical"], table["labels"]
 
     def cell(values: dict | None) -> str:
         if values is None:
@@ -245,7 +257,7 @@ def comparison_markdown(table: dict, imputers: list[str], metric: str) -> str:
         values = shown[protocol][setting].get(name)
         text = cell(values)
         paired = table[protocol][setting].get(name, {}).get("paired", {})
-        references = column_references(table[protocol][setting], list(table[protocol][setting]), metric)
+        references = column_references(table[protocol][setting], list(table[protocol][setting]), metric, classical)
         if references.get("best_classical") == name:
             text = f"**{text}**"
         for role, (better, worse) in REFERENCES.items():
@@ -268,15 +280,14 @@ def comparison_markdown(table: dict, imputers: list[str], metric: str) -> str:
         labels = {**ROW_LABELS, COMPLETE_CASE: f"complete-case training ({table.get('complete_case_fill')} fill)"}
         lines += [f"## {protocol}", "", "| row | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns),
                   "| upper bound (complete data) | " + " | ".join(cell(table["upper_bound"]) for _ in columns) + " |"]
-        lines += [f"| {labels.get(name, imputer_label(name))} | "
+        lines += [f"| {labels.get(name, names.get(name, name))} | "
                   + " | ".join(marked(protocol, s, name) if name in settings[s] else "—" for s in columns) + " |"
                   for name in rows]
         lines.append("")
     if table.get("routes"):
         lines += ["`auto` chose, per availability (runs): " + "; ".join(
-            f"{label}: " + ", ".join(f"{imputer_label(n)} {c}" for n, c in sorted(counts.items(), key=lambda x: -x[1]))
+            f"{label}: " + ", ".join(f"{names.get(n, n)} {c}" for n, c in sorted(counts.items(), key=lambda x: -x[1]))
             for label, counts in table["routes"].items()) + ".", ""]
-    classical = classical_imputers()
     lines += [f"**Bold**: the best classical imputer of the column ({', '.join(classical)}; the oracles read "
               f"the test labels and are never a reference). Marks: a hierarchical paired bootstrap of the {metric} "
               f"difference ({table['resamples']} resamples of the runs, then of the clips within each run, the same "

@@ -67,9 +67,27 @@ def closure(entry: Path, root: Path = ROOT) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in seen)
 
 
+def package_files(folder: Path, root: Path = ROOT) -> set[str]:
+    return {str(p.relative_to(root)) for p in folder.rglob("*.py") if "__pycache__" not in p.parts}
+
+
+def by_folder(files: list[str], root: Path = ROOT) -> list[str]:
+    """``files`` with every package folder whose ``.py`` files are all among them written as the folder: the same
+    code (``.dvcignore`` keeps ``__pycache__`` out of a folder's hash), and a much shorter ``dvc.lock``, which DVC
+    parses several times per stage it runs."""
+    kept = set(files)
+    for folder in sorted({(root / f).parent for f in files}, key=lambda p: len(p.parts)):
+        inside = package_files(folder, root)
+        name = str(folder.relative_to(root))
+        if folder != root / PACKAGE and inside <= kept and not any(name.startswith(f"{k}/") for k in kept):
+            kept = (kept - inside) | {name}
+    return sorted(kept)
+
+
 def stage_code(script: str, root: Path = ROOT) -> list[str]:
-    """A stage's code deps: its script (``stages/<name>.py``) and the package files it imports."""
-    return [script, *closure(root / script, root)]
+    """A stage's code deps: its script (``stages/<name>.py``) and the package files it imports, a package folder
+    that it imports whole written as the folder (:func:`by_folder`)."""
+    return [script, *by_folder(closure(root / script, root), root)]
 
 
 def stage_params(stage: str, variable: str = "PARAMS", root: Path = ROOT) -> list[str]:

@@ -66,10 +66,11 @@ def metrics_of(predictions: Predictions) -> dict:
 
 
 def score(params: dict, runs: list[Run], paths: ImputerRun, imputer: str, lower_bound: bool,
-          fusers: Path = SHARED_FUSERS) -> dict:
+          fusers: Path = SHARED_FUSERS, about: dict | None = None) -> dict:
     """Upper bound (complete test data), the predict-the-training-mean floor, and per protocol setting the
     imputer's reconstructions and, optionally, the lower bound; mean and 95 % CI over runs, and with folds
-    ``pooled``: the out-of-fold predictions of each seed (every clip once) scored together, mean and CI over seeds."""
+    ``pooled``: the out-of-fold predictions of each seed (every clip once) scored together, mean and CI over seeds.
+    ``about``: more keys to record beside the imputer's name."""
     if any(len(run.test) == 0 for run in runs):
         raise ValueError("the test split has no clips: nothing to evaluate (check dataset.root and split_dirs)")
     task = Task.from_attrs(runs[0].test.attrs)
@@ -85,7 +86,7 @@ def score(params: dict, runs: list[Run], paths: ImputerRun, imputer: str, lower_
     results = aggregate(per_run)
     if runs[0].fold is not None:
         results["pooled"] = aggregate([metrics_of(concatenate_predictions(parts)) for parts in per_seed.values()])
-    results["imputer"] = imputer
+    results.update({"imputer": imputer, **(about or {})})
     write_json_atomic(paths.downstream, results)
     headline = metrics.headline
     log.info("evaluate %s: complete %s %.4f, training floor %s %.4f", imputer, headline, results["complete"][headline],

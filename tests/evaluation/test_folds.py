@@ -80,7 +80,7 @@ def test_the_paired_bootstrap_marks_better_worse_and_equal_imputers():
     runs = [predictions_with(shares, 80, seed) for seed in range(3)]
     per_imputer = {i: [run[i] for run in runs] for i in shares}
     table = {"upper_bound": {"accuracy": 1.0}, "train_mean": {"accuracy": 0.33}, "runs": 3, "resamples": 500,
-             "random": {"mr_0.5": {}}}
+             "random": {"mr_0.5": {}}, "labels": {i: i for i in shares}, "classical": ["mean", "knn"]}
     for imputer, parts in per_imputer.items():
         accuracy = [np.mean(p.cells["random/mr_0.5"]["imputed"].argmax(1) == p.labels[:, 0]) for p in parts]
         table["random"]["mr_0.5"][imputer] = {"accuracy": float(np.mean(accuracy))}
@@ -105,7 +105,7 @@ def test_the_paired_bootstrap_marks_better_worse_and_equal_imputers():
     diffs = hierarchical_bootstrap([lambda clips: 0.0] * 3, [80] * 3, 100, seed=0)
     assert np.all(diffs == 0)
     assert np.all(hierarchical_bootstrap([np.zeros(80)] * 3, [80] * 3, 100, seed=0) == 0)
-    table = {"random": {"mr_0.5": {"mean": {"accuracy": 0.6}, "copy": {"accuracy": 0.6}}}}
+    table = {"random": {"mr_0.5": {"mean": {"accuracy": 0.6}, "copy": {"accuracy": 0.6}}}, "classical": ["mean"]}
     mark(table, same, {"mean": "imputed", "copy": "imputed"}, "accuracy", 200)
     paired = table["random"]["mr_0.5"]["copy"]["paired"]["mean"]
     assert paired["ci95_low"] == paired["ci95_high"] == 0.0

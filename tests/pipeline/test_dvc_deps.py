@@ -3,7 +3,7 @@ import yaml
 
 from remodiff.pipeline import STAGES
 from remodiff.check import SECTIONS
-from remodiff.pipeline.deps import closure, stage_code, stage_params
+from remodiff.pipeline.deps import by_folder, closure, stage_code, stage_params
 from remodiff.pipeline.entry import ReadParams
 from tests.conftest import ROOT
 
@@ -36,6 +36,21 @@ def test_closure_follows_lazy_imports_and_parent_packages(tmp_path):
     entry.write_text("import os\nfrom remodiff import lazy\n")
     assert closure(entry, tmp_path) == ["remodiff/__init__.py", "remodiff/lazy.py", "remodiff/sub/__init__.py",
                                         "remodiff/sub/registered.py"]
+
+
+def test_a_package_imported_whole_is_one_folder_dependency(tmp_path):
+    pkg = tmp_path / "remodiff"
+    for name in ("__init__.py", "whole/__init__.py", "whole/a.py", "whole/inner/__init__.py", "part/__init__.py",
+                 "part/used.py", "part/unused.py", "top.py"):
+        (pkg / name).parent.mkdir(parents=True, exist_ok=True)
+        (pkg / name).write_text("")
+    (pkg / "whole" / "__pycache__").mkdir()
+    (pkg / "whole" / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"")  # not code: .dvcignore'd
+    imported = ["remodiff/__init__.py", "remodiff/part/__init__.py", "remodiff/part/used.py", "remodiff/top.py",
+                "remodiff/whole/__init__.py", "remodiff/whole/a.py", "remodiff/whole/inner/__init__.py"]
+    assert by_folder(imported, tmp_path) == ["remodiff/__init__.py", "remodiff/part/__init__.py",
+                                             "remodiff/part/used.py", "remodiff/top.py", "remodiff/whole"]
+    assert "__pycache__/" in (ROOT / ".dvcignore").read_text().splitlines()
 
 
 def test_training_code_is_not_a_dependency_of_decoding_and_fusers_not_of_imputer_training():
