@@ -24,12 +24,22 @@ from remodiff.realdata import project_files
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def timed(command: list[str], cwd: Path, env: dict) -> tuple[float, str]:
+# DVC's lines that mark where a run's time goes: set-up, each stage's process, its lock-file update, the commit
+MILESTONES = re.compile(r"Reproducing experiment|Running stage '[^']+'|Updating lock file|Ran experiment")
+
+
+def timed(command: list[str], cwd: Path, env: dict) -> tuple[float, str, list[tuple[float, str]]]:
+    """Wall time, output, and the seconds at which each :data:`MILESTONES` line was printed."""
     start = time.perf_counter()
-    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"{' '.join(command)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-    return time.perf_counter() - start, done.stdout + done.stderr
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines, milestones = [], []
+    for line in process.stdout:
+        lines.append(line)
+        if found := MILESTONES.search(line):
+            milestones.append((time.perf_counter() - start, found.group(0)))
+    if process.wait() != 0:
+        sys.exit(f"{' '.join(command)} failed:\n{''.join(lines)[-6000:]}")
+    return time.perf_counter() - start, "".join(lines), milestones
 
 
 def copy_project(target: Path) -> None:
@@ -60,14 +70,15 @@ def main() -> None:
         git(project, "init", "-q")
         git(project, "add", "-A")
         git(project, "commit", "-qm", "project")
-        full, _ = timed(["dvc", "repro", "--force"], project, env)
+        full, _, _ = timed(["dvc", "repro", "--force"], project, env)
         print(f"full dvc repro: {full:.0f} s")
         git(project, "add", "-A")
         git(project, "commit", "-qm", "full run", "--allow-empty")  # a deterministic re-run may change nothing
         for setting in args.settings:
-            seconds, output = timed(["dvc", "exp", "run", "-S", setting], project, env)
+            seconds, output, milestones = timed(["dvc", "exp", "run", "-S", setting], project, env)
             rerun = sorted(set(re.findall(r"Running stage '([^']+)'", output)))
             print(f"-S {setting}: {seconds:.0f} s = {seconds / full:.1%} of the full run; re-ran {rerun}")
+            print("    at " + "; ".join(f"{at:.1f} s {what}" for at, what in milestones) + f"; {seconds:.1f} s done")
 
 
 if __name__ == "__main__":
