@@ -11,8 +11,9 @@
   ``cells/<protocol>/<setting>/<kind> [N, P]`` (kinds ``imputed``, ``lower_bound``); optionally the same for the
   run's validation clips under ``validation/`` (what a route is chosen on); :class:`Predictions`.
 * the JSON results: ``downstream.json`` (``complete``, ``train_mean``, ``pooled``, ``imputer`` and, for a comparison
-  entry, ``imputer_label`` / ``classical`` beside one entry per protocol) and ``comparison.json`` (``upper_bound``,
-  ``train_mean``, ``runs``, ``resamples``, ``labels``, ``classical`` beside the protocols):
+  entry, ``classical`` and ``imputer_label`` where it is not the name, beside one entry per protocol) and
+  ``comparison.json`` (``upper_bound``, ``train_mean``, ``runs``, ``resamples``, ``labels``, ``classical`` beside the
+  protocols):
   :func:`protocol_cells` walks the protocols of either.
 * :class:`ImputerRun`: where one imputer chain (the main chain or a comparison entry) keeps its models,
   reconstructions, predictions and metrics.

@@ -47,9 +47,12 @@ def run(params: dict, imputer: str) -> None:
     # the stage's output also when it trains nothing, saying which fusers scored
     write_json_atomic(entry.fusers / "fuser.json", {"fuser": mode, "scored_by": str(fusers)})
     reconstruct_test(params, runs, entry)
-    # how the comparison table and figure name it, so that they need no imputer code
-    score(params, runs, entry, imputer, lower_bound=False, fusers=fusers,
-          about={"imputer_label": imputer_label(imputer), "classical": IMPUTERS.get(imputer).classical})
+    # what the comparison table and figure need of the imputer's class, so that they import no imputer code: whether
+    # it is a classical reference, and its label where that is not its name
+    about = {"classical": IMPUTERS.get(imputer).classical}
+    if imputer_label(imputer) != imputer:
+        about["imputer_label"] = imputer_label(imputer)
+    score(params, runs, entry, imputer, lower_bound=False, fusers=fusers, about=about)
 
 
 def fit_own_fusers(params: dict, runs: list[Run], entry: ImputerRun) -> None:

@@ -84,13 +84,14 @@ def run(params: dict) -> dict:
 
 def how_named(results: dict[str, dict]) -> tuple[dict[str, str], list[str]]:
     """How tables and figures name each compared imputer, and which are the classical references, as its
-    ``compare`` stage recorded them from the imputer registry (downstream.json ``imputer_label`` / ``classical``):
-    this stage and the report then need no imputer code (nor torch)."""
+    ``compare`` stage recorded them from the imputer registry (downstream.json ``classical``, and ``imputer_label``
+    where the label is not the name; comparison.json keeps only those labels): this stage and the report then need
+    no imputer code (nor torch)."""
     stale = [name for name, result in results.items() if "classical" not in result]
     if stale:
         raise ValueError(f"{', '.join(str(compare_run(n).downstream) for n in stale)}: written before the comparison "
                          "recorded imputer_label and classical; re-run the compare stage (dvc repro)")
-    return ({name: result["imputer_label"] for name, result in results.items()},
+    return ({name: result["imputer_label"] for name, result in results.items() if "imputer_label" in result},
             [name for name, result in results.items() if result["classical"]])
 
 
