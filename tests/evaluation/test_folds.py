@@ -10,7 +10,7 @@ import yaml
 from remodiff.evaluation.folds import assign_folds, cross_validation, group_rule, pool
 from remodiff.evaluation.matrix import hierarchical_bootstrap
 from remodiff.pipeline import stage
-from remodiff.pipeline.compare_table import comparison_markdown, mark
+from remodiff.pipeline.compare_table import comparison_markdown, how_named, mark
 from remodiff.results import Predictions, concatenate_predictions, load_predictions, save_predictions
 from remodiff.store import save_featureset
 from tests.conftest import ROOT, toy_featureset
@@ -176,3 +176,11 @@ def test_per_clip_differences_resample_like_the_recomputed_ones():
     assert fast.shape == slow.shape == (4000,)
     assert abs(fast.mean() - slow.mean()) < 0.01
     assert abs(np.subtract(*np.percentile(fast, [97.5, 2.5])) - np.subtract(*np.percentile(slow, [97.5, 2.5]))) < 0.03
+
+
+def test_the_table_names_imputers_as_the_compare_stages_recorded_and_refuses_older_results():
+    labels, classical = how_named({"zero": {"classical": True, "imputer_label": "zero (raw 0)"},
+                                   "knn": {"classical": True}, "cvae": {"classical": False}})
+    assert labels == {"zero": "zero (raw 0)"} and classical == ["zero", "knn"]
+    with pytest.raises(ValueError, match=r"compare/knn/downstream.json: written before .* re-run the compare stage"):
+        how_named({"knn": {"train_mean": {"accuracy": 0.3}}})
