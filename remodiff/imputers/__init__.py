@@ -1,5 +1,5 @@
 """Imputers: one module each, registered in :data:`IMPUTERS` (import side effect of this package)."""
-from remodiff.imputers.base import IMPUTERS, Imputer, build_imputer, classical_imputers, imputer_label, load_imputer
+from remodiff.imputers.base import IMPUTERS, Imputer, build_imputer, imputer_label, load_imputer
 from remodiff.imputers import baselines  # noqa: F401  (registers zero, mean)
 from remodiff.imputers import repeat  # noqa: F401
 from remodiff.imputers import uniform  # noqa: F401  (registers random)
@@ -10,4 +10,4 @@ from remodiff.imputers import gan  # noqa: F401
 from remodiff.imputers import oracle  # noqa: F401  (registers oracle_same, oracle_other, oracle_mean)
 from remodiff.imputers import diffusion  # noqa: F401  (registers diffusion)
 
-__all__ = ["IMPUTERS", "Imputer", "build_imputer", "classical_imputers", "imputer_label", "load_imputer"]
+__all__ = ["IMPUTERS", "Imputer", "build_imputer", "imputer_label", "load_imputer"]

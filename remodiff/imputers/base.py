@@ -120,11 +120,6 @@ def imputer_label(name: str) -> str:
     return (IMPUTERS.get(name).label if name in IMPUTERS else "") or name
 
 
-def classical_imputers() -> list[str]:
-    """The names of the :attr:`Imputer.classical` imputers in registration order (remodiff/imputers/__init__.py's)."""
-    return [cls.name for cls in IMPUTERS.registered() if cls.classical]
-
-
 def load_imputer(directory: str | Path) -> Imputer:
     directory = Path(directory)
     refuse_pickled(directory / STATE, "state.pkl", "dvc repro -f the stage that wrote it (train_imputer or "

@@ -49,9 +49,9 @@ def run(params: dict, imputer: str) -> None:
     reconstruct_test(params, runs, entry)
     # what the comparison table and figure need of the imputer's class, so that they import no imputer code: whether
     # it is a classical reference, and its label where that is not its name
-    about = {"classical": IMPUTERS.get(imputer).classical}
-    if imputer_label(imputer) != imputer:
-        about["imputer_label"] = imputer_label(imputer)
+    about, label = {"classical": IMPUTERS.get(imputer).classical}, imputer_label(imputer)
+    if label != imputer:
+        about["imputer_label"] = label
     score(params, runs, entry, imputer, lower_bound=False, fusers=fusers, about=about)
 
 
