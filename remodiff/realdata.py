@@ -38,16 +38,13 @@ from pathlib import Path
 
 import yaml
 
+from remodiff.results import is_training_curve
 from remodiff.store import write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
 REAL_METRICS = Path("metrics") / "real"
 SCRATCH = Path(".real")
-# Training curves (`*history.json`: the fusers', the main imputer's, each compared imputer's) are `dvc plots` of a
-# run, not metrics to compare; they stay in the scratch copy (as metrics, DVC would parse ~2 MB of them as YAML at
-# the end of every `dvc exp run`).
-CURVES_SUFFIX = "history.json"
 RUNNING = re.compile(r"Running stage '([^']+)'")
 
 
@@ -183,7 +180,9 @@ def collect_metrics(scratch: Path, dest: Path) -> list[str]:
             old.unlink()
     copied = []
     for path in sorted((scratch / "metrics").rglob("*")):
-        if path.is_file() and not path.name.endswith(CURVES_SUFFIX):
+        # training curves stay in the scratch copy (as metrics, DVC would parse ~2 MB of them as YAML at the end
+        # of every `dvc exp run`)
+        if path.is_file() and not is_training_curve(path):
             rel = path.relative_to(scratch / "metrics")
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, dest / rel)

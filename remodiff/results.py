@@ -333,10 +333,17 @@ class ImputerRun:
 
 
 SHARED_FUSERS = MODELS / "fuser"
+FUSER_HISTORY = METRICS / "fuser_history.json"  # the first run's fuser on every modality: its training curve
 MAIN_RUN = ImputerRun(MODELS / "imputer", RECONSTRUCTED, METRICS / "reconstruction.json",
                       METRICS / "downstream.json", PREDICTIONS / "main", METRICS / "imputer_history.json")
 COMPARISON_JSON = METRICS / "comparison.json"
 COMPARISON_MD = METRICS / "comparison.md"
+
+
+def is_training_curve(path: Path) -> bool:
+    """Whether ``path`` is a training curve (:data:`FUSER_HISTORY`, an :class:`ImputerRun`'s ``history``): a
+    ``dvc plots`` file, not a result to compare; all their names end in ``history.json``."""
+    return path.name.endswith("history.json")
 
 
 def compare_run(imputer: str) -> ImputerRun:

@@ -34,8 +34,8 @@ from matplotlib.figure import Figure
 from sklearn.decomposition import PCA
 
 from remodiff.evaluation.metrics import metric_of_results
-from remodiff.results import (LOWER_BOUND, Pattern, format_value, load_patterns, markdown_table, protocols_of,
-                              read_reconstruction, reconstruction_patterns, value_ci)
+from remodiff.results import (FUSER_HISTORY, LOWER_BOUND, MAIN_RUN, Pattern, format_value, load_patterns,
+                              markdown_table, protocols_of, read_reconstruction, reconstruction_patterns, value_ci)
 from remodiff.standardise import Standardiser
 from remodiff.store import FeatureSet, partial_path
 
@@ -490,8 +490,8 @@ def write_report(out_dir: Path, metrics_dir: Path, test: FeatureSet | None, reco
     downstream = json.loads(downstream_path.read_text())
     metric = metric_of_results(downstream, metric, "report.metric")
     reconstruction = read_json(metrics_dir / "reconstruction.json")
-    histories = {"fuser (all modalities)": read_json(metrics_dir / "fuser_history.json"),
-                 f"imputer ({downstream.get('imputer', '?')})": read_json(metrics_dir / "imputer_history.json")}
+    histories = {"fuser (all modalities)": read_json(metrics_dir / FUSER_HISTORY.name),
+                 f"imputer ({downstream.get('imputer', '?')})": read_json(metrics_dir / MAIN_RUN.history.name)}
     test_ids = None if test is None else list(test.ids)
     comparison = read_json(metrics_dir / "comparison.json")
     benchmark = read_benchmark(benchmark_path, test_ids) if benchmark_path is not None else None

@@ -8,7 +8,7 @@ from remodiff.evaluation.matrix import modality_subsets, subset_key
 from remodiff.fusion import build_fuser, fuser_section
 from remodiff.pipeline.runs import runs_of
 from remodiff.progress import progress
-from remodiff.results import METRICS, SHARED_FUSERS
+from remodiff.results import FUSER_HISTORY, SHARED_FUSERS
 from remodiff.launch import is_main_process
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ def run(params: dict) -> None:
         for subset in subsets:
             start = time.perf_counter()
             fuser = fuser_for_seed(params, list(subset), run.seed)
-            history = METRICS / "fuser_history.json" if run is runs[0] and len(subset) == len(modalities) else None
+            history = FUSER_HISTORY if run is runs[0] and len(subset) == len(modalities) else None
             train, val = (run.train.having(list(subset)), run.val.having(list(subset))) if incomplete else \
                 (run.train, run.val)
             if not len(train):

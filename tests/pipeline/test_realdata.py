@@ -123,6 +123,9 @@ def test_shared_root_from_the_environment_and_clear_errors(tiny_project, monkeyp
 
 def test_collected_results_leave_the_training_curves_in_the_scratch(tmp_path):
     from remodiff.realdata import collect_metrics
+    from remodiff.results import FUSER_HISTORY, MAIN_RUN, compare_run, is_training_curve
+    assert all(is_training_curve(p) for p in (FUSER_HISTORY, MAIN_RUN.history, compare_run("cvae").history))
+    assert not any(is_training_curve(p) for p in (MAIN_RUN.downstream, compare_run("cvae").training))
     scratch, dest = tmp_path / "scratch", tmp_path / "dest"
     for name in ("downstream.json", "fuser_history.json", "imputer_history.json", "training/cvae.json",
                  "training/cvae.history.json", "compare/cvae/downstream.json"):
